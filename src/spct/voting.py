@@ -1,0 +1,71 @@
+"""Aggregating k judgments into one reward per response, and the paper's accuracy rule.
+
+Voting sums each response's integer scores over the valid samples (range k..10k), which both
+averages out sampling noise and widens the reward range. Failed samples are counted, never
+read as zeros. Meta-guided voting keeps only the k_meta judgments the meta RM rates highest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .data import Judgment, Reward
+
+
+def strict_best(values: Sequence[float]) -> int | None:
+    """Index of the strictly highest value; None on a tie for first (a tie picks no one)."""
+    if not values:
+        return None
+    top = max(values)
+    winners = [i for i, v in enumerate(values) if v == top]
+    return winners[0] if len(winners) == 1 else None
+
+
+def is_correct(scores: Sequence[float] | None, best: Sequence[int] | None, ratings: Sequence[float] | None) -> bool | None:
+    """The accuracy rule (used for rejection, the RL reward, meta RM labels and benchmarks).
+
+    n >= 2: right iff a labelled best response scores strictly above every other response.
+    n == 1: right iff the score equals the rating label.
+    None when there is no label to compare with; False when the judgment failed.
+    """
+    if not best and ratings is None:
+        return None
+    if scores is None:
+        return False
+    if len(scores) == 1:
+        if ratings is None:
+            return None
+        return round(scores[0]) == round(ratings[0])
+    if not best:  # ratings only: the highest-rated response(s) are the best
+        top = max(ratings)  # type: ignore[arg-type]
+        best = [i for i, r in enumerate(ratings) if r == top]  # type: ignore[arg-type]
+    winner = strict_best(scores)
+    return winner is not None and winner in best
+
+
+def vote(
+    example_id: str,
+    judgments: list[Judgment],
+    n: int,
+    *,
+    best: Sequence[int] | None = None,
+    ratings: Sequence[float] | None = None,
+    k_meta: int | None = None,
+) -> Reward:
+    """Sum the scores of the valid judgments (the top k_meta by meta score when given)."""
+    valid = [j for j in judgments if j.ok]
+    failed = len(judgments) - len(valid)
+    if k_meta is not None:
+        if any(j.meta is None for j in valid):
+            raise ValueError("meta-guided voting needs a meta score on every judgment")
+        valid = sorted(valid, key=lambda j: -j.meta)[:k_meta]  # type: ignore[operator]
+    if not valid:
+        return Reward(example_id, None, len(judgments), 0, failed, None,
+                      False if (best or ratings is not None) else None, judgments)
+    rewards = [sum(j.scores[i] for j in valid) for i in range(n)]  # type: ignore[index]
+    if n == 1:
+        mean = [rewards[0] / len(valid)]
+        correct = is_correct(mean, best, ratings)
+    else:
+        correct = is_correct(rewards, best, ratings)
+    return Reward(example_id, rewards, len(judgments), len(valid), failed, strict_best(rewards) if n > 1 else 0, correct, judgments)
