@@ -14,7 +14,7 @@ import sys
 from ..backends.models import ModelNotFound
 from ..data import InputError
 
-COMMANDS = ["judge", "demo"]
+COMMANDS = ["judge", "demo", "rft", "sft", "rl"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,218 @@
+"""Rejective fine-tuning data: sample judgments of labelled examples, keep the right ones.
+
+SPCT's first stage (paper §3.3): per labelled example draw N_RFT (3) judgments with responses
+shuffled; a judgment is kept when it satisfies the accuracy rule (strict win of the labelled
+best response; n = 1: score equals the rating). An example on which every sample is right is
+"too easy" and dropped: it teaches nothing. An example with no right sample gets one *hinted*
+sample (the prompt names the best response); it is kept if right, and counted apart because
+hinted trajectories can take shortcuts.
+
+The run appends one outcome row per example to `samples.jsonl` (resumable with
+`JsonlAppender`), then rebuilds `train.jsonl` (TRL conversational prompt/completion rows) and
+`stats.json` from it. The training prompt is always the *unhinted* prompt in the sampled
+response order: at inference time there is no hint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..data import Example, InputError, JsonlAppender, Judgment, iter_jsonl
+from ..judge import GenerativeRewardModel
+from ..prompts import judge_messages
+from ..voting import is_correct
+
+log = logging.getLogger(__name__)
+
+SAMPLES_FILE = "samples.jsonl"
+TRAIN_FILE = "train.jsonl"
+STATS_FILE = "stats.json"
+
+
+@dataclass
+class RFTConfig:
+    n_samples: int = 3  # N_RFT unhinted samples per example
+    hinted: bool = True  # one hinted sample for examples with no right unhinted sample
+    drop_too_easy: bool = True  # drop examples on which every unhinted sample is right
+    batch_size: int = 8  # examples per backend call
+
+
+@dataclass
+class RFTStats:
+    examples: int = 0
+    samples: int = 0  # unhinted samples drawn
+    accepted: int = 0  # unhinted samples kept
+    too_easy: int = 0  # examples dropped because every sample was right
+    hinted_tried: int = 0  # examples that got a hinted sample
+    hinted_accepted: int = 0
+    no_right_sample: int = 0  # examples left with nothing to train on
+    mixed_rows: int = 0  # general instruction rows mixed in
+    train_rows: int = 0
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Share of unhinted samples that were right (before dropping too-easy examples)."""
+        return self.accepted / self.samples if self.samples else 0.0
+
+    @property
+    def too_easy_rate(self) -> float:
+        return self.too_easy / self.examples if self.examples else 0.0
+
+    @property
+    def hinted_share(self) -> float:
+        """Share of the kept judgment rows that came from hinted sampling."""
+        judged = self.train_rows - self.mixed_rows
+        return self.hinted_accepted / judged if judged else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(acceptance_rate=round(self.acceptance_rate, 4), too_easy_rate=round(self.too_easy_rate, 4),
+                 hinted_share=round(self.hinted_share, 4))
+        return d
+
+
+def is_right(judgment: Judgment, example: Example) -> bool:
+    return judgment.ok and is_correct(judgment.scores, example.best, example.ratings) is True
+
+
+def hint_for(example: Example) -> int | None:
+    """Original index of the response the hint names; None when a hint says nothing (n = 1)."""
+    if len(example.responses) < 2:
+        return None
+    if example.best:
+        return example.best[0]
+    top = max(example.ratings)  # type: ignore[arg-type]
+    tops = [i for i, r in enumerate(example.ratings) if r == top]  # type: ignore[arg-type]
+    return tops[0] if len(tops) == 1 else None
+
+
+def _outcome(example: Example, unhinted: list[Judgment], hinted: Judgment | None, cfg: RFTConfig) -> dict[str, Any]:
+    right = [is_right(j, example) for j in unhinted]
+    if all(right) and cfg.drop_too_easy:
+        status, kept = "too_easy", []
+    elif any(right):
+        status, kept = "kept", [j for j, r in zip(unhinted, right, strict=True) if r]
+    elif hinted is not None and is_right(hinted, example):
+        status, kept = "hinted", [hinted]
+    else:
+        status, kept = "rejected", []
+    return {
+        "id": example.id,
+        "status": status,
+        "right": sum(right),
+        "samples": len(unhinted),
+        "hinted_tried": hinted is not None,
+        "kept": [{"sample": j.sample, "order": j.order, "text": j.text, "scores": j.scores, "hinted": j is hinted} for j in kept],
+        "example": example.to_dict(),
+    }
+
+
+def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_dir: str | Path,
+                     cfg: RFTConfig | None = None, progress: bool = True) -> int:
+    """Sample and reject; append one outcome row per example to OUT/samples.jsonl. Returns rows written now."""
+    cfg = cfg or RFTConfig()
+    unlabelled = [ex.id for ex in examples if not ex.labelled]
+    if unlabelled:
+        raise InputError(f"rejective sampling needs labels ('best' or 'ratings'); unlabelled: {', '.join(unlabelled[:5])}")
+    out_dir = Path(out_dir)
+    written = 0
+    with JsonlAppender(out_dir / SAMPLES_FILE) as out:
+        todo = [ex for ex in examples if ex.id not in out]
+        bar = tqdm(total=len(todo), desc="rft", unit="ex", disable=not progress)
+        for b in range(0, len(todo), cfg.batch_size):
+            chunk = todo[b : b + cfg.batch_size]
+            unhinted = grm.sample(chunk, cfg.n_samples)
+            hints: dict[str, int] = {}
+            if cfg.hinted:
+                for ex, js in zip(chunk, unhinted, strict=True):
+                    h = hint_for(ex)
+                    if h is not None and not any(is_right(j, ex) for j in js):
+                        hints[ex.id] = h
+            hinted: dict[str, Judgment] = {}
+            if hints:
+                need = [ex for ex in chunk if ex.id in hints]
+                # Sample index n_samples: a fresh shuffle, distinct from the unhinted ones.
+                for ex, js in zip(need, grm.sample(need, 1, hints=hints, first_sample=cfg.n_samples), strict=True):
+                    hinted[ex.id] = js[0]
+            for ex, js in zip(chunk, unhinted, strict=True):
+                out.write(_outcome(ex, js, hinted.get(ex.id), cfg))
+                written += 1
+            bar.update(len(chunk))
+        bar.close()
+    return written
+
+
+def _instruction_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """General instruction data in TRL's shapes -> conversational prompt/completion rows."""
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(obj, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        if "messages" in obj:
+            msgs = obj["messages"]
+            if not isinstance(msgs, list) or len(msgs) < 2 or not isinstance(msgs[-1], dict) or msgs[-1].get("role") != "assistant":
+                raise InputError(f"{where} [messages]: needs 2+ messages ending with an assistant turn")
+            prompt, completion = msgs[:-1], [msgs[-1]]
+        elif "prompt" in obj and "completion" in obj:
+            prompt, completion = obj["prompt"], obj["completion"]
+            if isinstance(prompt, str):
+                prompt = [{"role": "user", "content": prompt}]
+            if isinstance(completion, str):
+                completion = [{"role": "assistant", "content": completion}]
+            if not isinstance(prompt, list) or not isinstance(completion, list):
+                raise InputError(f"{where} [prompt]: 'prompt'/'completion' must be strings or message lists")
+        else:
+            raise InputError(f"{where}: expected {{messages}} or {{prompt, completion}}")
+        for m in [*prompt, *completion]:
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise InputError(f"{where}: every message needs string 'role' and 'content'")
+        yield {"id": f"mix:{obj.get('id', lineno)}", "prompt": prompt, "completion": completion, "source": "mix"}
+
+
+def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path | None = None,
+                  mix_limit: int | None = None) -> RFTStats:
+    """Rebuild OUT/train.jsonl and OUT/stats.json from OUT/samples.jsonl (plus optional instruction data)."""
+    out_dir = Path(out_dir)
+    stats = RFTStats()
+    rows: list[dict[str, Any]] = []
+    for _, o in iter_jsonl(out_dir / SAMPLES_FILE):
+        if not isinstance(o, dict) or "status" not in o:
+            continue
+        stats.examples += 1
+        stats.samples += o["samples"]
+        stats.too_easy += o["status"] == "too_easy"
+        stats.hinted_tried += bool(o["hinted_tried"])
+        stats.hinted_accepted += o["status"] == "hinted"
+        stats.no_right_sample += o["status"] == "rejected"
+        stats.accepted += o["right"]
+        ex = Example(**o["example"])
+        for k in o["kept"]:
+            rows.append({
+                "id": f"{ex.id}#{k['sample']}",
+                "prompt": judge_messages(ex, k["order"], principles=principles),
+                "completion": [{"role": "assistant", "content": k["text"]}],
+                "source": "hinted" if k["hinted"] else "unhinted",
+            })
+    if mix is not None:
+        mixed = list(_instruction_rows(mix))[:mix_limit]
+        stats.mixed_rows = len(mixed)
+        rows.extend(mixed)
+    stats.train_rows = len(rows)
+    with open(out_dir / TRAIN_FILE, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    (out_dir / STATS_FILE).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+    return stats
+
+
+def run_rft(grm: GenerativeRewardModel, examples: list[Example], out_dir: str | Path, cfg: RFTConfig | None = None,
+            mix: str | Path | None = None, mix_limit: int | None = None, progress: bool = True) -> RFTStats:
+    rejective_sample(grm, examples, out_dir, cfg, progress)
+    return build_dataset(out_dir, principles=grm.config.principles, mix=mix, mix_limit=mix_limit)

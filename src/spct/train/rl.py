@@ -1,0 +1,144 @@
+"""Rule-based online RL (SPCT stage 2) with TRL's GRPOTrainer.
+
+The reward of one generated judgment is +1 when it parses and satisfies the accuracy rule (the
+labelled best response scores strictly above every other; n = 1: the score equals the rating),
+else -1; an unparseable judgment is -1. There is no format or length reward. Group size 4 and
+a KL coefficient beta = 0.08 (the paper's setting; TRL's default beta is 0).
+
+The dataset holds one prompt per example, its responses shuffled (a seeded shuffle per example)
+so the policy cannot learn a position; the label is stored in *shown* positions, which is what
+the generated score line refers to.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import Example, InputError
+from ..judge import sample_order
+from ..parsing import JudgmentParseError, parse_judgment
+from ..prompts import judge_messages
+from ..voting import is_correct
+from .sft import load_policy, save_model
+
+log = logging.getLogger(__name__)
+
+
+def completion_text(completion: Any) -> str:
+    """TRL passes a string (standard data) or a list of messages (conversational data)."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if m.get("role") == "assistant")
+
+
+def judgment_reward(text: str, n: int, best: list[int] | None, ratings: list[float] | None) -> float:
+    """+1 if the judgment parses and is right by the accuracy rule, else -1."""
+    try:
+        scores = parse_judgment(text, n).scores
+    except JudgmentParseError:
+        return -1.0
+    return 1.0 if is_correct(scores, best or None, ratings or None) else -1.0
+
+
+def rule_reward(prompts: list, completions: list, n: list[int], best: list[list[int]], ratings: list[list[float]], **_: Any) -> list[float]:
+    """TRL reward function: columns `n`, `best`, `ratings` (shown positions) come from `rl_dataset`."""
+    return [judgment_reward(completion_text(c), k, b, r) for c, k, b, r in zip(completions, n, best, ratings, strict=True)]
+
+
+def rl_rows(examples: list[Example], seed: int = 0, principles: bool = True) -> list[dict[str, Any]]:
+    """One conversational prompt per example, responses shuffled, labels mapped to shown positions."""
+    rows = []
+    for ex in examples:
+        if not ex.labelled:
+            raise InputError(f"example {ex.id}: RL needs a label ('best' or 'ratings')")
+        order = sample_order(seed, ex.id, 0, len(ex.responses))
+        rows.append({
+            "id": ex.id,
+            "prompt": judge_messages(ex, order, principles=principles),
+            "n": len(order),
+            "best": sorted(order.index(b) for b in ex.best) if ex.best else [],
+            "ratings": [float(ex.ratings[i]) for i in order] if ex.ratings is not None else [],
+        })
+    return rows
+
+
+@dataclass
+class RLSettings:
+    beta: float = 0.08  # KL coefficient; the paper's value (TRL defaults to 0)
+    num_generations: int = 4  # group size G
+    prompts_per_step: int = 1  # per device; the batch is prompts_per_step * num_generations completions
+    grad_accum: int = 4
+    max_completion_length: int = 1024
+    temperature: float = 1.0
+    learning_rate: float = 1e-6
+    epochs: float = 1.0
+    max_steps: int = -1
+    use_vllm: bool | None = None  # None: on when a GPU is present
+    gradient_checkpointing: bool = False
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    use_cpu: bool = False
+    seed: int = 0
+    logging_steps: int = 10
+    report_to: str = "none"
+
+
+def grpo_config(s: RLSettings, output_dir: str | Path):
+    from trl import GRPOConfig
+
+    on_gpu = torch.cuda.is_available() and not s.use_cpu
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        beta=s.beta,
+        num_generations=s.num_generations,
+        per_device_train_batch_size=s.prompts_per_step * s.num_generations,
+        gradient_accumulation_steps=s.grad_accum,
+        max_completion_length=s.max_completion_length,
+        temperature=s.temperature,
+        learning_rate=s.learning_rate,
+        num_train_epochs=s.epochs,
+        max_steps=s.max_steps,
+        use_vllm=on_gpu if s.use_vllm is None else s.use_vllm,
+        vllm_mode="colocate",
+        gradient_checkpointing=s.gradient_checkpointing,
+        bf16=on_gpu,
+        use_cpu=s.use_cpu,
+        seed=s.seed,
+        logging_steps=s.logging_steps,
+        save_strategy="no",
+        report_to=s.report_to,
+    )
+
+
+def train_rl(model: str, examples: list[Example], output_dir: str | Path, settings: RLSettings | None = None,
+             principles: bool = True) -> dict[str, float]:
+    """GRPO from `model` (usually the SFT output); saves the policy to output_dir; returns metrics."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from .sft import SFTSettings, lora_config
+
+    s = settings or RLSettings()
+    dataset = Dataset.from_list(rl_rows(examples, s.seed, principles))
+    policy, tokenizer = load_policy(model)
+    tokenizer.padding_side = "left"
+    peft = lora_config(SFTSettings(lora_r=s.lora_r, lora_alpha=s.lora_alpha)) if s.lora else None
+    trainer = GRPOTrainer(model=policy, reward_funcs=[rule_reward], args=grpo_config(s, output_dir),
+                          train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    save_model(trainer, tokenizer, output_dir)
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    steps = max(1, result.global_step)
+    return {"prompts": len(dataset), "steps": result.global_step, "seconds": round(seconds, 2),
+            "seconds_per_step": round(seconds / steps, 3),
+            "mean_reward_first_log": round(rewards[0], 4) if rewards else float("nan"),
+            "mean_reward_last_log": round(rewards[-1], 4) if rewards else float("nan")}

@@ -1,0 +1,132 @@
+"""Supervised fine-tuning on the rejective-sampling data with TRL's SFTTrainer.
+
+The dataset is conversational prompt/completion rows (train/rft.py), so the loss is on the
+completion only (`completion_only_loss`). LoRA via PEFT is optional; a LoRA run saves the
+merged weights, so the output folder is a plain model that every backend loads
+(`TransformersBackend(out)`, vLLM, `spct judge --model out`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..backends.models import resolve_model
+from ..data import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTSettings:
+    """The knobs spct exposes; everything else keeps TRL's defaults (see `sft_config`)."""
+
+    epochs: float = 2.0
+    max_steps: int = -1  # > 0 overrides epochs
+    learning_rate: float = 1e-5
+    batch_size: int = 4  # per device
+    grad_accum: int = 4
+    max_length: int = 4096  # prompt + completion tokens; longer rows are truncated
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    gradient_checkpointing: bool = False
+    use_cpu: bool = False
+    seed: int = 0
+    logging_steps: int = 10
+    report_to: str = "none"
+
+
+def sft_config(s: SFTSettings, output_dir: str | Path):
+    from trl import SFTConfig
+
+    on_gpu = torch.cuda.is_available() and not s.use_cpu
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=s.epochs,
+        max_steps=s.max_steps,
+        learning_rate=s.learning_rate,
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        max_length=s.max_length,
+        completion_only_loss=True,
+        gradient_checkpointing=s.gradient_checkpointing,
+        bf16=on_gpu,
+        use_cpu=s.use_cpu,
+        seed=s.seed,
+        logging_steps=s.logging_steps,
+        save_strategy="no",
+        report_to=s.report_to,
+    )
+
+
+def load_train_rows(data: str | Path):
+    """RFT_DIR (its train.jsonl) or a JSONL file of prompt/completion rows -> datasets.Dataset."""
+    from datasets import load_dataset
+
+    p = Path(data)
+    if p.is_dir():
+        p = p / "train.jsonl"
+    if not p.is_file():
+        raise InputError(f"{p}: no such file (run `spct rft` first)")
+    ds = load_dataset("json", data_files=str(p), split="train")
+    missing = {"prompt", "completion"} - set(ds.column_names)
+    if missing:
+        raise InputError(f"{p}: rows need 'prompt' and 'completion' (missing {', '.join(sorted(missing))})")
+    if len(ds) == 0:
+        raise InputError(f"{p}: no training rows (rejective sampling kept nothing)")
+    return ds.select_columns(["prompt", "completion"])
+
+
+def load_policy(model: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, gguf = resolve_model(model)
+    kw = {"gguf_file": gguf} if gguf else {}
+    tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return policy, tokenizer
+
+
+def save_model(trainer, tokenizer, output_dir: str | Path) -> None:
+    """Save a plain model folder: LoRA adapters are merged into the base weights first."""
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+
+
+def lora_config(s: SFTSettings):
+    from peft import LoraConfig
+
+    return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def train_sft(base_model: str, data: str | Path, output_dir: str | Path, settings: SFTSettings | None = None) -> dict[str, float]:
+    """Fine-tune `base_model` on RFT data; save the (merged) model to output_dir; return timing metrics."""
+    from trl import SFTTrainer
+
+    s = settings or SFTSettings()
+    dataset = load_train_rows(data)
+    policy, tokenizer = load_policy(base_model)
+    trainer = SFTTrainer(
+        model=policy,
+        args=sft_config(s, output_dir),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(s) if s.lora else None,
+    )
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    save_model(trainer, tokenizer, output_dir)
+    steps = max(1, result.global_step)
+    return {"rows": len(dataset), "steps": result.global_step, "seconds": round(seconds, 2),
+            "seconds_per_step": round(seconds / steps, 3), "train_loss": round(result.training_loss, 4)}
