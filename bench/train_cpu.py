@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from spct.backends.transformers import TransformersBackend
-from spct.data import Example, read_examples, write_jsonl
+from spct.data import Example, Reward, iter_jsonl, read_examples, write_jsonl
 from spct.jobs import judge_file
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.train.rft import RFTConfig, run_rft
@@ -57,18 +57,22 @@ def evaluate(model_dir: str, examples: list[Example], out_dir: Path, max_new_tok
     row: dict = {}
     for k in (1, 4):
         grm = GenerativeRewardModel(backend, JudgeConfig(k=k, max_new_tokens=max_new_tokens, constrain=True))
-        s = judge_file(grm, examples, out_dir / f"k{k}.jsonl", k=k, batch_size=max(1, batch // k), progress=False)
+        judge_file(grm, examples, out_dir / f"k{k}.jsonl", k=k, batch_size=max(1, batch // k), progress=False)
+        # Read the whole file back: a resumed run's earlier rows count too.
+        rewards = [Reward.from_dict(obj) for _, obj in iter_jsonl(out_dir / f"k{k}.jsonl")]
+        judgments = [j for r in rewards for j in r.judgments]
         free_correct = 0
-        for r in s.rewards:
+        for r in rewards:
             ex = by_id[r.id]
             own = [j for j in r.judgments if j.ok and not j.forced]
             free_correct += bool(vote(r.id, own, len(ex.responses), best=ex.best).correct)
         row[f"k{k}"] = {
-            "parse_constrained": round((s.judgments - s.failed_judgments) / s.judgments, 3),
-            "parse_unconstrained": round(s.unconstrained_parse_rate, 3),
-            "acc_constrained": round(s.accuracy, 3),
-            "acc_unconstrained": round(free_correct / len(s.rewards), 3),
-            "ties_or_failures": sum(r.best is None for r in s.rewards),
+            "examples": len(rewards),
+            "parse_constrained": round(sum(j.ok for j in judgments) / len(judgments), 3),
+            "parse_unconstrained": round(sum(j.ok and not j.forced for j in judgments) / len(judgments), 3),
+            "acc_constrained": round(sum(bool(r.correct) for r in rewards) / len(rewards), 3),
+            "acc_unconstrained": round(free_correct / len(rewards), 3),
+            "ties_or_failures": sum(r.best is None for r in rewards),
         }
     return row
 

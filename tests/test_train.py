@@ -177,3 +177,29 @@ def test_sft_then_grpo_on_embedded_model_saves_a_judge(tmp_path, pair_examples):
     rewards = judge.judge(pair_examples)
     assert [r.id for r in rewards] == ["p1", "p2"]
     assert all(r.rewards is not None and len(r.rewards) == 2 and r.judgments[0].ok for r in rewards)
+
+
+def test_cli_rft_with_fake_engine(tmp_path, capsys):
+    from spct.cli import main
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"id": "a", "query": "q", "responses": ["a long right answer", "no"], "best": [0]}) + "\n"
+                    + json.dumps({"id": "b", "query": "q", "responses": ["ok", "a long wrong answer"], "best": [0]}) + "\n")
+    assert main(["rft", str(data), "-o", str(tmp_path / "rft"), "--engine", "fake", "--no-progress"]) == 0
+    stats = json.loads((tmp_path / "rft" / "stats.json").read_text())
+    # The fake engine prefers length: "a" is too easy; "b" is never right, and the fake ignores hints.
+    assert stats["examples"] == 2 and stats["too_easy"] == 1 and stats["hinted_tried"] == 1 and stats["train_rows"] == 0
+    assert main(["rft", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "x"), "--engine", "fake"]) == 2
+    assert "spct rft: error:" in capsys.readouterr().err  # one line, no traceback
+
+
+@pytest.mark.parametrize("name,stage,machines", [
+    ("zero2", 2, 1), ("zero3", 3, 1), ("zero2-multinode", 2, 2), ("zero3-multinode", 3, 4)])
+def test_accelerate_configs_load(name, stage, machines):
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cfg = ClusterConfig.from_yaml_file(str(Path(__file__).parent.parent / "configs" / "accelerate" / f"{name}.yaml"))
+    assert cfg.distributed_type == "DEEPSPEED" and cfg.deepspeed_config["zero_stage"] == stage
+    assert cfg.num_machines == machines and cfg.num_processes == 8 * machines and cfg.mixed_precision == "bf16"

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     vllm = p.add_mutually_exclusive_group()
     vllm.add_argument("--vllm", dest="use_vllm", action="store_true", default=None, help="generate with vLLM (default when a GPU is present)")
     vllm.add_argument("--no-vllm", dest="use_vllm", action="store_false", help="generate with transformers")
+    p.add_argument("--vllm-tp", type=int, default=1, help="tensor-parallel size of the colocated vLLM engine (default: 1)")
+    p.add_argument("--vllm-memory", type=float, default=0.3, help="share of GPU memory vLLM may use (default: 0.3)")
     p.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without principles")
     add_trainer_args(p, lr=1e-6, epochs=1.0)
     add_lora_args(p)
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     s = RLSettings(beta=args.beta, num_generations=args.num_generations, prompts_per_step=args.prompts_per_step,
                    grad_accum=args.grad_accum, max_completion_length=args.max_completion_length,
                    temperature=args.temperature, learning_rate=args.lr, epochs=args.epochs, max_steps=args.max_steps,
-                   use_vllm=args.use_vllm, gradient_checkpointing=args.gradient_checkpointing, lora=args.lora,
+                   use_vllm=args.use_vllm, vllm_tensor_parallel_size=args.vllm_tp,
+                   vllm_gpu_memory_utilization=args.vllm_memory, gradient_checkpointing=args.gradient_checkpointing, lora=args.lora,
                    lora_r=args.lora_r, lora_alpha=args.lora_alpha, use_cpu=args.use_cpu, seed=args.seed,
                    logging_steps=args.logging_steps, report_to=args.report_to)
     print(json.dumps(train_rl(args.model, examples, args.output, s, principles=args.principles)), file=sys.stderr)

@@ -80,6 +80,8 @@ class RLSettings:
     epochs: float = 1.0
     max_steps: int = -1
     use_vllm: bool | None = None  # None: on when a GPU is present
+    vllm_tensor_parallel_size: int = 1  # vLLM shards per colocated engine (e.g. 8 for a 27B policy)
+    vllm_gpu_memory_utilization: float = 0.3  # share of each GPU vLLM may take beside training
     gradient_checkpointing: bool = False
     lora: bool = False
     lora_r: int = 16
@@ -106,7 +108,9 @@ def grpo_config(s: RLSettings, output_dir: str | Path):
         num_train_epochs=s.epochs,
         max_steps=s.max_steps,
         use_vllm=on_gpu if s.use_vllm is None else s.use_vllm,
-        vllm_mode="colocate",
+        vllm_mode="colocate",  # generation runs inside the training processes, no separate server
+        vllm_tensor_parallel_size=s.vllm_tensor_parallel_size,
+        vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
         gradient_checkpointing=s.gradient_checkpointing,
         bf16=on_gpu,
         use_cpu=s.use_cpu,

@@ -95,12 +95,16 @@ def load_policy(model: str):
 
 
 def save_model(trainer, tokenizer, output_dir: str | Path) -> None:
-    """Save a plain model folder: LoRA adapters are merged into the base weights first."""
-    model = trainer.model
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    """Save a plain model folder. `Trainer.save_model` gathers ZeRO-3 shards; LoRA adapters are
+    merged into the base weights first (use LoRA with ZeRO-2 or one device: merging needs whole weights)."""
+    if hasattr(trainer.model, "merge_and_unload"):
+        if trainer.accelerator.is_main_process:
+            trainer.model.merge_and_unload().save_pretrained(output_dir)
+            tokenizer.save_pretrained(output_dir)
+        return
+    trainer.save_model(str(output_dir))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(output_dir)
 
 
 def lora_config(s: SFTSettings):
