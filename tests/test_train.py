@@ -203,3 +203,19 @@ def test_accelerate_configs_load(name, stage, machines):
     cfg = ClusterConfig.from_yaml_file(str(Path(__file__).parent.parent / "configs" / "accelerate" / f"{name}.yaml"))
     assert cfg.distributed_type == "DEEPSPEED" and cfg.deepspeed_config["zero_stage"] == stage
     assert cfg.num_machines == machines and cfg.num_processes == 8 * machines and cfg.mixed_precision == "bf16"
+
+
+@pytest.mark.slow
+def test_lora_sft_saves_merged_model(tmp_path, pair_examples):
+    from spct.backends.transformers import TransformersBackend
+    from spct.train.sft import SFTSettings, train_sft
+
+    grm = GenerativeRewardModel(hint_following_backend(), JudgeConfig(max_new_tokens=32))
+    run_rft(grm, pair_examples, tmp_path / "rft", RFTConfig(drop_too_easy=False), progress=False)
+    out = tmp_path / "lora"
+    m = train_sft("smollm2-135m", tmp_path / "rft", out, SFTSettings(
+        max_steps=1, batch_size=1, grad_accum=1, max_length=512, lora=True, lora_r=4, use_cpu=True, logging_steps=1))
+    assert m["steps"] == 1
+    assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()  # merged, a plain model
+    backend = TransformersBackend(str(out), batch_size=2)
+    assert not any("lora" in name for name, _ in backend.model.named_parameters())

@@ -25,7 +25,7 @@ from ..judge import sample_order
 from ..parsing import JudgmentParseError, parse_judgment
 from ..prompts import judge_messages
 from ..voting import is_correct
-from .sft import load_policy, save_model
+from .sft import resolve_policy, save_model
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,13 @@ class RLSettings:
     report_to: str = "none"
 
 
-def grpo_config(s: RLSettings, output_dir: str | Path):
+def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None):
     from trl import GRPOConfig
 
     on_gpu = torch.cuda.is_available() and not s.use_cpu
     return GRPOConfig(
         output_dir=str(output_dir),
+        model_init_kwargs=model_init_kwargs or None,
         beta=s.beta,
         num_generations=s.num_generations,
         per_device_train_batch_size=s.prompts_per_step * s.num_generations,
@@ -131,10 +132,10 @@ def train_rl(model: str, examples: list[Example], output_dir: str | Path, settin
 
     s = settings or RLSettings()
     dataset = Dataset.from_list(rl_rows(examples, s.seed, principles))
-    policy, tokenizer = load_policy(model)
+    path, init_kwargs, tokenizer = resolve_policy(model)
     tokenizer.padding_side = "left"
     peft = lora_config(SFTSettings(lora_r=s.lora_r, lora_alpha=s.lora_alpha)) if s.lora else None
-    trainer = GRPOTrainer(model=policy, reward_funcs=[rule_reward], args=grpo_config(s, output_dir),
+    trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, init_kwargs),
                           train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
     t0 = time.perf_counter()
     result = trainer.train()

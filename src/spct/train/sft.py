@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,12 +42,13 @@ class SFTSettings:
     report_to: str = "none"
 
 
-def sft_config(s: SFTSettings, output_dir: str | Path):
+def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None):
     from trl import SFTConfig
 
     on_gpu = torch.cuda.is_available() and not s.use_cpu
     return SFTConfig(
         output_dir=str(output_dir),
+        model_init_kwargs=model_init_kwargs or None,
         num_train_epochs=s.epochs,
         max_steps=s.max_steps,
         learning_rate=s.learning_rate,
@@ -82,16 +84,21 @@ def load_train_rows(data: str | Path):
     return ds.select_columns(["prompt", "completion"])
 
 
-def load_policy(model: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def resolve_policy(model: str) -> tuple[str, dict[str, Any], Any]:
+    """Model spec -> (path, from_pretrained kwargs, tokenizer).
+
+    The trainer is given the path, not a loaded model, so TRL loads it after the DeepSpeed
+    config exists (ZeRO-3 then shards the weights while loading instead of every process
+    holding a full copy).
+    """
+    from transformers import AutoTokenizer
 
     path, gguf = resolve_model(model)
-    kw = {"gguf_file": gguf} if gguf else {}
-    tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw)
+    init_kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    tokenizer = AutoTokenizer.from_pretrained(path, **init_kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return policy, tokenizer
+    return path, init_kwargs, tokenizer
 
 
 def save_model(trainer, tokenizer, output_dir: str | Path) -> None:
@@ -119,10 +126,10 @@ def train_sft(base_model: str, data: str | Path, output_dir: str | Path, setting
 
     s = settings or SFTSettings()
     dataset = load_train_rows(data)
-    policy, tokenizer = load_policy(base_model)
+    path, init_kwargs, tokenizer = resolve_policy(base_model)
     trainer = SFTTrainer(
-        model=policy,
-        args=sft_config(s, output_dir),
+        model=path,
+        args=sft_config(s, output_dir, init_kwargs),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(s) if s.lora else None,
