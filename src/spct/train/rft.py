@@ -16,7 +16,6 @@ response order: at inference time there is no hint.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,8 +27,6 @@ from ..data import Example, InputError, JsonlAppender, Judgment, iter_jsonl
 from ..judge import GenerativeRewardModel
 from ..prompts import judge_messages
 from ..voting import is_correct
-
-log = logging.getLogger(__name__)
 
 SAMPLES_FILE = "samples.jsonl"
 TRAIN_FILE = "train.jsonl"

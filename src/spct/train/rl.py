@@ -12,7 +12,6 @@ the generated score line refers to.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,6 @@ from ..parsing import JudgmentParseError, parse_judgment
 from ..prompts import judge_messages
 from ..voting import is_correct
 from .sft import resolve_policy, save_model
-
-log = logging.getLogger(__name__)
 
 
 def completion_text(completion: Any) -> str:

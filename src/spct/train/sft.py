@@ -8,7 +8,6 @@ merged weights, so the output folder is a plain model that every backend loads
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ import torch
 
 from ..backends.models import resolve_model
 from ..data import InputError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
