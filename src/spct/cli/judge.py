@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..data import InputError, load_examples
 from ..jobs import judge_file
@@ -26,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.output).exists() and Path(args.input).exists() and Path(args.output).samefile(args.input):
+        raise InputError(f"{args.output}: the output must not be the input file")
+    if Path(args.output).is_dir():
+        raise InputError(f"{args.output}: is a folder; the output must be a file")
     examples, issues = load_examples(args.input, args.split)
     report_issues(issues)
     if args.limit is not None:
