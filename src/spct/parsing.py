@@ -22,7 +22,7 @@ _INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
 _PRINCIPLES_HEADER = re.compile(r"^[#*\s]*principles?[*\s]*:?[*]*", re.IGNORECASE)
 _PRINCIPLES_OPENING = re.compile(r"^\W*(?:the\s+)?(?:principles?|criteria)\b", re.IGNORECASE)
 _ANALYSIS = re.compile(r"^[#*\s]*(?:analysis|critique|evaluation)[*\s]*:[*]*", re.IGNORECASE | re.MULTILINE)
-_SCORES_LINE = re.compile(r"(?:\*\*)?scores?(?:\*\*)?\s*:\s*$", re.IGNORECASE)
+_SCORES_LABEL = re.compile(r"[*_#\s]*\bscores?\b[*_\s]*:[*_\s$]*$", re.IGNORECASE)
 
 
 class JudgmentParseError(ValueError):
@@ -59,6 +59,11 @@ def parse_scores(box_content: str, n: int) -> list[int]:
     return scores
 
 
+def strip_score_label(head: str) -> str:
+    """Drop a trailing `Scores:` label (with markdown) from the text before a score box."""
+    return _SCORES_LABEL.sub("", head.rstrip()).rstrip()
+
+
 def final_box(text: str) -> re.Match[str]:
     """The last `\\boxed{...}` of `text`, which must end it; raises JudgmentParseError."""
     boxes = list(_BOX.finditer(text))
@@ -76,7 +81,7 @@ def parse_judgment(text: str, n: int) -> ParsedJudgment:
     scores = parse_scores(last.group(1), n)
 
     # Everything before the score line is the principles, then the critique.
-    head = _SCORES_LINE.sub("", text[: last.start()].rstrip()).strip()
+    head = strip_score_label(text[: last.start()]).strip()
     split = _ANALYSIS.search(head)
     if not split:
         # No analysis header: a text that opens with its principles is all principles.

@@ -10,18 +10,15 @@ under a logits processor that admits only `count` integers in lo..hi and the clo
 from __future__ import annotations
 
 import logging
-import re
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from ..parsing import JudgmentParseError, final_box
+from ..parsing import JudgmentParseError, final_box, strip_score_label
 from .base import Backend, Generation, GenerationRequest, ScoreConstraint
 from .models import ModelNotFound, resolve_model
 
 log = logging.getLogger(__name__)
-
-_SCORE_LABEL = re.compile(r"(?:\*\*)?\bscores?(?:\*\*)?\s*:?\s*$", re.IGNORECASE)
 
 
 def _number_prefix_ok(q: str, lo: int, hi: int) -> bool:
@@ -78,7 +75,7 @@ def head_before_score_line(text: str) -> str:
             text = text[: final_box(text).start()]
         except JudgmentParseError:
             pass
-    return _SCORE_LABEL.sub("", text.rstrip()).rstrip()
+    return strip_score_label(text)
 
 
 class ScoreLineProcessor(LogitsProcessor):
