@@ -95,3 +95,10 @@ def test_console_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "spct", "judge", "--help"], capture_output=True, text=True, check=True).stdout
     for option in ("--k", "--model", "--max-new-tokens", "--no-constrain", "--retries", "--seed", "--temperature"):
         assert option in out
+
+
+def test_demo_prints_the_table_and_rates(capsys):
+    assert main(["demo", "--engine", "fake", "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "hh-harmless" in out and "accuracy vs human label" in out and "a tie counts as wrong" in out
+    assert "parse failures: 0/16" in out and "unconstrained parse rate" in out

@@ -47,6 +47,14 @@ def test_resume_after_ctrl_c_and_a_partial_line(tmp_path):
     assert (again.skipped_done, again.written) == (5, 0) and len(ids(out)) == 5
 
 
+def test_rows_judged_with_another_k_are_kept_with_a_warning(tmp_path, caplog):
+    out = tmp_path / "judged.jsonl"
+    judge_file(GenerativeRewardModel(FakeBackend(), JudgeConfig(k=1)), EXAMPLES[:2], out, progress=False)
+    with caplog.at_level("WARNING"):
+        s = judge_file(GenerativeRewardModel(FakeBackend(), JudgeConfig(k=3)), EXAMPLES[:3], out, progress=False)
+    assert s.written == 1 and "2 finished row(s)" in caplog.text and "k=3" in caplog.text
+
+
 def test_output_rows_have_the_reward_schema(tmp_path):
     out = tmp_path / "judged.jsonl"
     s = judge_file(GenerativeRewardModel(FakeBackend(), JudgeConfig(k=2)), EXAMPLES[:2], out, progress=False)
