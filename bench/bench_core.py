@@ -1,7 +1,7 @@
 """Judging-core figures on this machine: model load (first = GGUF conversion, then cached),
 tokens/s of one judgment, and k = 4 shuffled samples generated as one batch vs one at a time.
 
-Run: nice -n 10 python bench/bench_core.py [--max-new-tokens 64]
+Run: nice -n 10 python bench/bench_core.py [--max-new-tokens 32] [--k 4]
 All figures come from one run, so the batched/sequential ratio compares like with like.
 """
 
@@ -41,7 +41,7 @@ def timed(fn):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--k", type=int, default=4)
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "

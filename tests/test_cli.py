@@ -102,3 +102,12 @@ def test_demo_prints_the_table_and_rates(capsys):
     out = capsys.readouterr().out
     assert "hh-harmless" in out and "accuracy vs human label" in out and "a tie counts as wrong" in out
     assert "parse failures: 0/16" in out and "unconstrained parse rate" in out
+
+
+@pytest.mark.parametrize(("model", "message"), [("{tmp}/missing.gguf", "no such GGUF file"),
+                                                 ("{tmp}", "not a model folder (no config.json)")])
+def test_a_model_that_is_not_there_is_one_clear_line(tmp_path, capsys, model, message):
+    src = write_input(tmp_path / "in.jsonl")
+    argv = ["judge", str(src), "-o", str(tmp_path / "o.jsonl"), "--model", model.replace("{tmp}", str(tmp_path))]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
