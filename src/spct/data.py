@@ -31,13 +31,17 @@ class Example:
     best: list[int] | None = None  # indices of the preferred response(s)
     ratings: list[float] | None = None  # one label per response (single-response data)
     domain: str | None = None
+    # Where the example was read from ("file:line"), for messages; not part of the data.
+    source: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def labelled(self) -> bool:
         return bool(self.best) or self.ratings is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("source")
+        return d
 
 
 @dataclass
@@ -92,7 +96,11 @@ class Reward:
 
 
 class InputError(ValueError):
-    """User input that cannot be used; the message names where and why."""
+    """User input that cannot be used; the message names where and why, `field` which field."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -139,10 +147,10 @@ def _hh_pair(chosen: str, rejected: str) -> tuple[list[Message], str, str]:
 
 def _check_messages(value: Any, fieldname: str) -> list[Message]:
     if not isinstance(value, list) or not value:
-        raise InputError(f"'{fieldname}' must be a non-empty list of {{role, content}} messages")
+        raise InputError(f"'{fieldname}' must be a non-empty list of {{role, content}} messages", fieldname)
     for i, m in enumerate(value):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise InputError(f"'{fieldname}[{i}]' must be an object with string 'role' and 'content'")
+            raise InputError(f"'{fieldname}[{i}]' must be an object with string 'role' and 'content'", f"{fieldname}[{i}]")
     return value
 
 
@@ -156,58 +164,62 @@ def example_from_dict(d: Any, default_id: str) -> Example:
     if "responses" in d:  # native shape
         query = d.get("query", d.get("prompt"))
         if query is None:
-            raise InputError("missing field 'query'")
+            raise InputError("missing field 'query'", "query")
         if isinstance(query, list):
             query = _check_messages(query, "query")
         elif not isinstance(query, str):
-            raise InputError("'query' must be a string or a list of messages")
+            raise InputError("'query' must be a string or a list of messages", "query")
         responses = d["responses"]
         if not isinstance(responses, list) or not responses:
-            raise InputError("'responses' must be a non-empty list of strings")
+            raise InputError("'responses' must be a non-empty list of strings (zero responses: nothing to judge)", "responses")
         for i, r in enumerate(responses):
             if not isinstance(r, str):
-                raise InputError(f"'responses[{i}]' must be a string, got {type(r).__name__}")
+                raise InputError(f"'responses[{i}]' must be a string, got {type(r).__name__}", f"responses[{i}]")
         best = d.get("best")
         if best is not None:
-            if isinstance(best, int):
+            if isinstance(best, int) and not isinstance(best, bool):
                 best = [best]
-            if not isinstance(best, list) or not all(isinstance(b, int) for b in best):
-                raise InputError("'best' must be a list of response indices")
+            if not isinstance(best, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in best):
+                raise InputError("'best' must be a list of response indices", "best")
             bad = [b for b in best if not 0 <= b < len(responses)]
             if bad:
-                raise InputError(f"'best' index {bad[0]} out of range for {len(responses)} responses")
+                raise InputError(f"'best' index {bad[0]} out of range for {len(responses)} responses", "best")
         ratings = d.get("ratings")
         if ratings is not None:
             if not isinstance(ratings, list) or len(ratings) != len(responses):
-                raise InputError(f"'ratings' must have one number per response ({len(responses)})")
-            if not all(isinstance(x, int | float) for x in ratings):
-                raise InputError("'ratings' must be numbers")
+                raise InputError(f"'ratings' must have one number per response ({len(responses)})", "ratings")
+            if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in ratings):
+                raise InputError("'ratings' must be numbers", "ratings")
         return Example(ex_id, query, list(responses), best or None, ratings, domain)
 
     if "chosen" in d and "rejected" in d:  # pair shape (RewardBench, TRL, HH-RLHF)
         chosen, rejected = d["chosen"], d["rejected"]
         prompt = d.get("prompt")
         if prompt is None and isinstance(chosen, str) and isinstance(rejected, str):
-            context, c, r = _hh_pair(chosen, rejected)
+            try:
+                context, c, r = _hh_pair(chosen, rejected)
+            except InputError as e:
+                raise InputError(f"missing field 'prompt', and 'chosen' is no HH-RLHF dialogue ({e})", "prompt") from None
             query: Query = context if len(context) > 1 else context[0]["content"]
             return Example(ex_id, query, [c, r], [0], None, domain)
         if isinstance(chosen, list) and isinstance(rejected, list):  # conversational TRL shape
-            prompt_msgs = _check_messages(prompt, "prompt") if prompt else []
-            c = _check_messages(chosen, "chosen")[-1]["content"]
+            chosen_msgs = _check_messages(chosen, "chosen")
             r = _check_messages(rejected, "rejected")[-1]["content"]
+            # An explicit prompt, or (TRL's implicit-prompt shape) the turns before the last.
+            prompt_msgs = _check_messages(prompt, "prompt") if prompt else chosen_msgs[:-1]
+            if not prompt_msgs:
+                raise InputError("missing field 'prompt'", "prompt")
             query = prompt_msgs if len(prompt_msgs) != 1 else prompt_msgs[0]["content"]
-            if not query:
-                raise InputError("missing field 'prompt'")
-            return Example(ex_id, query, [c, r], [0], None, domain)
+            return Example(ex_id, query, [chosen_msgs[-1]["content"], r], [0], None, domain)
         if not isinstance(prompt, str):
-            raise InputError("'prompt' must be a string")
+            raise InputError("'prompt' must be a string", "prompt")
         for name in ("chosen", "rejected"):
             if not isinstance(d[name], str):
-                raise InputError(f"'{name}' must be a string")
+                raise InputError(f"'{name}' must be a string", name)
         return Example(ex_id, prompt, [chosen, rejected], [0], None, domain)
 
     missing = "responses" if ("query" in d or "prompt" in d) else "query"
-    raise InputError(f"missing field '{missing}' (expected {{query, responses}} or {{prompt, chosen, rejected}})")
+    raise InputError(f"missing field '{missing}' (expected {{query, responses}} or {{prompt, chosen, rejected}})", missing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,19 +238,30 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any | InputIssue]
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a JSONL file")
     with _open_text(p) as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield lineno, InputIssue(str(p), lineno, None, f"not valid UTF-8 (byte {e.start})")
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield lineno, InputIssue(str(p), lineno, None, f"malformed JSON: {e.msg} at column {e.colno}")
+        lineno = 0
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                item = _parse_line(p, lineno, raw)
+                if item is not None:
+                    yield lineno, item
+        except (OSError, EOFError) as e:  # a corrupt or cut-off .gz: keep what was read
+            yield lineno + 1, InputIssue(str(p), lineno + 1, None, f"cannot read further ({e}); the rest of the file is skipped")
+
+
+def _parse_line(p: Path, lineno: int, raw: bytes) -> Any | InputIssue | None:
+    try:
+        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # tolerate a byte-order mark
+    except UnicodeDecodeError as e:
+        return InputIssue(str(p), lineno, None, f"not valid UTF-8 (byte {e.start} of the line is 0x{raw[e.start]:02x})")
+    if not line.strip():
+        return None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        return InputIssue(str(p), lineno, None, f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}")
 
 
 def read_examples(path: str | os.PathLike) -> tuple[list[Example], list[InputIssue]]:
@@ -256,9 +279,9 @@ def read_examples(path: str | os.PathLike) -> tuple[list[Example], list[InputIss
         try:
             ex = example_from_dict(obj, default_id=f"line{lineno}")
         except InputError as e:
-            m = re.search(r"'([\w\[\]]+)'", str(e))
-            issues.append(InputIssue(str(path), lineno, m.group(1) if m else None, str(e)))
+            issues.append(InputIssue(str(path), lineno, e.field, str(e)))
             continue
+        ex.source = f"{path}:{lineno}"
         if ex.id in seen:
             issues.append(InputIssue(str(path), lineno, "id", f"duplicate id {ex.id!r}; line skipped"))
             continue
@@ -269,10 +292,13 @@ def read_examples(path: str | os.PathLike) -> tuple[list[Example], list[InputIss
 
 def load_examples(source: str, split: str = "test") -> tuple[list[Example], list[InputIssue]]:
     """A local JSONL(.gz) file, or a Hugging Face dataset (local path or hub id) when not a file."""
-    if Path(source).is_file():
+    p = Path(source)
+    if p.is_file():
         return read_examples(source)
-    if Path(source).exists() and not Path(source).is_dir():
+    if p.exists() and not p.is_dir():
         raise InputError(f"{source}: not a readable file")
+    if not p.exists() and p.suffix in (".jsonl", ".json", ".gz"):  # a mistyped file, not a hub dataset
+        raise InputError(f"{source}: no such file")
     return examples_from_hf(source, split)
 
 
@@ -295,7 +321,7 @@ def examples_from_hf(name_or_dataset: Any, split: str = "test") -> tuple[list[Ex
         try:
             examples.append(example_from_dict(dict(row), default_id=f"row{i}"))
         except InputError as e:
-            issues.append(InputIssue(label, i, None, str(e)))
+            issues.append(InputIssue(label, i, e.field, str(e)))
     return examples, issues
 
 
@@ -309,13 +335,17 @@ class JsonlAppender:
     """Append-as-you-go output that resumes: rows already written (by key) are skipped.
 
     A partial last line (a crash mid-write) is cut off on open, so a rerun neither loses
-    finished rows nor duplicates them. Each row is flushed and fsynced as it is written.
+    finished rows nor duplicates them. A broken line *before* the last is not ours to repair:
+    opening refuses with an InputError naming it, rather than drop the rows after it. Each
+    row is flushed and fsynced as it is written.
     """
 
     def __init__(self, path: str | os.PathLike, key: str = "id"):
         self.path = Path(path)
         self.key = key
         self.done: dict[str, dict[str, Any]] = {}
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a folder; the output must be a file")
         if self.path.exists():
             self._recover()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -323,17 +353,19 @@ class JsonlAppender:
 
     def _recover(self) -> None:
         data = self.path.read_bytes()
+        lines = data.splitlines(keepends=True)
         good_end = 0
-        pos = 0
-        for raw in data.splitlines(keepends=True):
-            pos += len(raw)
-            if not raw.endswith(b"\n"):
-                break  # partial last line
+        for lineno, raw in enumerate(lines, start=1):
             try:
-                row = json.loads(raw)
+                row = json.loads(raw) if raw.strip() else None
             except (json.JSONDecodeError, UnicodeDecodeError):
-                break
-            good_end = pos
+                row = ...
+            if row is ... or not raw.endswith(b"\n"):
+                if lineno == len(lines):
+                    break  # the partial last line of an interrupted write
+                raise InputError(f"{self.path}:{lineno}: not a JSON line; fix or remove it "
+                                 "(the rows after it are finished work, so spct will not cut them)")
+            good_end += len(raw)
             if isinstance(row, dict) and self.key in row:
                 self.done[str(row[self.key])] = row
         if good_end < len(data):

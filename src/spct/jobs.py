@@ -70,6 +70,11 @@ def judge_file(
     with JsonlAppender(out_path) as out:
         todo = [ex for ex in examples if ex.id not in out]
         summary.skipped_done = len(examples) - len(todo)
+        want_k = k or grm.config.k
+        other_k = sum(out.done[ex.id].get("k", want_k) != want_k for ex in examples if ex.id in out)
+        if other_k:
+            log.warning("%d finished row(s) in %s were judged with another k; they are kept as they are "
+                        "(write to a new output file to judge them again with k=%d)", other_k, out_path, want_k)
         bar = tqdm(total=len(examples), initial=summary.skipped_done, desc="judging", unit="ex", disable=not progress)
         for b in range(0, len(todo), batch_size):
             chunk = todo[b : b + batch_size]

@@ -1,10 +1,10 @@
 """GenerativeRewardModel: examples -> k sampled judgments each -> voted rewards.
 
 Each sample shows the responses in a fresh order drawn from an RNG seeded by (seed, example
-id, sample index), so runs are reproducible, independent of batch composition, and position
+id, sample index), so the orders are reproducible and independent of batching, and position
 bias averages out across samples. Scores are mapped back to the original order before
 voting. k = 1 is greedy; k > 1 samples at the configured temperature (0.5 by default, the
-paper's setting).
+paper's setting). Sampled text is reproducible for the same inputs, settings and seed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from .backends.base import Backend, GenerationRequest, ScoreConstraint
-from .data import Example, Judgment, Reward
+from .data import Example, InputError, Judgment, Query, Reward
 from .parsing import JudgmentParseError, parse_judgment
 from .prompts import judge_messages
 from .voting import vote
@@ -56,26 +56,54 @@ class GenerativeRewardModel:
 
     # -- preparing prompts ------------------------------------------------------------------
     def fit_to_context(self, example: Example) -> tuple[Example, list[str]]:
-        """Cut over-long responses so prompt + generation fit the model's context window."""
+        """Cut over-long texts so prompt + generation fit the model's context window.
+
+        The judge's own instructions and the token budget come first; the query's turns and the
+        responses share what is left, the shortest keeping all of theirs and the longest sharing
+        the rest evenly. Cut texts end in a visible note; each cut is returned as a warning
+        that names the example's file:line and the field.
+        """
         ctx = self.backend.context_length
         if not ctx:
             return example, []
-        overhead = self.backend.count_tokens(judge_messages(example, list(range(len(example.responses))), responses=[""] * len(example.responses))[-1]["content"])
-        budget = ctx - self.config.max_new_tokens - overhead - 64
-        if budget <= 0:
-            raise ValueError(f"example {example.id}: the query alone does not fit a {ctx}-token context")
-        per_response = budget // len(example.responses)
-        responses, warnings = [], []
-        for i, r in enumerate(example.responses):
-            # Cheap bound first: a token is never shorter than one character.
-            if len(r) > per_response and self.backend.count_tokens(r) > per_response:
-                kept = self.backend.truncate(r, per_response - 16)
-                cut = len(r) - len(kept)
-                responses.append(kept + TRUNCATION_NOTE.format(n=cut))
-                warnings.append(f"example {example.id}: response {i} truncated by {cut} characters to fit {ctx} tokens")
-            else:
-                responses.append(r)
-        return (replace(example, responses=responses) if warnings else example), warnings
+        n = len(example.responses)
+        texts: dict[str, str] = {f"responses[{i}]": r for i, r in enumerate(example.responses)}
+        if isinstance(example.query, str):
+            texts["query"] = example.query
+        else:
+            texts.update({f"query[{j}]": m["content"] for j, m in enumerate(example.query)})
+        bare = judge_messages(replace(example, query="", responses=[""] * n), list(range(n)), principles=self.config.principles)
+        overhead = self.backend.count_tokens("\n".join(m["content"] for m in bare))
+        # Slack for the chat template, turn labels, a hint line and the forced score line.
+        room = ctx - self.config.max_new_tokens - overhead - (64 + 4 * n + 8 * len(texts))
+        where = example.source or f"example {example.id}"
+        if room < 32 * len(texts):
+            raise InputError(f"{where}: max_new_tokens={self.config.max_new_tokens} leaves too little of the model's "
+                             f"{ctx}-token context for the query and {n} response(s); lower --max-new-tokens")
+        # A byte-level tokenizer never makes more tokens than bytes: most examples stop here.
+        if sum(len(t.encode()) for t in texts.values()) <= room:
+            return example, []
+        sizes = {key: self.backend.count_tokens(t) for key, t in texts.items()}
+        if sum(sizes.values()) <= room:
+            return example, []
+        caps, left = {}, room
+        for rank, key in enumerate(sorted(sizes, key=sizes.__getitem__)):
+            caps[key] = min(sizes[key], left // (len(sizes) - rank))
+            left -= caps[key]
+        warnings = []
+        for key, cap in caps.items():
+            if cap < sizes[key]:
+                text = texts[key]
+                kept = self.backend.truncate(text, max(0, cap - 24))  # leave room for the note
+                texts[key] = kept + TRUNCATION_NOTE.format(n=len(text) - len(kept))
+                warnings.append(f"{where} [{key}]: cut from {len(text)} to {len(kept)} characters to fit the "
+                                f"model's {ctx}-token context with {self.config.max_new_tokens} new tokens")
+        responses = [texts[f"responses[{i}]"] for i in range(n)]
+        if isinstance(example.query, str):
+            query: Query = texts["query"]
+        else:
+            query = [{**m, "content": texts[f"query[{j}]"]} for j, m in enumerate(example.query)]
+        return replace(example, query=query, responses=responses), warnings
 
     def _request(self, example: Example, order: list[int], k: int, seed: int, hint: int | None = None) -> GenerationRequest:
         cfg = self.config
@@ -115,7 +143,9 @@ class GenerativeRewardModel:
             failed = [i for i, j in enumerate(judgments) if not j.ok]
             if not failed:
                 break
-            retry = [replace(requests[i], seed=requests[i].seed + 104729 * attempt) for i in failed]
+            # A greedy retry would repeat itself, so retries always sample.
+            retry = [replace(requests[i], seed=requests[i].seed + 104729 * attempt,
+                             temperature=requests[i].temperature or cfg.temperature) for i in failed]
             for i, g in zip(failed, self.backend.generate(retry), strict=True):
                 ei, s, order = jobs[i]
                 judgments[i] = self._to_judgment(fitted[ei], s, order, g[0])

@@ -1,8 +1,9 @@
 """Judgment text -> principles, critique and scores, or a typed error.
 
 Rules that keep parsing honest:
-- the scores are the *last* `\\boxed{...}` in the generation, so a box the model quotes from a
-  judged response earlier in its analysis is never taken;
+- the scores are the *last* `\\boxed{...}` in the generation, and it must end the judgment
+  (only whitespace or markdown may follow), so a box the model quotes from a judged response
+  in its analysis is never taken, not even when the model forgets to write its own;
 - a box must hold exactly n integers in 1..10; a wrong count, a non-integer or an out-of-range
   value is an error with a kind, never a silent default.
 """
@@ -15,14 +16,17 @@ from dataclasses import dataclass
 from .prompts import MAX_SCORE, MIN_SCORE
 
 _BOX = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+# What may follow the score box: closing markdown, punctuation, whitespace; no words or digits.
+_AFTER_BOX = re.compile(r"[\s*_.`$\])]*")
+_INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
 _PRINCIPLES_HEADER = re.compile(r"^[#*\s]*principles?[*\s]*:?[*]*", re.IGNORECASE)
 _PRINCIPLES_OPENING = re.compile(r"^\W*(?:the\s+)?(?:principles?|criteria)\b", re.IGNORECASE)
 _ANALYSIS = re.compile(r"^[#*\s]*(?:analysis|critique|evaluation)[*\s]*:[*]*", re.IGNORECASE | re.MULTILINE)
-_SCORES_LINE = re.compile(r"(?:\*\*)?scores?(?:\*\*)?\s*:\s*$", re.IGNORECASE)
+_SCORES_LABEL = re.compile(r"[*_#\s]*\bscores?\b[*_\s]*:[*_\s$]*$", re.IGNORECASE)
 
 
 class JudgmentParseError(ValueError):
-    """kind is one of: no_box, wrong_count, not_integer, out_of_range."""
+    """kind is one of: no_box, not_last, wrong_count, not_integer, out_of_range."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -46,28 +50,38 @@ def parse_scores(box_content: str, n: int) -> list[int]:
         raise JudgmentParseError("wrong_count", f"expected {n} score(s), found {len(items)}: {box_content!r}")
     scores: list[int] = []
     for x in items:
-        try:
-            value = float(x)
-        except ValueError:
-            raise JudgmentParseError("not_integer", f"score {x!r} is not a number") from None
-        if not value.is_integer():
+        if not _INTEGER.fullmatch(x):  # "7.5", "7/10", "seven", "1e1": not an integer score
             raise JudgmentParseError("not_integer", f"score {x!r} is not an integer")
+        value = int(float(x))
         if not MIN_SCORE <= value <= MAX_SCORE:
             raise JudgmentParseError("out_of_range", f"score {x} outside {MIN_SCORE}..{MAX_SCORE}")
-        scores.append(int(value))
+        scores.append(value)
     return scores
 
 
-def parse_judgment(text: str, n: int) -> ParsedJudgment:
-    """Parse one generation for n responses; raises JudgmentParseError."""
+def strip_score_label(head: str) -> str:
+    """Drop a trailing `Scores:` label (with markdown) from the text before a score box."""
+    return _SCORES_LABEL.sub("", head.rstrip()).rstrip()
+
+
+def final_box(text: str) -> re.Match[str]:
+    """The last `\\boxed{...}` of `text`, which must end it; raises JudgmentParseError."""
     boxes = list(_BOX.finditer(text))
     if not boxes:
         raise JudgmentParseError("no_box", "no \\boxed{...} score line found")
     last = boxes[-1]
+    if not _AFTER_BOX.fullmatch(text, last.end()):
+        raise JudgmentParseError("not_last", "text follows the last \\boxed{...}; the score line must end the judgment")
+    return last
+
+
+def parse_judgment(text: str, n: int) -> ParsedJudgment:
+    """Parse one generation for n responses; raises JudgmentParseError."""
+    last = final_box(text)
     scores = parse_scores(last.group(1), n)
 
     # Everything before the score line is the principles, then the critique.
-    head = _SCORES_LINE.sub("", text[: last.start()].rstrip()).strip()
+    head = strip_score_label(text[: last.start()]).strip()
     split = _ANALYSIS.search(head)
     if not split:
         # No analysis header: a text that opens with its principles is all principles.

@@ -31,7 +31,9 @@ class FakeBackend(Backend):
         score: Callable[[str, int], int] = _by_length,
         script: Callable[[GenerationRequest, int], str] | None = None,
         fail: Callable[[GenerationRequest], bool] | None = None,
+        context_length: int | None = None,
     ):
+        self.context_length = context_length  # set it to exercise fitting long inputs
         self.score = score
         self.script = script
         self.fail = fail

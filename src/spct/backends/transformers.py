@@ -3,24 +3,22 @@
 Batches all samples of all requests into left-padded `generate` calls. With a
 `ScoreConstraint`, generation runs in two phases: the model first writes freely (principles
 and analysis); rows whose text already ends in a valid score box are kept as written, the
-others are cut before any score line and continued from a forced `Scores: \\boxed{` under a
-logits processor that admits only `count` integers in lo..hi and the closing brace.
+others lose their broken score line (if any) and are continued from a forced `Scores: \\boxed{`
+under a logits processor that admits only `count` integers in lo..hi and the closing brace.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from ..parsing import JudgmentParseError, final_box, strip_score_label
 from .base import Backend, Generation, GenerationRequest, ScoreConstraint
-from .models import resolve_model
+from .models import ModelNotFound, resolve_model
 
 log = logging.getLogger(__name__)
-
-_SCORE_LABEL = re.compile(r"(?:\*\*)?\bscores?(?:\*\*)?\s*:?\s*$", re.IGNORECASE)
 
 
 def _number_prefix_ok(q: str, lo: int, hi: int) -> bool:
@@ -54,28 +52,52 @@ def viable_score_text(t: str, c: ScoreConstraint) -> bool:
 
 
 def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
-    """True when the last `\\boxed{...}` of `text` already holds a valid score list."""
-    boxes = re.findall(r"\\boxed\s*\{([^{}]*)\}", text)
-    if not boxes:
+    """True when `text` already ends in a score box the parser accepts (c.count integers in range)."""
+    try:
+        box = final_box(text).group(1)
+    except JudgmentParseError:
         return False
-    items = [x.strip() for x in boxes[-1].split(",")]
+    items = [x.strip() for x in box.split(",")]
     return len(items) == c.count and all(x.isdigit() and c.lo <= int(x) <= c.hi for x in items)
+
+
+def head_before_score_line(text: str) -> str:
+    """The free part of a generation that failed the constraint, to continue from a forced score line.
+
+    A box that ends the text (but holds bad scores) or one left unclosed at the token limit is
+    dropped with its `Scores:` label; a box followed by more text is the model quoting, so kept.
+    """
+    cut = text.rfind("\\boxed")
+    if cut >= 0 and "}" not in text[cut:]:
+        text = text[:cut]
+    else:
+        try:
+            text = text[: final_box(text).start()]
+        except JudgmentParseError:
+            pass
+    return strip_score_label(text)
 
 
 class ScoreLineProcessor(LogitsProcessor):
     """Masks every token that would break the score line; after the `}`, only EOS."""
 
-    def __init__(self, tokenizer, constraints: list[ScoreConstraint], start: int):
+    def __init__(self, tokenizer, constraints: list[ScoreConstraint], start: int, candidates: list[tuple[int, str]]):
         self.tok = tokenizer
         self.constraints = constraints
         self.start = start
         self.eos = tokenizer.eos_token_id
+        self.candidates = candidates
+
+    @staticmethod
+    def score_tokens(tokenizer) -> list[tuple[int, str]]:
+        """(id, text) of every token made only of digits, commas, spaces and `}`."""
         alphabet = set("0123456789, }")
-        self.candidates: list[tuple[int, str]] = []
+        found = []
         for tid in range(len(tokenizer)):
             s = tokenizer.decode([tid])
             if s and set(s) <= alphabet:
-                self.candidates.append((tid, s))
+                found.append((tid, s))
+        return found
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
@@ -98,14 +120,18 @@ class TransformersBackend(Backend):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
         kw = {"gguf_file": gguf_file} if gguf_file else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kw).to(self.device).eval()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kw).to(self.device).eval()
+        except (OSError, ValueError) as e:  # not found offline, not a causal LM, unsupported GGUF
+            raise ModelNotFound(f"cannot load model {model!r}: {e}") from e
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
         self.model_name = model
+        self._score_tokens: list[tuple[int, str]] | None = None  # built on first constrained call
 
     # -- tokens ---------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -135,7 +161,10 @@ class TransformersBackend(Backend):
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if constraints is not None:
-            kwargs["logits_processor"] = LogitsProcessorList([ScoreLineProcessor(self.tokenizer, constraints, start)])
+            if self._score_tokens is None:
+                self._score_tokens = ScoreLineProcessor.score_tokens(self.tokenizer)
+            processor = ScoreLineProcessor(self.tokenizer, constraints, start, self._score_tokens)
+            kwargs["logits_processor"] = LogitsProcessorList([processor])
         out = self.model.generate(**enc, **kwargs)[:, start:]
         results = []
         for row in out:
@@ -145,9 +174,12 @@ class TransformersBackend(Backend):
         return results
 
     def _batches(self, indices: list[int], rows) -> list[list[int]]:
-        """Chunks of at most batch_size rows that share temperature and token budget."""
+        """Chunks of at most batch_size rows that share temperature and token budget.
+
+        Rows are taken in prompt-length order so one long prompt does not pad a whole batch.
+        """
         groups: dict[tuple[float, int], list[int]] = {}
-        for j in indices:
+        for j in sorted(indices, key=lambda j: len(rows[j][2])):
             req = rows[j][1]
             groups.setdefault((req.temperature, req.max_new_tokens), []).append(j)
         return [g[b : b + self.batch_size] for g in groups.values() for b in range(0, len(g), self.batch_size)]
@@ -180,10 +212,7 @@ class TransformersBackend(Backend):
             heads, prompts, cons = [], [], []
             for j in chunk:
                 _, req, prompt = rows[j]
-                head = gens[j].text
-                cut = head.rfind("\\boxed")
-                head = head[:cut] if cut >= 0 else head
-                head = _SCORE_LABEL.sub("", head.rstrip()).rstrip()
+                head = head_before_score_line(gens[j].text)
                 heads.append(head)
                 prompts.append(prompt + head + "\n" + req.constraint.prefix)
                 cons.append(req.constraint)

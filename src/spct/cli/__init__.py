@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ..backends.models import ModelNotFound
@@ -31,9 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("transformers", "httpx", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.ERROR if not args.verbose else logging.INFO)
+    if not args.verbose:  # transformers' weight-loading bar is noise next to our own progress bar
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         return int(args.func(args) or 0)
-    except (InputError, ModelNotFound, FileNotFoundError) as e:
+    except (InputError, ModelNotFound, OSError) as e:  # unreadable input, unwritable output, no model
         print(f"spct {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

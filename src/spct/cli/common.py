@@ -10,20 +10,27 @@ from ..data import InputIssue
 from ..judge import GenerativeRewardModel, JudgeConfig
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default="smollm2-135m",
                    help="'smollm2-135m' (embedded, default), a local HF model folder, a .gguf file, or a hub id")
     g.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    g.add_argument("--gen-batch-size", type=int, default=16, help="sequences per generate call (default: 16)")
+    g.add_argument("--gen-batch-size", type=positive_int, default=16, help="sequences per generate call (default: 16)")
 
 
 def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int = 512) -> None:
     g = p.add_argument_group("judging")
-    g.add_argument("--k", type=int, default=k, help=f"judgments sampled per example and voted on (default: {k}; k=1 is greedy)")
+    g.add_argument("--k", type=positive_int, default=k, help=f"judgments sampled per example and voted on (default: {k}; k=1 is greedy)")
     g.add_argument("--temperature", type=float, default=0.5, help="sampling temperature when k > 1 (default: 0.5)")
-    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"token budget of one judgment (default: {max_new_tokens})")
+    g.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens, help=f"token budget of one judgment (default: {max_new_tokens})")
     g.add_argument("--seed", type=int, default=0, help="seeds response shuffles and sampling (default: 0)")
     g.add_argument("--no-constrain", dest="constrain", action="store_false",
                    help="do not force a parseable score line (the default forces it)")
@@ -32,8 +39,6 @@ def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int =
 
 
 def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
-    if args.k < 1:
-        raise SystemExit("spct: error: --k must be >= 1")
     options = {}
     if args.engine == "transformers":
         options = {"device": args.device, "batch_size": args.gen_batch_size}

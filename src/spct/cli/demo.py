@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = Table(title="Judgments (response 1 = human-preferred)", show_lines=True)
     for col in ("id", "principles (first sample)", "scores per sample", "voted", "agrees"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     by_id = {ex.id: ex for ex in examples}
     for r in s.rewards:
         first = r.judgments[0] if r.judgments else None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..data import InputError, load_examples
 from ..jobs import judge_file
-from .common import add_judge_args, add_model_args, build_grm, report_issues
+from .common import add_judge_args, add_model_args, build_grm, positive_int, report_issues
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="examples: {query, responses[, best, ratings]} or {prompt, chosen, rejected} or HH-RLHF lines")
     p.add_argument("-o", "--output", required=True, help="output JSONL (appended to; finished ids are skipped)")
     p.add_argument("--split", default="test", help="split, when IN is a HF dataset (default: test)")
-    p.add_argument("--limit", type=int, default=None, help="judge only the first N examples")
-    p.add_argument("--batch-size", type=int, default=8, help="examples per generation batch (default: 8)")
+    p.add_argument("--limit", type=positive_int, default=None, help="judge only the first N examples")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="examples per generation batch (default: 8)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_model_args(p)
     add_judge_args(p)
@@ -26,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.output).exists() and Path(args.input).exists() and Path(args.output).samefile(args.input):
+        raise InputError(f"{args.output}: the output must not be the input file")
+    if Path(args.output).is_dir():
+        raise InputError(f"{args.output}: is a folder; the output must be a file")
     examples, issues = load_examples(args.input, args.split)
     report_issues(issues)
     if args.limit is not None:
