@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..backends import ENGINES, load_backend
-from ..data import InputIssue
+from ..data import InputError, InputIssue
 from ..judge import GenerativeRewardModel, JudgeConfig
 
 
@@ -40,7 +41,21 @@ def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
     backend = load_backend(args.model, args.engine, **options)
     config = JudgeConfig(k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
                          constrain=args.constrain, retries=args.retries, principles=args.principles)
-    return GenerativeRewardModel(backend, config)
+    meta_scorer = None
+    if getattr(args, "meta_rm", None):
+        from ..meta_rm import MetaRM
+
+        if not Path(args.meta_rm).is_dir():
+            raise InputError(f"--meta-rm {args.meta_rm}: not a folder (train one with `spct train-meta`)")
+        meta_scorer = MetaRM(args.meta_rm, device=args.device).score
+        config.k_meta = args.k_meta
+    return GenerativeRewardModel(backend, config, meta_scorer)
+
+
+def add_meta_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("meta RM")
+    g.add_argument("--meta-rm", default=None, help="folder of a meta RM (spct train-meta): vote over its top judgments")
+    g.add_argument("--k-meta", type=int, default=None, help="judgments kept by the meta RM (default: k/2)")
 
 
 def report_issues(issues: list[InputIssue], limit: int = 20) -> None:

@@ -7,7 +7,7 @@ import sys
 
 from ..data import InputError, load_examples
 from ..jobs import judge_file
-from .common import add_judge_args, add_model_args, build_grm, report_issues
+from .common import add_judge_args, add_meta_args, add_model_args, build_grm, report_issues
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_model_args(p)
     add_judge_args(p)
+    add_meta_args(p)
     p.set_defaults(func=run)
 
 

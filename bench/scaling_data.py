@@ -1,0 +1,39 @@
+"""Write the two HH-RLHF harmless slices the scaling benchmark uses (disjoint, short pairs).
+
+CPU time is scarce, so both slices take the first pairs whose two dialogues together are under
+MAX_CHARS characters: the meta RM's training slice from lines 1000 on, the evaluation slice
+from lines 0..999. Ids are `hh<line index>` so the two slices can never be confused.
+Usage: python bench/scaling_data.py OUTDIR [N_META] [N_EVAL]
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless" / "test.jsonl.gz"
+MAX_CHARS = 1200
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    n_meta = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+    n_eval = int(sys.argv[3]) if len(sys.argv) > 3 else 24
+    source = Path("/work/shared/data/hh-rlhf-harmless/test.jsonl.gz")
+    source = source if source.exists() else SOURCE
+    with gzip.open(source, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    short = [i for i, r in enumerate(rows) if len(r["chosen"]) + len(r["rejected"]) < MAX_CHARS]
+    out.mkdir(parents=True, exist_ok=True)
+    for name, picked in (("meta_train.jsonl", [i for i in short if i >= 1000][:n_meta]),
+                         ("eval.jsonl", [i for i in short if i < 1000][:n_eval])):
+        with open(out / name, "w", encoding="utf-8") as fh:
+            for i in picked:
+                fh.write(json.dumps({"id": f"hh{i}", **rows[i]}, ensure_ascii=False) + "\n")
+        print(f"{out / name}: {len(picked)} pairs")
+
+
+if __name__ == "__main__":
+    main()
