@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+# ../shared/data next to the checkout, as DESIGN §4 places it
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless" / "test.jsonl.gz"
 MAX_CHARS = 1200
 
@@ -21,9 +22,7 @@ def main() -> None:
     out = Path(sys.argv[1])
     n_meta = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     n_eval = int(sys.argv[3]) if len(sys.argv) > 3 else 24
-    source = Path("/work/shared/data/hh-rlhf-harmless/test.jsonl.gz")
-    source = source if source.exists() else SOURCE
-    with gzip.open(source, "rt", encoding="utf-8") as fh:
+    with gzip.open(SOURCE, "rt", encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh]
     short = [i for i, r in enumerate(rows) if len(r["chosen"]) + len(r["rejected"]) < MAX_CHARS]
     out.mkdir(parents=True, exist_ok=True)

@@ -204,7 +204,6 @@ def train_meta_rm(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Train a meta RM on labelled judgments, save it to `output_dir`, return held-out metrics."""
-    import datasets
     from transformers import DataCollatorWithPadding, TrainingArguments
 
     if not rows:
@@ -212,7 +211,9 @@ def train_meta_rm(
     train_rows, eval_rows = split_by_example(rows, eval_fraction, seed)
     meta = MetaRM(base, max_length=max_length, batch_size=batch_size)
     enc = meta.encode([meta_features(ex, j) for ex, j, _ in train_rows])
-    train_set = datasets.Dataset.from_dict({**enc, "labels": [float(label) for _, _, label in train_rows]})
+    # A list of feature dicts is a map-style dataset the Trainer and the padding collator accept.
+    train_set = [{**{name: values[i] for name, values in enc.items()}, "labels": float(label)}
+                 for i, (_, _, label) in enumerate(train_rows)]
     out = Path(output_dir)
     args = TrainingArguments(
         output_dir=str(out / "trainer"),
