@@ -187,3 +187,12 @@ def test_meta_rows_reject_unlabelled_and_report_bad_lines(tmp_path):
     bad.write_text('{"key": "x", "label": 1}\nnot json\n')
     rows, issues = read_meta_rows(bad)
     assert not rows and [i.line for i in issues] == [1, 2]
+
+
+def test_judge_rejects_k_meta_without_a_meta_rm(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"query": "q?", "responses": ["a", "b"]}) + "\n")
+    out = str(tmp_path / "out.jsonl")
+    assert main(["judge", str(src), "-o", out, "--engine", "fake", "--k", "4", "--k-meta", "2"]) == 2
+    assert "--k-meta needs --meta-rm" in capsys.readouterr().err
+    assert main(["judge", str(src), "-o", out, "--engine", "fake", "--meta-rm", str(tmp_path / "none")]) == 2

@@ -35,20 +35,22 @@ def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int =
 def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
     if args.k < 1:
         raise SystemExit("spct: error: --k must be >= 1")
+    meta_rm, k_meta = getattr(args, "meta_rm", None), getattr(args, "k_meta", None)
+    if k_meta is not None and not (meta_rm and 1 <= k_meta <= args.k):
+        raise InputError("--k-meta needs --meta-rm and a value in 1..k")
+    if meta_rm and not Path(meta_rm).is_dir():
+        raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
     options = {}
     if args.engine == "transformers":
         options = {"device": args.device, "batch_size": args.gen_batch_size}
     backend = load_backend(args.model, args.engine, **options)
     config = JudgeConfig(k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                         constrain=args.constrain, retries=args.retries, principles=args.principles)
+                         constrain=args.constrain, retries=args.retries, principles=args.principles, k_meta=k_meta)
     meta_scorer = None
-    if getattr(args, "meta_rm", None):
+    if meta_rm:
         from ..meta_rm import MetaRM
 
-        if not Path(args.meta_rm).is_dir():
-            raise InputError(f"--meta-rm {args.meta_rm}: not a folder (train one with `spct train-meta`)")
-        meta_scorer = MetaRM(args.meta_rm, device=args.device).score
-        config.k_meta = args.k_meta
+        meta_scorer = MetaRM(meta_rm, device=args.device).score
     return GenerativeRewardModel(backend, config, meta_scorer)
 
 
