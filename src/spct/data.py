@@ -80,6 +80,8 @@ class Reward:
     best: int | None  # index with the strictly highest reward; None on a tie or failure
     correct: bool | None = None  # accuracy rule against the label; None when unlabelled
     judgments: list[Judgment] = field(default_factory=list)
+    margin: float | None = None  # winner's reward minus the runner-up's (0 on a tie); None for n = 1
+    confidence: float | None = None  # 0..1: margin per voted sample over the widest possible (9)
 
     def to_dict(self, with_judgments: bool = True) -> dict[str, Any]:
         d = asdict(self)

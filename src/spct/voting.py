@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .data import Judgment, Reward
+from .prompts import MAX_SCORE, MIN_SCORE
 
 
 def strict_best(values: Sequence[float]) -> int | None:
@@ -68,4 +69,27 @@ def vote(
         correct = is_correct(mean, best, ratings)
     else:
         correct = is_correct(rewards, best, ratings)
-    return Reward(example_id, rewards, len(judgments), len(valid), failed, strict_best(rewards) if n > 1 else 0, correct, judgments)
+    margin, conf = vote_confidence([j.scores for j in valid], n)  # type: ignore[misc]
+    return Reward(example_id, rewards, len(judgments), len(valid), failed, strict_best(rewards) if n > 1 else 0, correct, judgments,
+                  margin, conf)
+
+
+def vote_confidence(score_rows: Sequence[Sequence[int]], n: int) -> tuple[float | None, float]:
+    """(margin, confidence) of a vote over `score_rows` (one row of n scores per voted judgment).
+
+    n >= 2: margin = top summed reward minus the runner-up's (0 on a tie); confidence divides it
+    by the widest margin the same number of samples could give (9 a sample), so 1 means every
+    sample scored the winner 10 and the rest 1, and 0 means a tie. n == 1: no margin; confidence
+    is 1 minus the spread (max - min) of the samples' scores over 9, i.e. how much they agree.
+    An RL caller can multiply a reward by it to down-weight uncertain ones.
+    """
+    if not score_rows:
+        return None, 0.0
+    widest = MAX_SCORE - MIN_SCORE
+    if n == 1:
+        values = [row[0] for row in score_rows]
+        return None, 1.0 - (max(values) - min(values)) / widest
+    totals = sorted((sum(row[i] for row in score_rows) for i in range(n)), reverse=True)
+    margin = float(totals[0] - totals[1])
+    return margin, margin / (widest * len(score_rows))
+

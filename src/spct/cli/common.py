@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..backends import ENGINES, load_backend
-from ..data import InputIssue
+from ..data import InputError, InputIssue
 from ..judge import GenerativeRewardModel, JudgeConfig
 
 
@@ -39,13 +40,29 @@ def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int =
 
 
 def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
+    meta_rm, k_meta = getattr(args, "meta_rm", None), getattr(args, "k_meta", None)
+    if k_meta is not None and not (meta_rm and 1 <= k_meta <= args.k):
+        raise InputError("--k-meta needs --meta-rm and a value in 1..k")
+    if meta_rm and not Path(meta_rm).is_dir():
+        raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
     options = {}
     if args.engine == "transformers":
         options = {"device": args.device, "batch_size": args.gen_batch_size}
     backend = load_backend(args.model, args.engine, **options)
     config = JudgeConfig(k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                         constrain=args.constrain, retries=args.retries, principles=args.principles)
-    return GenerativeRewardModel(backend, config)
+                         constrain=args.constrain, retries=args.retries, principles=args.principles, k_meta=k_meta)
+    meta_scorer = None
+    if meta_rm:
+        from ..meta_rm import MetaRM
+
+        meta_scorer = MetaRM(meta_rm, device=args.device).score
+    return GenerativeRewardModel(backend, config, meta_scorer)
+
+
+def add_meta_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("meta RM")
+    g.add_argument("--meta-rm", default=None, help="folder of a meta RM (spct train-meta): vote over its top judgments")
+    g.add_argument("--k-meta", type=int, default=None, help="judgments kept by the meta RM (default: k/2)")
 
 
 def report_issues(issues: list[InputIssue], limit: int = 20) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..data import InputError, load_examples
 from ..jobs import judge_file
-from .common import add_judge_args, add_model_args, build_grm, positive_int, report_issues
+from .common import add_judge_args, add_meta_args, add_model_args, build_grm, positive_int, report_issues
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_model_args(p)
     add_judge_args(p)
+    add_meta_args(p)
     p.set_defaults(func=run)
 
 

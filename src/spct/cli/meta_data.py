@@ -1,0 +1,66 @@
+"""spct meta-data IN -o OUT.jsonl: sample judgments on a labelled set and label each for the meta RM."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from ..data import InputError, JsonlAppender, load_examples
+from ..meta_rm import meta_row
+from .common import add_judge_args, add_model_args, build_grm, report_issues
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("meta-data", help="sample labelled judgments to train a meta RM (resumable)",
+                       description="Sample K judgments per labelled example (and optionally one hinted judgment) and "
+                                   "write one line per judgment with its label by the accuracy rule "
+                                   "(1 = the labelled best response strictly wins). Rerunning resumes.")
+    p.add_argument("input", help="labelled examples (JSONL, .jsonl.gz or a HF dataset name)")
+    p.add_argument("-o", "--output", required=True, help="output JSONL (appended to; finished judgments are skipped)")
+    p.add_argument("--split", default="test", help="split, when IN is a HF dataset (default: test)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N examples")
+    p.add_argument("--hinted", action="store_true",
+                   help="also sample one hinted judgment per example (the prompt names the best response)")
+    p.add_argument("--batch-size", type=int, default=8, help="examples per generation batch (default: 8)")
+    add_model_args(p)
+    add_judge_args(p, k=4)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    examples, issues = load_examples(args.input, args.split)
+    report_issues(issues)
+    examples = [ex for ex in examples if ex.labelled][: args.limit]
+    if not examples:
+        raise InputError(f"{args.input}: no labelled examples ('best' or 'ratings' is needed)")
+    grm = build_grm(args)
+    counts = {"written": 0, "right": 0}
+
+    def keep(out: JsonlAppender, rows: list[dict]) -> None:
+        for row in rows:
+            if row["key"] not in out:
+                out.write(row)
+                counts["written"] += 1
+                counts["right"] += row["label"]
+
+    with JsonlAppender(args.output, key="key") as out:
+        todo = [ex for ex in examples
+                if any(f"{ex.id}|{s}|u" not in out for s in range(args.k)) or (args.hinted and f"{ex.id}|0|h" not in out)]
+        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="sampling", unit="ex")
+        for b in range(0, len(todo), args.batch_size):
+            chunk = todo[b : b + args.batch_size]
+            for ex, js in zip(chunk, grm.sample(chunk, args.k), strict=True):
+                keep(out, [meta_row(ex, j) for j in js])
+            if args.hinted:
+                hints = {ex.id: ex.best[0] for ex in chunk if ex.best}
+                hinted = [ex for ex in chunk if ex.id in hints]
+                for ex, js in zip(hinted, grm.sample(hinted, 1, hints=hints), strict=True):
+                    keep(out, [meta_row(ex, j, hinted=True) for j in js])
+            bar.update(len(chunk))
+        bar.close()
+    rate = f"; {counts['right'] / counts['written']:.1%} labelled right" if counts["written"] else ""
+    print(f"{counts['written']} judgments written to {args.output} ({len(examples) - len(todo)} examples already done){rate}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,198 @@
+"""Scaling curves: accuracy against the number of sampled judgments k, for each way of using them.
+
+Sampling is the expensive part, so each example is judged once greedily and once with max k
+samples (stored, resumable), and every smaller k is evaluated on random k-subsets of those
+samples (the expected accuracy at k, averaged over `subsets` draws). Methods: greedy (one
+temperature-0 judgment; the same at every k), voting@k, meta-guided voting@k (top k/2 by meta
+score) and adaptive voting under the exact and the confidence-bound stop rules, which also
+report how many of the k samples they drew. Accuracy uses the strict rule (a tie is wrong);
+95% intervals come from a bootstrap over examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .adaptive import StopRule, adaptive_vote
+from .data import Example, InputError, JsonlAppender, Judgment
+from .judge import GenerativeRewardModel, MetaScorer
+from .voting import vote
+
+METHODS = ("greedy", "voting", "meta", "adaptive", "adaptive-bound")
+
+
+def collect_samples(grm: GenerativeRewardModel, examples: list[Example], max_k: int, path: str | Path,
+                    batch_size: int = 8, progress: bool = True) -> list[dict[str, Any]]:
+    """One greedy judgment and max_k sampled ones per example, appended to `path` as they finish."""
+    if max_k < 2:
+        raise InputError("the largest k must be >= 2 (k = 1 is the greedy judgment, always included)")
+    with JsonlAppender(path) as out:
+        for row in out.done.values():
+            if len(row.get("samples", [])) < max_k:
+                raise InputError(f"{path}: holds {len(row.get('samples', []))} samples per example, fewer than k={max_k}; "
+                                 "use a new output folder")
+        todo = [ex for ex in examples if ex.id not in out]
+        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="sampling", unit="ex", disable=not progress)
+        for b in range(0, len(todo), batch_size):
+            chunk = todo[b : b + batch_size]
+            greedy = grm.sample(chunk, 1)
+            sampled = grm.sample(chunk, max_k)
+            for ex, g, js in zip(chunk, greedy, sampled, strict=True):
+                out.write({"id": ex.id, "example": ex.to_dict(), "greedy": g[0].to_dict(), "samples": [j.to_dict() for j in js]})
+            bar.update(len(chunk))
+        bar.close()
+        return [out.done[ex.id] for ex in examples]
+
+
+def _rng(seed: int, *parts: object) -> random.Random:
+    digest = hashlib.sha256("|".join(map(str, (seed, *parts))).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def bootstrap_ci(values: list[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling examples."""
+    if not values:
+        return float("nan"), float("nan")
+    arr = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, len(arr), size=(n_boot, len(arr)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def evaluate_scaling(
+    rows: list[dict[str, Any]],
+    ks: list[int],
+    *,
+    meta_scorer: MetaScorer | None = None,
+    subsets: int = 16,
+    bound_rule: StopRule | None = None,
+    round_size: int = 1,
+    n_boot: int = 2000,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Accuracy per method and k (with bootstrap CIs) and adaptive voting's sample use."""
+    exact, bound = StopRule("exact"), bound_rule or StopRule("bound")
+    methods = [m for m in METHODS if m != "meta" or meta_scorer is not None]
+    # per_example[method][k] = one mean correctness per example
+    per_example: dict[str, dict[int, list[float]]] = {m: {k: [] for k in ks} for m in methods}
+    used: dict[str, dict[int, list[float]]] = {r: {k: [] for k in ks} for r in ("exact", "bound")}
+    agree: dict[str, dict[int, list[float]]] = {r: {k: [] for k in ks} for r in ("exact", "bound")}
+    failed = total = 0
+    for row in rows:
+        ex = Example(**row["example"])
+        if not ex.labelled:
+            continue
+        n = len(ex.responses)
+        greedy = Judgment(**row["greedy"])
+        samples = [Judgment(**j) for j in row["samples"]]
+        failed += sum(not j.ok for j in [greedy, *samples])
+        total += 1 + len(samples)
+        if meta_scorer is not None:
+            samples = [replace(j, meta=float(m)) for j, m in zip(samples, meta_scorer(ex, samples), strict=True)]
+        greedy_right = float(bool(vote(ex.id, [greedy], n, best=ex.best, ratings=ex.ratings).correct))
+        for k in ks:
+            if k > len(samples):
+                raise InputError(f"example {ex.id}: k={k} but only {len(samples)} samples were drawn")
+            rng = _rng(seed, ex.id, k)
+            scores: dict[str, list[float]] = {m: [] for m in methods}
+            drawn: dict[str, list[float]] = {"exact": [], "bound": []}
+            same: dict[str, list[float]] = {"exact": [], "bound": []}
+            for _ in range(subsets if k < len(samples) else max(1, subsets // 4)):
+                picked = rng.sample(samples, k)  # a random subset, in a random drawing order
+                full = vote(ex.id, picked, n, best=ex.best, ratings=ex.ratings)
+                scores["greedy"].append(greedy_right)
+                scores["voting"].append(float(bool(full.correct)))
+                if meta_scorer is not None:
+                    guided = vote(ex.id, picked, n, best=ex.best, ratings=ex.ratings, k_meta=max(1, k // 2))
+                    scores["meta"].append(float(bool(guided.correct)))
+                for name, rule, method in (("exact", exact, "adaptive"), ("bound", bound, "adaptive-bound")):
+                    r = adaptive_vote(ex, picked, k, rule, round_size)
+                    scores[method].append(float(bool(r.correct)))
+                    drawn[name].append(r.k)
+                    same[name].append(float(r.best == full.best))
+            for m in methods:
+                per_example[m][k].append(sum(scores[m]) / len(scores[m]))
+            for name in ("exact", "bound"):
+                used[name][k].append(sum(drawn[name]) / len(drawn[name]))
+                agree[name][k].append(sum(same[name]) / len(same[name]))
+        if progress:
+            progress(1)
+    if not per_example["voting"][ks[0]]:
+        raise InputError("no labelled examples to evaluate ('best' or 'ratings' is needed)")
+    curves = {}
+    for m in methods:
+        curves[m] = []
+        for k in ks:
+            lo, hi = bootstrap_ci(per_example[m][k], n_boot, seed)
+            curves[m].append({"k": k, "accuracy": float(np.mean(per_example[m][k])), "ci95": [lo, hi]})
+    adaptive = {
+        name: [{"k": k, "mean_samples": float(np.mean(used[name][k])), "fraction_of_k": float(np.mean(used[name][k])) / k,
+                "agrees_with_voting": float(np.mean(agree[name][k]))} for k in ks]
+        for name in ("exact", "bound")
+    }
+    return {
+        "examples": len(per_example["voting"][ks[0]]),
+        "ks": ks,
+        "subsets_per_k": subsets,
+        "bootstrap": n_boot,
+        "round_size": round_size,
+        "bound_rule": {"z": bound.z, "min_samples": bound.min_samples, "min_sd": bound.min_sd},
+        "failed_judgments": failed,
+        "judgments": total,
+        "accuracy": curves,
+        "adaptive": adaptive,
+    }
+
+
+LABELS = {"greedy": "greedy (k=1, temperature 0)", "voting": "voting@k", "meta": "meta-guided voting (top k/2)",
+          "adaptive": "adaptive voting (exact)", "adaptive-bound": "adaptive voting (bound)"}
+
+
+def plot_scaling(results: dict[str, Any], path: str | Path, title: str = "") -> None:
+    """Accuracy against k with 95% bands, and adaptive voting's samples drawn against k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = results["ks"]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    for m, points in results["accuracy"].items():
+        acc = [p["accuracy"] for p in points]
+        lo = [p["ci95"][0] for p in points]
+        hi = [p["ci95"][1] for p in points]
+        style = {"linestyle": "--", "marker": None} if m == "greedy" else {"marker": "o"}
+        (line,) = ax.plot(ks, acc, label=LABELS[m], **style)
+        ax.fill_between(ks, lo, hi, color=line.get_color(), alpha=0.12)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("k (sampled judgments)")
+    ax.set_ylabel("accuracy (a tie is wrong)")
+    ax.set_title(title or f"{results['examples']} examples, 95% bootstrap bands")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax2.plot(ks, ks, color="grey", linestyle=":", label="k (full voting)")
+    for name, points in results["adaptive"].items():
+        ax2.plot(ks, [p["mean_samples"] for p in points], marker="o", label=f"adaptive ({name})")
+    ax2.set_xscale("log", base=2)
+    ax2.set_yscale("log", base=2)
+    ax2.set_xticks(ks, [str(k) for k in ks])
+    ax2.set_yticks(ks, [str(k) for k in ks])
+    ax2.set_xlabel("k (budget)")
+    ax2.set_ylabel("samples drawn (mean)")
+    ax2.set_title("adaptive voting: samples drawn")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
