@@ -8,7 +8,14 @@ from pathlib import Path
 
 from ..data import InputError, load_examples
 from ..jobs import judge_file
-from .common import add_judge_args, add_meta_args, add_model_args, build_grm, positive_int, report_issues
+from .common import (
+    add_judge_args,
+    add_meta_args,
+    add_model_args,
+    build_grm,
+    positive_int,
+    report_issues,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
