@@ -14,7 +14,7 @@ import sys
 from ..backends.models import ModelNotFound
 from ..data import InputError
 
-COMMANDS = ["judge", "demo"]
+COMMANDS = ["judge", "demo", "eval", "compare", "data", "train-scalar"]
 
 
 def build_parser() -> argparse.ArgumentParser:
