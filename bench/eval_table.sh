@@ -12,6 +12,7 @@ N_TP=${N_TP:-40}
 N_GEN=${N_GEN:-10}
 TRAIN=${TRAIN:-160}
 TOKENS=${TOKENS:-24}
+SETS=${SETS:-gsm hh}
 HH=${HH:-../shared/data/hh-rlhf-harmless/test.jsonl.gz}
 SPCT="nice -n 10 python -m spct"
 mkdir -p "$OUT"
@@ -25,7 +26,7 @@ TRAIN_ARGS=(--limit "$TRAIN" --max-length 96 --batch-size 8 --lr 1e-4)
 [ -f "$OUT/scalar-hh/config.json" ] || $SPCT train-scalar --benchmark hh-rlhf --data "$HH" --skip 200 "${TRAIN_ARGS[@]}" -o "$OUT/scalar-hh"
 [ -f "$OUT/scalar-gsm/config.json" ] || $SPCT train-scalar --data "$OUT/gsm_train.jsonl" "${TRAIN_ARGS[@]}" -o "$OUT/scalar-gsm"
 
-for set in gsm hh; do
+for set in $SETS; do
   if [ $set = gsm ]; then args=(--benchmark spct --data "$OUT/gsm_eval.jsonl"); else args=(--benchmark hh-rlhf --data "$HH"); fi
   $SPCT eval "${args[@]}" --method token-prob --limit "$N_TP" -o "$OUT/$set-token-prob" --no-progress
   $SPCT eval "${args[@]}" --method scalar --model "$OUT/scalar-$set" --limit "$N_SCALAR" -o "$OUT/$set-scalar" --no-progress
