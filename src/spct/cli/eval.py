@@ -1,0 +1,88 @@
+"""spct eval: score a benchmark with a GRM or a baseline; writes results.json, samples.jsonl, report.md, plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..backends import ENGINES, load_backend
+from ..data import InputError
+from ..eval.baselines import METHODS, GRMMethod, ScalarMethod, TokenProbMethod, VerdictMethod
+from ..eval.benchmarks import BENCHMARKS, LoadOptions, get_benchmark, load_benchmark
+from ..eval.runner import run_eval
+from ..judge import GenerativeRewardModel, JudgeConfig
+from .common import report_issues
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    names = ", ".join(sorted(BENCHMARKS))
+    p = sub.add_parser("eval", help="evaluate a reward model on a benchmark (resumable)",
+                       description="Score a benchmark with the GRM or a baseline method and write results.json, "
+                                   "samples.jsonl, report.md and PNG plots to OUTDIR. Rerunning the same command "
+                                   f"resumes. Benchmarks: {names}.")
+    p.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS), metavar="NAME", help=f"one of: {names}")
+    p.add_argument("--data", required=True, help="local .json/.jsonl(.gz)/.parquet file or folder, or a HF dataset name")
+    p.add_argument("--split", default=None, help="split when --data is a HF dataset (default: the benchmark's usual one)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (resumes if it exists)")
+    p.add_argument("--method", default="grm", choices=METHODS, help="grm (default) or a baseline")
+    p.add_argument("--model", default="smollm2-135m",
+                   help="generator for grm/llm-judge/pairwise-grm/token-prob ('smollm2-135m' embedded, a folder, a .gguf, "
+                        "a hub id); for --method scalar, the folder written by `spct train-scalar`")
+    p.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--k", type=int, nargs="+", default=[1], help="judgments voted on; several values give a scaling "
+                   "curve from one run of max(k) samples (default: 1 = greedy)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
+    p.add_argument("--max-responses", type=int, default=None, help="best-of-N sets: keep at most N responses per item (seeded)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="token budget of one judgment (default: 512)")
+    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature when max(k) > 1 (default: 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seeds shuffles, sampling and bootstrap (default: 0)")
+    p.add_argument("--no-constrain", dest="constrain", action="store_false", help="do not force a parseable last line")
+    p.add_argument("--batch-size", type=int, default=8, help="items per scoring batch (default: 8)")
+    p.add_argument("--gen-batch-size", type=int, default=16, help="sequences per generate call (default: 16)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def build_method(args: argparse.Namespace):
+    if args.method == "scalar":
+        return ScalarMethod(args.model, device=args.device)
+    options = {"device": args.device, "batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
+    backend = load_backend(args.model, args.engine, **options)
+    if args.method in ("grm", "grm-no-principles"):
+        config = JudgeConfig(k=max(args.k), temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                             seed=args.seed, constrain=args.constrain, principles=args.method == "grm")
+        return GRMMethod(GenerativeRewardModel(backend, config))
+    if args.method == "token-prob":
+        return TokenProbMethod(backend, batch_size=args.gen_batch_size)
+    return VerdictMethod(backend, pairwise=args.method == "pairwise-grm", max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, seed=args.seed, constrain=args.constrain)
+
+
+def run(args: argparse.Namespace) -> int:
+    if min(args.k) < 1:
+        raise InputError("--k values must be >= 1")
+    bench = get_benchmark(args.benchmark)
+    examples, issues = load_benchmark(args.benchmark, args.data, split=args.split, limit=args.limit,
+                                      options=LoadOptions(args.max_responses, args.seed))
+    report_issues(issues)
+    if not examples:
+        raise InputError(f"{args.data}: no usable {args.benchmark} items" + (f" ({len(issues)} bad row(s))" if issues else ""))
+    config = {"benchmark": args.benchmark, "data": args.data, "method": args.method, "model": args.model,
+              "ks": sorted(set(args.k)), "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+              "seed": args.seed, "constrain": args.constrain, "max_responses": args.max_responses,
+              "limit": args.limit, "engine": args.engine}
+    method = build_method(args)
+    results = run_eval(bench, examples, method, args.output, config, batch_size=args.batch_size, progress=args.progress)
+    for k, m in results["by_k"].items():
+        ci = f"[{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]" if m["ci"] else "-"
+        tie = f", tie rate {m['tie_rate']:.3f}" if m["tie_rate"] is not None else ""
+        score = "-" if m["overall"] is None else f"{m['overall']:.3f}"
+        print(f"{args.benchmark} {args.method} k={k}: {m['metric']} {score} {ci} on {m['n']} items{tie}", file=sys.stderr)
+    if results["parse_failure_rate"] is not None:
+        print(f"parse failures {results['parse_failure_rate']:.3f} of {results['judgments']} judgments; "
+              f"report in {args.output}/report.md", file=sys.stderr)
+    if results["backend_failed"]:
+        print(f"error: the backend failed on {results['backend_failed']} item(s); rerun to retry them", file=sys.stderr)
+        return 1
+    return 0
