@@ -14,7 +14,7 @@ import sys
 from ..backends.models import ModelNotFound
 from ..data import InputError
 
-COMMANDS = ["judge", "demo"]
+COMMANDS = ["judge", "demo", "probe", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
