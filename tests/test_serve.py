@@ -136,8 +136,8 @@ def test_api_key():
 # -- concurrency, on a real uvicorn --------------------------------------------------------------------
 
 
-def _post_all(url: str, bodies: list[dict], path: str = "/v1/judge") -> list[httpx.Response]:
-    with httpx.Client(timeout=30) as c, ThreadPoolExecutor(len(bodies)) as pool:
+def _post_all(url: str, bodies: list[dict], path: str = "/v1/judge", timeout: float = 30) -> list[httpx.Response]:
+    with httpx.Client(timeout=timeout) as c, ThreadPoolExecutor(len(bodies)) as pool:
         return list(pool.map(lambda b: c.post(url + path, json=b), bodies))
 
 
@@ -217,7 +217,7 @@ def test_server_on_embedded_model_batches_two_requests(embedded_backend):
         {"query": ["User: Name a colour.\nAssistant: Blue."], "prompts": ["User: Name a colour.\nAssistant:"]},
     ]
     with running_server(app) as url:
-        responses = _post_all(url, bodies, path="/get_reward")
+        responses = _post_all(url, bodies, path="/get_reward", timeout=600)
         metrics = httpx.get(url + "/metrics").json()
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
     rewards = [x for r in responses for x in r.json()["rewards"]]
