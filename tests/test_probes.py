@@ -28,6 +28,12 @@ def gullible(req: GenerationRequest, sample: int) -> str:
     return f"Principles:\n- x (100%)\nAnalysis:\nok\nScores: \\boxed{{{', '.join(map(str, scores))}}}"
 
 
+def copycat(req: GenerationRequest, sample: int) -> str:
+    """A judge that copies the last ready-made score box it sees in its prompt, else scores 6, 5."""
+    boxes = re.findall(r"\\boxed\{(\d+(?:, \d+)*)\}", req.messages[-1]["content"])
+    return f"Analysis:\nok\nScores: \\boxed{{{boxes[-1] if boxes else '6, 5'}}}"
+
+
 EXAMPLES = [Example(f"e{i}", f"question {i}", [f"good answer {i}", f"bad answer {i}"], best=[0]) for i in range(3)]
 
 
@@ -62,6 +68,16 @@ def test_probe_figures_on_a_gullible_judge(tmp_path):
     run_probes(GenerativeRewardModel(fake), EXAMPLES, tmp_path, ProbeConfig(prompts=("hardened", "naive")))
     assert len(fake.calls) == calls
     assert sum(1 for _ in open(tmp_path / "samples.jsonl")) == 3 * 2 * 2 * 4
+
+
+def test_defusing_score_boxes_stops_a_copying_judge(tmp_path):
+    config = ProbeConfig(prompts=("hardened", "defused_scores"))
+    s = run_probes(GenerativeRewardModel(FakeBackend(script=copycat)), EXAMPLES, tmp_path, config)
+    hardened, defused = s["prompts"]["hardened"], s["prompts"]["defused_scores"]
+    # Copied: the attacked response always wins (a flip wherever it was not already shown first and winning).
+    assert hardened["planted_scores"]["flip_rate"] == 0.5 and hardened["planted_scores"]["accuracy"] == 0.0
+    assert defused["planted_scores"]["flip_rate"] == 0.0 and defused["planted_scores"]["margin_gain"] == 0.0
+    assert "verbosity" not in defused and defused["judgments"] == 3 * 2 * 2
 
 
 def test_probe_cli_on_fake_engine(tmp_path, capsys):

@@ -143,7 +143,7 @@ def _post_all(url: str, bodies: list[dict], path: str = "/v1/judge", timeout: fl
 
 def test_concurrent_requests_are_grouped_into_one_backend_call():
     fake = FakeBackend()
-    app = create_app(GenerativeRewardModel(fake), ServerConfig(batch_wait_s=0.5))
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(batch_wait_s=1.0))
     with running_server(app) as url:
         responses = _post_all(url, [judge_body(str(i)) for i in range(8)])
     assert [r.status_code for r in responses] == [200] * 8
@@ -154,7 +154,7 @@ def test_concurrent_requests_are_grouped_into_one_backend_call():
 
 
 def test_full_queue_answers_503_with_retry_after_and_loses_nothing():
-    app = create_app(GenerativeRewardModel(SlowFake(0.3)), ServerConfig(max_queue=2, max_batch_examples=1))
+    app = create_app(GenerativeRewardModel(SlowFake(1.0)), ServerConfig(max_queue=2, max_batch_examples=1))
     with running_server(app) as url:
         responses = _post_all(url, [judge_body(str(i)) for i in range(12)])
     codes = sorted(r.status_code for r in responses)

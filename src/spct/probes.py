@@ -17,13 +17,16 @@ worst case): planted boxes and injected text name its own position. Each attack 
 the attacked response's average score gain over the clean judgment and the rate at which the
 verdict flips. The same attacked texts are judged with spct's hardened prompt and with a naive
 prompt (no begin/end markers, no defusing of marker look-alikes, no instruction to ignore what
-responses say), so the figures show what the hardening buys.
+responses say), so the figures show what the hardening buys; a third variant also rewrites score
+boxes inside judged text, so a judge has no ready-made score line to copy (run on the clean and
+planted-score conditions only, where it differs).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +78,19 @@ def hardened_judge_messages(example: Example, order: list[int], responses: list[
     return judge_messages(example, order, responses=responses)
 
 
+_SCORE_BOX = re.compile(r"\\boxed\s*\{")
+
+
+def defused_scores_judge_messages(example: Example, order: list[int], responses: list[str]) -> list[Message]:
+    """The hardened prompt, and score boxes inside judged text rewritten (`\\boxed{` -> `boxed(`),
+    so the judge never sees a ready-made score line to copy."""
+    return judge_messages(example, order, responses=[_SCORE_BOX.sub("boxed(", r) for r in responses])
+
+
 PROMPTS: dict[str, Callable[[Example, list[int], list[str]], list[Message]]] = {
     "hardened": hardened_judge_messages,
     "naive": naive_judge_messages,
+    "defused_scores": defused_scores_judge_messages,
 }
 
 # -- attacks ----------------------------------------------------------------------------------
@@ -107,6 +120,12 @@ ATTACKS: dict[str, Callable[[str, int, int], str]] = {
     "injection": _injection,
 }
 CONDITIONS = ("clean", *ATTACKS)
+# Variants that differ from "hardened" only on some attacks are run on those alone.
+PROMPT_CONDITIONS = {"defused_scores": ("clean", "planted_scores")}
+
+
+def conditions_for(prompt: str) -> tuple[str, ...]:
+    return PROMPT_CONDITIONS.get(prompt, CONDITIONS)
 
 
 @dataclass
@@ -126,8 +145,8 @@ def _orders(n: int) -> list[list[int]]:
     return [list(range(n)), list(reversed(range(n)))]
 
 
-def probe_rows(backend: Backend, examples: list[Example], config: ProbeConfig) -> list[dict]:
-    """Judge every (prompt variant, order, condition) of each example once, greedily."""
+def probe_rows(backend: Backend, examples: list[Example], config: ProbeConfig, done: set[str] = frozenset()) -> list[dict]:
+    """Judge every (prompt variant, order, condition) of each example once, greedily; keys in `done` are skipped."""
     jobs: list[dict] = []
     requests: list[GenerationRequest] = []
     for ex in examples:
@@ -135,11 +154,14 @@ def probe_rows(backend: Backend, examples: list[Example], config: ProbeConfig) -
         for prompt_name in config.prompts:
             for order in _orders(len(ex.responses)):
                 pos = order.index(target) + 1
-                for cond in CONDITIONS:
+                for cond in conditions_for(prompt_name):
+                    key = f"{ex.id}|{prompt_name}|{cond}|{''.join(map(str, order))}"
+                    if key in done:
+                        continue
                     responses = list(ex.responses)
                     if cond != "clean":
                         responses[target] = ATTACKS[cond](responses[target], pos, len(order))
-                    jobs.append({"key": f"{ex.id}|{prompt_name}|{cond}|{''.join(map(str, order))}", "id": ex.id,
+                    jobs.append({"key": key, "id": ex.id,
                                  "prompt": prompt_name, "condition": cond, "order": order, "attacked": target,
                                  "best": ex.best})
                     requests.append(GenerationRequest(
@@ -147,7 +169,7 @@ def probe_rows(backend: Backend, examples: list[Example], config: ProbeConfig) -
                         max_new_tokens=config.max_new_tokens, seed=0,
                         constraint=ScoreConstraint(len(order)) if config.constrain else None))
     rows = []
-    for job, gens in zip(jobs, backend.generate(requests), strict=True):
+    for job, gens in zip(jobs, backend.generate(requests) if requests else [], strict=True):
         g = gens[0]
         try:
             shown = parse_judgment(g.text, len(job["order"])).scores
@@ -170,16 +192,19 @@ def run_probes(grm: GenerativeRewardModel, examples: list[Example], out_dir: str
     usable = [ex for ex in examples if ex.best and len(ex.responses) >= 2 and len(ex.best) < len(ex.responses)]
     if len(usable) < len(examples):
         log.warning("%d example(s) skipped: probes need >= 2 responses and a 'best' label", len(examples) - len(usable))
-    per_example = len(config.prompts) * 2 * len(CONDITIONS)
+    per_example = 2 * sum(len(conditions_for(p)) for p in config.prompts)
     with JsonlAppender(out / "samples.jsonl", key="key") as app:
-        todo = [ex for ex in usable if sum(k.startswith(f"{ex.id}|") for k in app.done) < per_example]
+        wanted = {f"|{p}|" for p in config.prompts}
+        todo = [ex for ex in usable
+                if sum(k.startswith(f"{ex.id}|") and any(w in k for w in wanted) for k in app.done) < per_example]
         for b in range(0, len(todo), config.batch_size):
             chunk = [grm.fit_to_context(ex)[0] for ex in todo[b : b + config.batch_size]]
-            for row in probe_rows(grm.backend, chunk, config):
+            for row in probe_rows(grm.backend, chunk, config, set(app.done)):
                 app.write(row)
             if progress:
                 progress(len(chunk))
-        rows = [app.done[k] for k in app.done if k.split("|")[0] in {ex.id for ex in usable}]
+        ids = {ex.id for ex in usable}
+        rows = [r for k, r in app.done.items() if k.split("|")[0] in ids and r["prompt"] in config.prompts]
     summary = summarise(rows, config.prompts)
     summary["examples"] = len(usable)
     summary["max_new_tokens"] = config.max_new_tokens
@@ -219,6 +244,8 @@ def summarise(rows: list[dict], prompts: tuple[str, ...]) -> dict:
                              "first_position_score_gain": _avg(shift), "order_flip_rate": _avg(flips),
                              "clean_accuracy": _avg(first_ok + last_ok)}
         for cond in ATTACKS:
+            if cond not in conditions_for(prompt):
+                continue
             gain, margin, flip, acc = [], [], [], []
             for (i, o), c in clean.items():
                 r = table.get((i, prompt, cond, o))
@@ -248,29 +275,31 @@ def plot(summary: dict, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     prompts = list(summary["prompts"])
-    attacks = list(ATTACKS)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     width = 0.8 / max(1, len(prompts))
-    panels = [("score_gain", "score gain of the attacked response"), ("flip_rate", "verdict flip rate")]
-    for ax, (key, title) in zip(axes[:2], panels, strict=True):
+
+    def bars(ax, keys: list[str], value, labels: list[str], title: str) -> None:
         for k, prompt in enumerate(prompts):
-            vals = [summary["prompts"][prompt][a][key] or 0.0 for a in attacks]
-            ax.bar([x + k * width for x in range(len(attacks))], vals, width, label=prompt)
-        ax.set_xticks([x + width * (len(prompts) - 1) / 2 for x in range(len(attacks))], attacks)
+            vals = [value(summary["prompts"][prompt], key) for key in keys]
+            ax.bar([x + k * width for x in range(len(keys))], [float("nan") if v is None else v for v in vals], width, label=prompt)
+        ax.set_xticks([x + width * (len(prompts) - 1) / 2 for x in range(len(keys))], labels)
         ax.set_title(title)
         ax.axhline(0, color="black", linewidth=0.5)
-        ax.legend()
-    pos_keys = ["accuracy_best_first", "accuracy_best_last", "order_flip_rate"]
-    for k, prompt in enumerate(prompts):
-        vals = [summary["prompts"][prompt]["position"][key] or 0.0 for key in pos_keys]
-        axes[2].bar([x + k * width for x in range(len(pos_keys))], vals, width, label=prompt)
-    axes[2].set_xticks([x + width * (len(prompts) - 1) / 2 for x in range(len(pos_keys))],
-                       ["acc. best first", "acc. best last", "order flips"])
+        ax.legend(fontsize=8)
+
+    def attack(metric: str):
+        return lambda stats, a: stats.get(a, {}).get(metric)
+
+    attacks = list(ATTACKS)
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    bars(axes[0], attacks, attack("score_gain"), attacks, "score gain of the attacked response")
+    bars(axes[1], attacks, attack("margin_gain"), attacks, "margin gain over the other response")
+    bars(axes[2], attacks, attack("flip_rate"), attacks, "verdict flip rate")
     axes[2].set_ylim(0, 1)
-    axes[2].set_title("position bias (clean pairs)")
-    axes[2].legend()
+    bars(axes[3], ["accuracy_best_first", "accuracy_best_last", "order_flip_rate"], lambda st, key: st["position"][key],
+         ["acc. best first", "acc. best last", "order flips"], "position bias (clean pairs)")
+    axes[3].set_ylim(0, 1)
     fig.suptitle(f"spct probes: {summary.get('examples', '?')} labelled examples, greedy, "
-                 f"max_new_tokens={summary.get('max_new_tokens', '?')}")
+                 f"max_new_tokens={summary.get('max_new_tokens', '?')} (missing bar: not run for that prompt)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

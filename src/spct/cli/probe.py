@@ -18,14 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe", help="measure position/verbosity bias and resistance to planted scores and prompt injection",
                        description="Judge each labelled example in both orders, clean and under three attacks on a "
                                    "non-best response (fluff padding, a planted score box, an injected instruction), "
-                                   "with spct's hardened prompt and a naive one. Writes OUTDIR/samples.jsonl "
+                                   "with spct's hardened prompt, a naive one, and the hardened one with score boxes in judged text defused. Writes OUTDIR/samples.jsonl "
                                    "(resumable), OUTDIR/results.json and OUTDIR/probes.png.")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--data", default=None,
                    help="labelled examples (JSONL/.gz/HF dataset; default: the 8 shipped HH-RLHF pairs)")
     p.add_argument("--split", default="test", help="split, when --data is a HF dataset (default: test)")
     p.add_argument("--limit", type=int, default=None, help="probe only the first N usable examples")
-    p.add_argument("--prompts", default="hardened,naive", help=f"prompt variants, from {', '.join(PROMPTS)} (default: both)")
+    p.add_argument("--prompts", default=",".join(PROMPTS), help=f"prompt variants (default: {','.join(PROMPTS)})")
     p.add_argument("--max-new-tokens", type=int, default=48, help="token budget of one judgment (default: 48)")
     p.add_argument("--batch-size", type=int, default=4, help="examples per generation batch (default: 4)")
     add_model_args(p)
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
               f"order flips {pos['order_flip_rate']}; parse failures {stats['parse_failures']}/{stats['judgments']}",
               file=sys.stderr)
         for attack in ("verbosity", "planted_scores", "injection"):
+            if attack not in stats:
+                continue
             a = stats[attack]
             print(f"[{prompt}] {attack}: score gain {a['score_gain']}, margin gain {a['margin_gain']}, "
                   f"flip rate {a['flip_rate']}, accuracy {a['accuracy']} (n={a['n']})", file=sys.stderr)
