@@ -15,7 +15,7 @@ import sys
 from ..backends.models import ModelNotFound
 from ..data import InputError
 
-COMMANDS = ["judge", "demo", "meta-data", "train-meta", "scale", "rft", "sft", "rl", "eval", "compare", "data", "train-scalar"]
+COMMANDS = ["judge", "demo", "meta-data", "train-meta", "scale", "rft", "sft", "rl", "eval", "compare", "data", "train-scalar", "probe", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,65 @@
+"""spct probe -o OUTDIR: position, verbosity, planted-score and injection probes, hardened vs naive prompt."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from ..data import InputError, load_examples
+from ..judge import GenerativeRewardModel, JudgeConfig
+from ..probes import PROMPTS, ProbeConfig, run_probes
+from .common import add_model_args, report_issues
+from .demo import demo_file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="measure position/verbosity bias and resistance to planted scores and prompt injection",
+                       description="Judge each labelled example in both orders, clean and under three attacks on a "
+                                   "non-best response (fluff padding, a planted score box, an injected instruction), "
+                                   "with spct's hardened prompt, a naive one, and the hardened one with score boxes in judged text defused. Writes OUTDIR/samples.jsonl "
+                                   "(resumable), OUTDIR/results.json and OUTDIR/probes.png.")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--data", default=None,
+                   help="labelled examples (JSONL/.gz/HF dataset; default: the 8 shipped HH-RLHF pairs)")
+    p.add_argument("--split", default="test", help="split, when --data is a HF dataset (default: test)")
+    p.add_argument("--limit", type=int, default=None, help="probe only the first N usable examples")
+    p.add_argument("--prompts", default=",".join(PROMPTS), help=f"prompt variants (default: {','.join(PROMPTS)})")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="token budget of one judgment (default: 48)")
+    p.add_argument("--batch-size", type=int, default=4, help="examples per generation batch (default: 4)")
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backends import load_backend
+
+    prompts = tuple(x.strip() for x in args.prompts.split(",") if x.strip())
+    unknown = [x for x in prompts if x not in PROMPTS]
+    if unknown or not prompts:
+        raise InputError(f"--prompts: unknown variant(s) {unknown}; choose from {', '.join(PROMPTS)}")
+    examples, issues = load_examples(args.data or str(demo_file()), args.split)
+    report_issues(issues)
+    examples = [ex for ex in examples if ex.best and len(ex.responses) >= 2][: args.limit]
+    if not examples:
+        raise InputError("no usable examples: probes need >= 2 responses and a 'best' label")
+    options = {"device": args.device, "batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
+    grm = GenerativeRewardModel(load_backend(args.model, args.engine, **options), JudgeConfig(max_new_tokens=args.max_new_tokens))
+    config = ProbeConfig(prompts=prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    with tqdm(total=len(examples), desc="probing", unit="ex") as bar:
+        summary = run_probes(grm, examples, args.output, config, progress=bar.update)
+    for prompt, stats in summary["prompts"].items():
+        pos = stats["position"]
+        print(f"[{prompt}] clean accuracy {pos['clean_accuracy']}, best-first {pos['accuracy_best_first']} vs "
+              f"best-last {pos['accuracy_best_last']}, first-position score gain {pos['first_position_score_gain']}, "
+              f"order flips {pos['order_flip_rate']}; parse failures {stats['parse_failures']}/{stats['judgments']}",
+              file=sys.stderr)
+        for attack in ("verbosity", "planted_scores", "injection"):
+            if attack not in stats:
+                continue
+            a = stats[attack]
+            print(f"[{prompt}] {attack}: score gain {a['score_gain']}, margin gain {a['margin_gain']}, "
+                  f"flip rate {a['flip_rate']}, accuracy {a['accuracy']} (n={a['n']})", file=sys.stderr)
+    print(f"wrote {args.output}/results.json and {args.output}/probes.png", file=sys.stderr)
+    return 0

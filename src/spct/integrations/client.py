@@ -1,0 +1,163 @@
+"""One way to get GRM rewards for groups of responses, in-process or from a running `spct serve`.
+
+Every adapter (TRL, OpenRLHF, verl) turns its framework's call into groups: one query with
+the responses to judge together. `RewardClient` judges the groups either with a
+GenerativeRewardModel in this process or over HTTP against the server's /v1/judge, and
+returns each response's mean judge score (1..10, comparable across k), or None where every
+sampled judgment failed, never a made-up default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..data import Example, Query
+from ..judge import GenerativeRewardModel, JudgeConfig
+
+Group = tuple[Query, list[str]]
+MAX_PER_REQUEST = 256  # examples per /v1/judge call (the server's limit)
+
+
+class RewardError(RuntimeError):
+    """The reward could not be computed (server refused or failed); the message says why."""
+
+
+class RewardClient:
+    def __init__(self, grm: GenerativeRewardModel | None = None, *, url: str | None = None, api_key: str | None = None,
+                 k: int | None = None, timeout_s: float = 600.0, max_busy_retries: int = 20):
+        if (grm is None) == (url is None):
+            raise ValueError("give exactly one of grm (in-process) or url (a running `spct serve`)")
+        self.grm = grm
+        self.url = url.rstrip("/") if url else None
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.k = k
+        self.timeout_s = timeout_s
+        self.max_busy_retries = max_busy_retries
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> RewardClient:
+        """Configured by SPCT_REWARD_URL (+ SPCT_API_KEY) for a server, else SPCT_MODEL in-process
+        (default: the embedded model), with SPCT_K and SPCT_MAX_NEW_TOKENS; keyword overrides win."""
+        url = overrides.pop("url", None) or os.environ.get("SPCT_REWARD_URL")
+        k = overrides.pop("k", None) or int(os.environ.get("SPCT_K", "1"))
+        if url:
+            return cls(url=url, api_key=overrides.pop("api_key", None) or os.environ.get("SPCT_API_KEY"), k=k, **overrides)
+        from ..backends import load_backend
+
+        model = overrides.pop("model", None) or os.environ.get("SPCT_MODEL", "smollm2-135m")
+        max_new_tokens = int(overrides.pop("max_new_tokens", None) or os.environ.get("SPCT_MAX_NEW_TOKENS", "256"))
+        grm = GenerativeRewardModel(load_backend(model), JudgeConfig(k=k, max_new_tokens=max_new_tokens, retries=1))
+        return cls(grm, k=k, **overrides)
+
+    # -- in-process ---------------------------------------------------------------------------
+    @staticmethod
+    def _examples(groups: Sequence[Group]) -> list[Example]:
+        return [Example(f"g{i}", query, list(responses)) for i, (query, responses) in enumerate(groups)]
+
+    def _local(self, groups: Sequence[Group]) -> list[list[float | None]]:
+        assert self.grm is not None
+        examples = self._examples(groups)
+        rewards = self.grm.judge(examples, self.k, batch_size=max(1, len(examples)))
+        return [[x / r.used for x in r.rewards] if r.rewards else [None] * len(ex.responses)
+                for ex, r in zip(examples, rewards, strict=True)]
+
+    # -- over HTTP ----------------------------------------------------------------------------
+    def _payloads(self, groups: Sequence[Group]) -> list[dict]:
+        examples = [{"query": q, "responses": list(rs)} for q, rs in groups]
+        return [{"examples": examples[b : b + MAX_PER_REQUEST], "k": self.k}
+                for b in range(0, len(examples), MAX_PER_REQUEST)]
+
+    @staticmethod
+    def _scores(body: dict, examples: list[dict]) -> list[list[float | None]]:
+        if len(body["rewards"]) != len(examples):
+            raise RewardError(f"server answered {len(body['rewards'])} rewards for {len(examples)} examples")
+        return [r["mean_scores"] if r["mean_scores"] is not None else [None] * len(ex["responses"])
+                for r, ex in zip(body["rewards"], examples, strict=True)]
+
+    def _check(self, response) -> bool:
+        """True when the server was busy (503: wait and retry); raises on any other failure."""
+        if response.status_code == 503:
+            return True
+        if response.status_code != 200:
+            try:
+                reason = response.json().get("error", response.text)
+            except ValueError:
+                reason = response.text
+            raise RewardError(f"reward server answered {response.status_code}: {reason}")
+        return False
+
+    def _remote(self, groups: Sequence[Group]) -> list[list[float | None]]:
+        import httpx
+
+        out: list[list[float | None]] = []
+        with httpx.Client(timeout=self.timeout_s, headers=self.headers) as client:
+            for payload in self._payloads(groups):
+                for _ in range(self.max_busy_retries + 1):
+                    resp = client.post(f"{self.url}/v1/judge", json=payload)
+                    if not self._check(resp):
+                        break
+                    time.sleep(float(resp.headers.get("retry-after", "1")))
+                else:
+                    raise RewardError(f"reward server stayed busy after {self.max_busy_retries} retries")
+                out += self._scores(resp.json(), payload["examples"])
+        return out
+
+    async def _aremote(self, groups: Sequence[Group]) -> list[list[float | None]]:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=self.timeout_s, headers=self.headers) as client:
+            async def one(payload: dict) -> list[list[float | None]]:
+                for _ in range(self.max_busy_retries + 1):
+                    resp = await client.post(f"{self.url}/v1/judge", json=payload)
+                    if not self._check(resp):
+                        return self._scores(resp.json(), payload["examples"])
+                    await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
+                raise RewardError(f"reward server stayed busy after {self.max_busy_retries} retries")
+
+            parts = await asyncio.gather(*(one(p) for p in self._payloads(groups)))
+        return [scores for part in parts for scores in part]
+
+    # -- public -------------------------------------------------------------------------------
+    def judge_groups(self, groups: Sequence[Group]) -> list[list[float | None]]:
+        """Mean judge score per response, group by group."""
+        if not groups:
+            return []
+        return self._local(groups) if self.grm is not None else self._remote(groups)
+
+    async def ajudge_groups(self, groups: Sequence[Group]) -> list[list[float | None]]:
+        if not groups:
+            return []
+        if self.grm is not None:
+            return await asyncio.to_thread(self._local, groups)
+        return await self._aremote(groups)
+
+
+def group_runs(prompts: Sequence[Any], size: int | None = None) -> list[list[int]]:
+    """Indices of consecutive equal prompts (TRL's num_generations runs), cut into runs of `size` if given."""
+    runs: list[list[int]] = []
+    for i, p in enumerate(prompts):
+        if runs and prompts[runs[-1][0]] == p and (size is None or len(runs[-1]) < size):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def group_equal(prompts: Sequence[Any]) -> list[list[int]]:
+    """Indices of equal prompts wherever they occur, in first-seen order (OpenRLHF, verl batches)."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(repr(p), []).append(i)
+    return list(groups.values())
+
+
+def scatter(groups: list[list[int]], scores: list[list[float | None]], n: int) -> list[float | None]:
+    out: list[float | None] = [None] * n
+    for idx, s in zip(groups, scores, strict=True):
+        for i, v in zip(idx, s, strict=True):
+            out[i] = v
+    return out

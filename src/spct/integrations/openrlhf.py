@@ -1,0 +1,41 @@
+"""OpenRLHF custom reward file: `--remote_rm_url /path/to/spct/integrations/openrlhf.py`.
+
+OpenRLHF loads this file and calls `reward_func(queries, prompts, labels)`, where each query
+is the decoded prompt + response. Responses that share a prompt are judged together, as
+`spct serve`'s /get_reward does. Configure with environment variables: SPCT_REWARD_URL (+
+SPCT_API_KEY) to call a running `spct serve`, else SPCT_MODEL (default: the embedded model),
+SPCT_K and SPCT_MAX_NEW_TOKENS to judge in-process. (To skip this file, point
+`--remote_rm_url` at the server's http://HOST:PORT/get_reward directly.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from spct.integrations.client import RewardClient, RewardError, group_equal, scatter
+from spct.serve.protocol import GetRewardRequest
+
+_client: RewardClient | None = None
+
+
+def rewards_for(client: RewardClient, queries: list[str], prompts: list[str], labels: list[Any] | None = None) -> dict:
+    """OpenRLHF's reward dict: rewards (mean judge score, 1..10), scores (0..1) and extra_logs."""
+    request = GetRewardRequest(query=list(queries), prompts=list(prompts), labels=None if labels is None else list(labels))
+    pairs = request.split()
+    groups = group_equal([p for p, _ in pairs])
+    scores = scatter(groups, client.judge_groups([(pairs[idx[0]][0], [pairs[i][1] for i in idx]) for idx in groups]), len(pairs))
+    failed = [i for i, s in enumerate(scores) if s is None]
+    if failed:
+        raise RewardError(f"no valid judgment for query {failed}: every sampled judgment failed to parse")
+    rewards = torch.tensor(scores, dtype=torch.float32)
+    return {"rewards": rewards, "scores": (rewards - 1) / 9,
+            "extra_logs": {"group_size": torch.tensor([float(len(g)) for g in groups for _ in g])}}
+
+
+def reward_func(queries: list[str], prompts: list[str], labels: list[Any] | None = None, **kwargs: Any) -> dict:
+    global _client
+    if _client is None:
+        _client = RewardClient.from_env()
+    return rewards_for(_client, queries, prompts, labels)

@@ -1,0 +1,225 @@
+"""The reward server: protocol, refusals with precise messages, micro-batching, queue bounds,
+timeouts, failure isolation and the API key, over FakeBackend; one real run on the embedded model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from _server import SlowFake, free_port, running_server
+from fastapi.testclient import TestClient
+
+from spct.backends.fake import FakeBackend
+from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.serve import ServerConfig, create_app
+
+
+def client_for(backend=None, **config) -> tuple[TestClient, FakeBackend]:
+    backend = backend or FakeBackend()
+    return TestClient(create_app(GenerativeRewardModel(backend), ServerConfig(**config))), backend
+
+
+def judge_body(tag: str = "x", n: int = 2) -> dict:
+    return {"examples": [{"query": f"question {tag}", "responses": [f"answer {tag} " + "y" * (10 * i) for i in range(n)]}]}
+
+
+# -- protocol -----------------------------------------------------------------------------------
+
+
+def test_get_reward_splits_queries_and_judges_each_prompt_listwise():
+    client, fake = client_for()
+    body = {"query": ["<p1> short", "<p1> a much longer answer here", "<p2> mid answer"],
+            "prompts": ["<p1>", "<p1>", "<p2>"], "labels": ["", "", ""]}
+    r = client.post("/get_reward", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert set(out) == {"rewards", "scores", "extra_logs"}
+    # FakeBackend scores 1 + len // 10: the longer answer to <p1> wins.
+    assert out["rewards"] == [1.0, 3.0, 2.0]
+    assert out["scores"] == pytest.approx([0.0, 2 / 9, 1 / 9])
+    assert out["extra_logs"]["group_size"] == [2.0, 2.0, 1.0]
+    # One backend call; the two <p1> responses shown together in one judgment.
+    assert len(fake.calls) == 1 and len(fake.calls[0]) == 2
+    assert "[[Response 2]]" in fake.calls[0][0].messages[-1]["content"]
+
+
+def test_v1_judge_returns_voted_rewards_and_judgments():
+    client, _ = client_for()
+    body = {"examples": [{"id": "q1", "query": "Q?", "responses": ["no", "a long, helpful answer"], "best": [1]}],
+            "k": 2, "include_judgments": True}
+    r = client.post("/v1/judge", json=body)
+    assert r.status_code == 200, r.text
+    [reward] = r.json()["rewards"]
+    assert reward["id"] == "q1" and reward["k"] == 2 and reward["used"] == 2 and reward["correct"] is True
+    assert reward["rewards"] == [2, 6] and reward["mean_scores"] == [1.0, 3.0]
+    assert len(reward["judgments"]) == 2 and reward["judgments"][0]["scores"] == [1, 3]
+
+
+def test_health_and_metrics():
+    client, _ = client_for()
+    assert client.get("/health").json()["status"] == "ok"
+    client.post("/v1/judge", json=judge_body())
+    m = client.get("/metrics").json()
+    assert m["requests"]["200"] >= 1 and m["batches"] == 1 and m["judgments"] == 1 and m["parse_failures"] == 0
+    assert m["latency_s"]["p50"] is not None and m["queue_depth"] == 0
+
+
+def test_parse_failures_are_counted_and_reported_not_defaulted():
+    client, _ = client_for(FakeBackend(script=lambda req, s: "I like both."))
+    r = client.post("/v1/judge", json=judge_body())
+    assert r.status_code == 200
+    assert r.json()["rewards"][0]["rewards"] is None and r.json()["rewards"][0]["failed"] == 1
+    r = client.post("/get_reward", json={"query": ["p a"], "prompts": ["p"]})
+    assert r.status_code == 502 and "no valid judgment for query [0]" in r.json()["error"]
+    assert client.get("/metrics").json()["parse_failures"] == 2
+
+
+# -- malformed requests: a 4xx that names the problem, and the server keeps serving ----------------
+
+MALFORMED = [
+    ("/get_reward", b"{not json", 400, "not valid JSON"),
+    ("/get_reward", b"[1, 2]", 422, "valid dictionary"),
+    ("/get_reward", b'{"query": "a b", "prompts": ["a"]}', 422, "query: Input should be a valid list"),
+    ("/get_reward", b'{"query": [], "prompts": []}', 422, "query: List should have at least 1 item"),
+    ("/get_reward", b'{"query": ["a b"], "prompts": ["a", "b"]}', 422, "prompts has 2 items but query has 1"),
+    ("/get_reward", b'{"query": ["a b"], "prompts": ["a"], "labels": [1, 2]}', 422, "labels has 2 items but query has 1"),
+    ("/get_reward", b'{"query": ["a b"], "prompts": ["zzz"]}', 422, "query[0] does not contain prompts[0]"),
+    ("/get_reward", b'{"query": [1], "prompts": ["a"]}', 422, "query[0]: Input should be a valid string"),
+    ("/get_reward", b'{"prompts": ["a"]}', 422, "query: Field required"),
+    ("/v1/judge", b'{"examples": []}', 422, "examples: List should have at least 1 item"),
+    ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a", 3]}]}', 422, "examples[0].responses[1]: Input should be a valid string"),
+    ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a"], "best": [4]}]}', 422, "best index 4 out of range for 1 responses"),
+    ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a"], "ratings": [1, 2]}]}', 422, "ratings has 2 values for 1 responses"),
+    ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a"]}], "k": 0}', 422, "k: Input should be greater than or equal to 1"),
+    ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a"]}], "k": 999}', 422, "exceeds this server's limit"),
+    ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a"], "colour": 1}]}', 422, "examples[0].colour: Extra inputs are not permitted"),
+    ("/v1/judge", b'{"examples": [{"query": [{"role": "user"}], "responses": ["a"]}]}', 422, "content: Field required"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "message"), MALFORMED, ids=[m[3][:30] for m in MALFORMED])
+def test_malformed_requests_get_precise_4xx(path, body, status, message):
+    client, fake = client_for()
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+    assert fake.calls == []  # refused before any work
+    assert client.post("/v1/judge", json=judge_body()).status_code == 200  # still serving
+
+
+def test_huge_body_is_refused_with_413():
+    client, fake = client_for(max_body_bytes=1000)
+    r = client.post("/v1/judge", content=b"x" * 5000, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "exceeds the limit of 1000 bytes" in r.json()["error"]
+    too_long = {"examples": [{"query": "q", "responses": ["z" * 300_000]}]}
+    client2, _ = client_for()
+    r = client2.post("/v1/judge", json=too_long)
+    assert r.status_code == 422 and "at most 200000 characters" in r.json()["error"]
+    assert fake.calls == []
+
+
+def test_api_key():
+    client, _ = client_for(api_key="s3cret")
+    assert client.get("/health").status_code == 200  # liveness stays open
+    r = client.post("/v1/judge", json=judge_body())
+    assert r.status_code == 401 and "API key" in r.json()["error"]
+    assert client.post("/v1/judge", json=judge_body(), headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/v1/judge", json=judge_body(), headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.post("/v1/judge", json=judge_body(), headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert client.get("/metrics").status_code == 401
+
+
+# -- concurrency, on a real uvicorn --------------------------------------------------------------------
+
+
+def _post_all(url: str, bodies: list[dict], path: str = "/v1/judge", timeout: float = 30) -> list[httpx.Response]:
+    with httpx.Client(timeout=timeout) as c, ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(lambda b: c.post(url + path, json=b), bodies))
+
+
+def test_concurrent_requests_are_grouped_into_one_backend_call():
+    fake = FakeBackend()
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(batch_wait_s=1.0))
+    with running_server(app) as url:
+        responses = _post_all(url, [judge_body(str(i)) for i in range(8)])
+    assert [r.status_code for r in responses] == [200] * 8
+    # Each request got the reward for its own example.
+    assert [r.json()["rewards"][0]["rewards"] for r in responses] == [[1, 2]] * 8
+    assert len(fake.calls) < 8 and sum(len(c) for c in fake.calls) == 8
+    assert max(len(c) for c in fake.calls) >= 4  # requests were batched together
+
+
+def test_full_queue_answers_503_with_retry_after_and_loses_nothing():
+    app = create_app(GenerativeRewardModel(SlowFake(1.0)), ServerConfig(max_queue=2, max_batch_examples=1))
+    with running_server(app) as url:
+        responses = _post_all(url, [judge_body(str(i)) for i in range(12)])
+    codes = sorted(r.status_code for r in responses)
+    assert set(codes) == {200, 503} and len(codes) == 12
+    refused = [r for r in responses if r.status_code == 503]
+    assert all(int(r.headers["retry-after"]) >= 1 and "queue is full" in r.json()["error"] for r in refused)
+
+
+def test_request_timeout_is_504():
+    client, _ = client_for(SlowFake(0.5), timeout_s=0.1)
+    r = client.post("/v1/judge", json=judge_body())
+    assert r.status_code == 504 and "did not finish within 0.1 s" in r.json()["error"]
+
+
+def test_backend_failure_mid_batch_fails_only_the_poisoned_request():
+    fake = FakeBackend(fail=lambda req: "POISON" in req.messages[-1]["content"])
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(batch_wait_s=0.5))
+    bodies = [judge_body(str(i)) for i in range(5)] + [judge_body("POISON")]
+    with running_server(app) as url:
+        responses = _post_all(url, bodies)
+        metrics = httpx.get(url + "/metrics").json()
+    assert [r.status_code for r in responses[:5]] == [200] * 5
+    assert responses[5].status_code == 502
+    assert "the judge backend failed: scripted failure" in responses[5].json()["error"]
+    assert max(len(c) for c in fake.calls) >= 2  # the failure happened inside a shared batch
+    assert metrics["requests_rerun_alone"] >= 2
+
+
+def test_cli_serve_binds_loopback_and_answers(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "spct", "serve", "--engine", "fake", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"server did not start: {proc.stderr.read1().decode() if proc.poll() is not None else ''}")
+        assert r.json()["status"] == "ok"
+        r = httpx.post(f"http://127.0.0.1:{port}/get_reward", json={"query": ["p answer"], "prompts": ["p"]})
+        assert r.status_code == 200 and r.json()["rewards"] == [1.0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# -- the real embedded model ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_server_on_embedded_model_batches_two_requests(embedded_backend):
+    grm = GenerativeRewardModel(embedded_backend, JudgeConfig(k=1, max_new_tokens=8))
+    app = create_app(grm, ServerConfig(batch_wait_s=1.0))
+    bodies = [
+        {"query": ["User: What is 2+2?\nAssistant: 4", "User: What is 2+2?\nAssistant: 5"],
+         "prompts": ["User: What is 2+2?\nAssistant:"] * 2},
+        {"query": ["User: Name a colour.\nAssistant: Blue."], "prompts": ["User: Name a colour.\nAssistant:"]},
+    ]
+    with running_server(app) as url:
+        responses = _post_all(url, bodies, path="/get_reward", timeout=600)
+        metrics = httpx.get(url + "/metrics").json()
+    assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+    rewards = [x for r in responses for x in r.json()["rewards"]]
+    assert len(rewards) == 3 and all(1 <= x <= 10 for x in rewards)
+    assert metrics["judgments"] == 2 and metrics["batches"] == 1  # both requests in one generation batch
