@@ -15,7 +15,7 @@ import re
 from .base import ScoreConstraint
 
 _BOX = re.compile(r"\\boxed\s*\{([^{}]*)\}")
-_SCORE_LABEL = re.compile(r"(?:\*\*)?\bscores?(?:\*\*)?\s*:?\s*$", re.IGNORECASE)
+_SCORE_LABEL = re.compile(r"(?:\*\*)?\bscores?(?:\*\*)?\s*:?(?:\*\*)?\s*$", re.IGNORECASE)
 
 
 def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
