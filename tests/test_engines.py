@@ -11,7 +11,12 @@ import re
 import pytest
 
 from spct.backends import BackendError, GenerationRequest, ScoreConstraint, load_backend
-from spct.backends.score_line import constraint_satisfied, head_before_score_line, judgment_gbnf, score_tail_regex
+from spct.backends.score_line import (
+    constraint_satisfied,
+    head_before_score_line,
+    judgment_gbnf,
+    score_tail_regex,
+)
 from spct.judge import GenerativeRewardModel, JudgeConfig
 
 

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
 from .models import EMBEDDED, ModelNotFound, package_dir
-from .score_line import constraint_satisfied, forced_prompt_tail, judgment_gbnf, score_budget, score_tail_gbnf
+from .score_line import (
+    constraint_satisfied,
+    forced_prompt_tail,
+    judgment_gbnf,
+    score_budget,
+    score_tail_gbnf,
+)
 
 
 def gguf_path(spec: str) -> Path:

@@ -31,7 +31,13 @@ import threading
 from typing import Any
 
 from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
-from .score_line import constraint_satisfied, forced_prompt_tail, score_budget, score_tail_gbnf, score_tail_regex
+from .score_line import (
+    constraint_satisfied,
+    forced_prompt_tail,
+    score_budget,
+    score_tail_gbnf,
+    score_tail_regex,
+)
 
 GUIDED = ("none", "vllm", "vllm-legacy", "sglang", "llamacpp", "spct")
 

@@ -62,20 +62,28 @@ def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
     return len(items) == c.count and all(x.isdigit() and c.lo <= int(x) <= c.hi for x in items)
 
 
+def score_token_candidates(tokenizer) -> list[tuple[int, str]]:
+    """(token id, text) of every token made only of digits, commas, spaces and `}`."""
+    alphabet = set("0123456789, }")
+    out = []
+    for tid in range(len(tokenizer)):
+        s = tokenizer.decode([tid])
+        if s and set(s) <= alphabet:
+            out.append((tid, s))
+    return out
+
+
 class ScoreLineProcessor(LogitsProcessor):
     """Masks every token that would break the score line; after the `}`, only EOS."""
 
-    def __init__(self, tokenizer, constraints: list[ScoreConstraint], start: int):
+    def __init__(self, tokenizer, constraints: list[ScoreConstraint], start: int,
+                 candidates: list[tuple[int, str]] | None = None):
         self.tok = tokenizer
         self.constraints = constraints
         self.start = start
         self.eos = tokenizer.eos_token_id
-        alphabet = set("0123456789, }")
-        self.candidates: list[tuple[int, str]] = []
-        for tid in range(len(tokenizer)):
-            s = tokenizer.decode([tid])
-            if s and set(s) <= alphabet:
-                self.candidates.append((tid, s))
+        # Scanning the vocabulary takes a noticeable fraction of a second: callers pass it in once computed.
+        self.candidates = candidates if candidates is not None else score_token_candidates(tokenizer)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
@@ -106,6 +114,7 @@ class TransformersBackend(Backend):
         self.batch_size = batch_size
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
         self.model_name = model
+        self._score_candidates: list[tuple[int, str]] | None = None
 
     # -- tokens ---------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -135,7 +144,10 @@ class TransformersBackend(Backend):
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if constraints is not None:
-            kwargs["logits_processor"] = LogitsProcessorList([ScoreLineProcessor(self.tokenizer, constraints, start)])
+            if self._score_candidates is None:
+                self._score_candidates = score_token_candidates(self.tokenizer)
+            processor = ScoreLineProcessor(self.tokenizer, constraints, start, self._score_candidates)
+            kwargs["logits_processor"] = LogitsProcessorList([processor])
         out = self.model.generate(**enc, **kwargs)[:, start:]
         results = []
         for row in out:
