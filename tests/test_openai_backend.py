@@ -124,3 +124,22 @@ def test_real_model_over_http_with_spct_constraint(embedded_backend, pair_exampl
     assert all(j.ok and len(j.scores) == 2 for j in judgments)  # the constraint held over HTTP
     assert any(j.forced for j in judgments)
     assert free[0][0].text and not free[0][0].forced
+
+
+def test_cli_judge_routes_openai_model_to_the_server(tmp_path, capsys):
+    import json
+
+    from spct.cli import main
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"id": "a", "prompt": "Hi?", "chosen": "Hello there, friend!", "rejected": "No."}) + "\n")
+    out = tmp_path / "out.jsonl"
+    with serve(create_app(FakeBackend(), "fake")) as url:
+        rc = main(["judge", str(data), "-o", str(out), "--model", "openai:fake", "--base-url", url, "--k", "2", "--no-progress"])
+    assert rc == 0
+    reward = json.loads(out.read_text())
+    assert reward["k"] == 2 and reward["failed"] == 0 and reward["correct"] is True
+    # an unreachable server: the batch is left undone with a clear message, and rerunning retries it
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    rc = main(["judge", str(data), "-o", str(tmp_path / "dead.jsonl"), "--model", "openai:fake", "--base-url", dead, "--no-progress"])
+    assert rc == 1
