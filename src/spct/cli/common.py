@@ -68,10 +68,13 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def engine_options(args: argparse.Namespace) -> dict:
+    def opt(name: str, default=None):
+        return getattr(args, name, default)  # callers may build args by hand, without the engine options
+
     if args.model.startswith("openai:") or args.engine == "openai":
-        return {"base_url": args.base_url, "concurrency": args.concurrency, "guided": args.guided}
+        return {"base_url": opt("base_url"), "concurrency": opt("concurrency", 8), "guided": opt("guided", "none")}
     if args.engine == "vllm":
-        return {"tensor_parallel_size": args.tensor_parallel_size, "data_parallel_size": args.data_parallel_size}
+        return {"tensor_parallel_size": opt("tensor_parallel_size", 1), "data_parallel_size": opt("data_parallel_size", 1)}
     if args.engine == "llamacpp":
-        return {"n_threads": args.n_threads}
+        return {"n_threads": opt("n_threads")}
     return {}
