@@ -1,6 +1,9 @@
 """Generation engines behind one interface (`Backend`). `load_backend` picks one from a model spec.
 
 - `transformers` (default): the embedded SmolLM2 or any local/hub causal LM, CPU or one GPU.
+- `openai`: any OpenAI-compatible server (`--model openai:NAME --base-url URL`).
+- `vllm`: vLLM's offline engine on GPUs (tensor / data parallel, Ray for several nodes).
+- `llamacpp`: llama.cpp through llama-cpp-python, GGUF files on CPU (extra `spct[llamacpp]`).
 - `fake`: the scripted test backend.
 Other engines register here as they are added, one file each.
 """
@@ -9,10 +12,25 @@ from __future__ import annotations
 
 from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
 
-ENGINES = ("transformers", "fake")
+ENGINES = ("transformers", "openai", "vllm", "llamacpp", "fake")
 
 
 def load_backend(model: str = "smollm2-135m", engine: str = "transformers", **options) -> Backend:
+    """`model` may name its engine: `openai:NAME` always goes to an OpenAI-compatible server."""
+    if model.startswith("openai:"):
+        engine = "openai"
+    if engine == "openai":
+        from .openai import OpenAIBackend
+
+        return OpenAIBackend(model, **options)
+    if engine == "vllm":
+        from .vllm import VLLMBackend
+
+        return VLLMBackend(model, **options)
+    if engine == "llamacpp":
+        from .llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(model, **options)
     if engine == "transformers":
         from .transformers import TransformersBackend
 

@@ -25,6 +25,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     g.add_argument("--gen-batch-size", type=positive_int, default=16, help="sequences per generate call (default: 16)")
+    add_engine_args(p)
 
 
 def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int = 512) -> None:
@@ -46,8 +47,9 @@ def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
     if meta_rm and not Path(meta_rm).is_dir():
         raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
     options = {}
-    if args.engine == "transformers":
+    if args.engine == "transformers" and not args.model.startswith("openai:"):
         options = {"device": args.device, "batch_size": args.gen_batch_size}
+    options.update(engine_options(args))
     backend = load_backend(args.model, args.engine, **options)
     config = JudgeConfig(k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
                          constrain=args.constrain, retries=args.retries, principles=args.principles, k_meta=k_meta)
@@ -70,3 +72,31 @@ def report_issues(issues: list[InputIssue], limit: int = 20) -> None:
         print(f"warning: skipped {issue}", file=sys.stderr)
     if len(issues) > limit:
         print(f"warning: ... and {len(issues) - limit} more bad line(s)", file=sys.stderr)
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """Options of the openai, vllm and llamacpp engines (ignored by the others)."""
+    from ..backends.openai import GUIDED
+
+    g = p.add_argument_group("engines (openai, vllm, llamacpp)")
+    g.add_argument("--base-url", default=None,
+                   help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (key from SPCT_API_KEY or OPENAI_API_KEY)")
+    g.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight (default: 8)")
+    g.add_argument("--guided", default="none", choices=GUIDED,
+                   help="openai: the server's mechanism for the constrained score line (default: none)")
+    g.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model replica (default: 1)")
+    g.add_argument("--data-parallel-size", type=int, default=1, help="vllm: model replicas, placed by Ray (default: 1)")
+    g.add_argument("--n-threads", type=int, default=None, help="llamacpp: CPU threads (default: all cores)")
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    def opt(name: str, default=None):
+        return getattr(args, name, default)  # callers may build args by hand, without the engine options
+
+    if args.model.startswith("openai:") or args.engine == "openai":
+        return {"base_url": opt("base_url"), "concurrency": opt("concurrency", 8), "guided": opt("guided", "none")}
+    if args.engine == "vllm":
+        return {"tensor_parallel_size": opt("tensor_parallel_size", 1), "data_parallel_size": opt("data_parallel_size", 1)}
+    if args.engine == "llamacpp":
+        return {"n_threads": opt("n_threads")}
+    return {}

@@ -1,0 +1,192 @@
+"""Any OpenAI-compatible chat server as an engine: vLLM `serve`, SGLang, llama.cpp's server,
+Ollama, hosted APIs, or spct's own `spct.backends.local_server`.
+
+Requests go out concurrently (an asyncio semaphore caps how many are in flight), each asking
+for all `n` samples at once; servers that return fewer choices than asked (some ignore `n`)
+are asked again for the rest. 429s, 5xx answers, timeouts and dropped connections are retried
+with exponential backoff (honouring `Retry-After`); when every attempt fails, or the server
+cannot be reached at all, a `BackendError` names the URL and the cause.
+
+The constrained score line goes through the server's own mechanism, chosen with `guided`:
+
+- `"vllm"`: vLLM >= 0.12 (`structured_outputs: {regex}`), with the assistant prefill
+  `continue_final_message`; `"vllm-legacy"` sends `guided_regex` for older vLLM.
+- `"sglang"`: SGLang (`regex`, `continue_final_message`).
+- `"llamacpp"`: llama.cpp's `llama-server` (`grammar` in GBNF; a final assistant message is
+  continued as a prefill).
+- `"spct"`: spct's local server, which runs the transformers engine's constraint itself.
+- `"none"`: send nothing; the judgments parse only when the model writes the line itself.
+
+For the server-side dialects (vllm, sglang, llamacpp) generation is two-phase, as in the
+transformers engine: free text first; a sample whose last box is not a valid score list is cut
+before its score line and continued from `Scores: \\boxed{` with only the score list allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+from typing import Any
+
+from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
+from .score_line import (
+    constraint_satisfied,
+    forced_prompt_tail,
+    score_budget,
+    score_tail_gbnf,
+    score_tail_regex,
+)
+
+GUIDED = ("none", "vllm", "vllm-legacy", "sglang", "llamacpp", "spct")
+
+
+def _constraint_body(guided: str, c: ScoreConstraint) -> dict[str, Any]:
+    """extra_body fields that continue a prefilled assistant message under the score constraint."""
+    prefill = {"continue_final_message": True, "add_generation_prompt": False}
+    if guided == "vllm":
+        return {**prefill, "structured_outputs": {"regex": score_tail_regex(c)}}
+    if guided == "vllm-legacy":
+        return {**prefill, "guided_regex": score_tail_regex(c)}
+    if guided == "sglang":
+        return {**prefill, "regex": score_tail_regex(c)}
+    if guided == "llamacpp":
+        return {"grammar": score_tail_gbnf(c)}
+    raise ValueError(guided)
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        max_retries: int = 4,
+        timeout: float = 300.0,
+        backoff: float = 1.0,
+        guided: str = "none",
+        context_length: int | None = None,
+    ):
+        if guided not in GUIDED:
+            raise ValueError(f"unknown guided mode {guided!r}; choose from {', '.join(GUIDED)}")
+        self.model = model.removeprefix("openai:")
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        # Local servers accept any key; the client library insists on one.
+        self.api_key = api_key or os.environ.get("SPCT_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.backoff = backoff
+        self.guided = guided
+        self.context_length = context_length
+
+    # -- one HTTP call with retries ---------------------------------------------------------
+    async def _call(self, client, sem: asyncio.Semaphore, messages: list[dict], n: int, req: GenerationRequest,
+                    max_tokens: int, seed: int, extra_body: dict) -> list[Any]:
+        import openai
+
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "n": n, "max_tokens": max_tokens,
+                                  "temperature": req.temperature, "seed": seed}
+        if req.temperature > 0:
+            kwargs["top_p"] = 1.0
+        if extra_body:
+            kwargs["extra_body"] = extra_body
+        last: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            try:
+                async with sem:
+                    resp = await client.chat.completions.create(**kwargs)
+                return list(resp.choices)
+            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError) as e:
+                last = e
+            except openai.APIStatusError as e:  # other 4xx: asking again will not help
+                raise BackendError(f"{self.base_url}: HTTP {e.status_code}: {e.message}") from e
+            if attempt < self.max_retries:
+                await asyncio.sleep(self._delay(attempt, last))
+        if isinstance(last, openai.APIConnectionError) and not isinstance(last, openai.APITimeoutError):
+            raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url} "
+                               f"after {self.max_retries + 1} attempt(s): {last}") from last
+        raise BackendError(f"{self.base_url}: giving up after {self.max_retries + 1} attempt(s): {last}") from last
+
+    def _delay(self, attempt: int, error: Exception | None) -> float:
+        response = getattr(error, "response", None)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after and retry_after.replace(".", "", 1).isdigit():
+            return min(float(retry_after), 60.0)
+        return self.backoff * (2**attempt) * (0.5 + random.random())
+
+    # -- one request: n samples, then forced score lines ------------------------------------
+    async def _one(self, client, sem, req: GenerationRequest) -> list[Generation]:
+        extra: dict[str, Any] = {}
+        if req.constraint and self.guided == "spct":
+            c = req.constraint
+            extra["spct_score_constraint"] = {"count": c.count, "prefix": c.prefix, "lo": c.lo, "hi": c.hi}
+        # Greedy samples are identical: ask once, copy.
+        want = req.n if req.temperature > 0 else 1
+        choices: list[Any] = []
+        while len(choices) < want:
+            got = await self._call(client, sem, req.messages, want - len(choices), req, req.max_new_tokens,
+                                   req.seed + len(choices), extra)
+            if not got:
+                raise BackendError(f"{self.base_url}: the server returned no choices")
+            choices += got
+        gens = [self._generation(ch) for ch in choices[:want]]
+        if req.constraint and self.guided not in ("none", "spct"):
+            await asyncio.gather(*(self._force(client, sem, req, g, s) for s, g in enumerate(gens)
+                                   if not constraint_satisfied(g.text, req.constraint)))
+        if len(gens) < req.n:
+            gens = [Generation(gens[0].text, gens[0].finish_reason, gens[0].forced, gens[0].new_tokens) for _ in range(req.n)]
+        return gens
+
+    @staticmethod
+    def _generation(choice) -> Generation:
+        text = choice.message.content or ""
+        forced = bool(getattr(choice, "spct_forced", False))
+        new_tokens = int(getattr(choice, "spct_new_tokens", 0) or 0)
+        return Generation(text, "length" if choice.finish_reason == "length" else "stop", forced, new_tokens)
+
+    async def _force(self, client, sem, req: GenerationRequest, g: Generation, sample: int) -> None:
+        """Continue `g` from its forced score prefix under the server's constraint."""
+        c = req.constraint
+        head, prefill = forced_prompt_tail(g.text, c)
+        messages = [*req.messages, {"role": "assistant", "content": prefill}]
+        choice = (await self._call(client, sem, messages, 1, req, score_budget(c), req.seed + 7919 + sample,
+                                   _constraint_body(self.guided, c)))[0]
+        tail = choice.message.content or ""
+        # Servers return only the continuation; be lenient if one echoes the prefill.
+        tail = tail.removeprefix(prefill).removeprefix(c.prefix)
+        g.text = f"{prefill}{tail}"
+        g.forced = True
+
+    async def _generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        import openai
+
+        sem = asyncio.Semaphore(self.concurrency)
+        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=0) as client:
+            return list(await asyncio.gather(*(self._one(client, sem, r) for r in requests)))
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._generate(requests))
+        # Called from inside an event loop (a server, a notebook): run on a private loop in a thread.
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["out"] = asyncio.run(self._generate(requests))
+            except BaseException as e:  # re-raised in the caller's thread
+                box["err"] = e
+
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        if "err" in box:
+            raise box["err"]
+        return box["out"]

@@ -1,0 +1,171 @@
+"""vLLM's offline engine (`LLM.generate`): the engine for GPUs and for scale.
+
+One `generate` call hands vLLM every prompt at once with `n = k` samples each, so continuous
+batching and automatic prefix caching share the judging prompt's KV cache across samples.
+`tensor_parallel_size` splits one model over several GPUs; `data_parallel_size > 1` starts
+that many replicas as Ray actors (each holding `tensor_parallel_size` GPUs) and shards the
+prompts between them; on a Ray cluster (see docs/engines.md) the replicas land on any node.
+
+The constrained score line uses vLLM's structured outputs: samples whose last box is not a
+valid score list are cut before the score line and continued from `Scores: \\boxed{` with a
+regex (`StructuredOutputsParams`, or `GuidedDecodingParams` on vLLM < 0.12) that admits only
+the score list. The continuation shares its prompt prefix with the first phase, so prefix
+caching makes it cost little more than the score tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
+from .models import resolve_model
+from .score_line import constraint_satisfied, forced_prompt_tail, score_budget, score_tail_regex
+
+
+def _require_vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise BackendError("the vllm engine needs vLLM on a CUDA machine: pip install 'spct[vllm]'") from e
+    return vllm
+
+
+def structured_regex_params(regex: str) -> dict[str, Any]:
+    """SamplingParams keyword that constrains the output to `regex`, for old and new vLLM."""
+    from vllm import sampling_params as sp
+
+    if hasattr(sp, "StructuredOutputsParams"):  # vLLM >= 0.10.2; the only spelling from 0.12
+        return {"structured_outputs": sp.StructuredOutputsParams(regex=regex)}
+    return {"guided_decoding": sp.GuidedDecodingParams(regex=regex)}
+
+
+def _run_llm(llm, prompts: list[str], params: list) -> list[list[tuple[str, str, int]]]:
+    """prompts -> per prompt, its samples as (text, finish reason, new tokens): plain data for Ray."""
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    return [[(o.text, o.finish_reason or "stop", len(o.token_ids)) for o in out.outputs] for out in outs]
+
+
+class VLLMBackend(Backend):
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str = "smollm2-135m",
+        *,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        enable_prefix_caching: bool = True,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        seed: int = 0,
+        **engine_kwargs: Any,
+    ):
+        vllm = _require_vllm()
+        from transformers import AutoConfig, AutoTokenizer
+
+        path, gguf_file = resolve_model(model)
+        kw = {"gguf_file": gguf_file} if gguf_file else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+        config = AutoConfig.from_pretrained(path, **kw)
+        self.context_length = max_model_len or getattr(config, "max_position_embeddings", None)
+        self.engine_args = {
+            "model": f"{path}/{gguf_file}" if gguf_file else path,
+            "tokenizer": path,
+            "tensor_parallel_size": tensor_parallel_size,
+            "enable_prefix_caching": enable_prefix_caching,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            "seed": seed,
+            **engine_kwargs,
+        }
+        self.data_parallel_size = data_parallel_size
+        if data_parallel_size == 1:
+            self.llm = vllm.LLM(**self.engine_args)
+            self.replicas = []
+        else:
+            self.llm = None
+            self.replicas = self._start_replicas(tensor_parallel_size, data_parallel_size)
+
+    def _start_replicas(self, tp: int, dp: int) -> list:
+        try:
+            import ray
+        except ImportError as e:
+            raise BackendError("data_parallel_size > 1 places replicas with Ray: pip install ray") from e
+        ray.init(ignore_reinit_error=True)  # joins the cluster named by RAY_ADDRESS, else starts a local one
+
+        @ray.remote(num_gpus=tp)
+        class Replica:
+            def __init__(self, engine_args: dict):
+                from vllm import LLM
+
+                self.llm = LLM(**engine_args)
+
+            def run(self, prompts: list[str], params: list) -> list[list[tuple[str, str, int]]]:
+                return _run_llm(self.llm, prompts, params)
+
+        return [Replica.remote(self.engine_args) for _ in range(dp)]
+
+    # -- tokens ---------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+    def render(self, messages: list[dict]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    # -- generation -----------------------------------------------------------------------
+    def _generate_raw(self, prompts: list[str], params: list) -> list[list[tuple[str, str, int]]]:
+        if not self.replicas:
+            return _run_llm(self.llm, prompts, params)
+        import ray
+
+        shards = [list(range(r, len(prompts), len(self.replicas))) for r in range(len(self.replicas))]
+        futures = [rep.run.remote([prompts[i] for i in s], [params[i] for i in s])
+                   for rep, s in zip(self.replicas, shards, strict=True) if s]
+        out: list[Any] = [None] * len(prompts)
+        for s, result in zip([s for s in shards if s], ray.get(futures), strict=True):
+            for i, r in zip(s, result, strict=True):
+                out[i] = r
+        return out
+
+    @staticmethod
+    def _params(req: GenerationRequest, n: int, max_tokens: int, seed: int, **extra):
+        from vllm import SamplingParams
+
+        sampling = {"temperature": req.temperature, "top_p": 1.0} if req.temperature > 0 else {"temperature": 0.0}
+        return SamplingParams(n=n, max_tokens=max_tokens, seed=seed, **sampling, **extra)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        prompts = [self.render(r.messages) for r in requests]
+        # Greedy samples are identical: ask once, copy.
+        params = [self._params(r, r.n if r.temperature > 0 else 1, r.max_new_tokens, r.seed) for r in requests]
+        raw = self._generate_raw(prompts, params)
+        out = [[Generation(t, "length" if f == "length" else "stop", False, k) for t, f, k in samples] for samples in raw]
+
+        todo = [(i, s) for i, r in enumerate(requests) if r.constraint
+                for s, g in enumerate(out[i]) if not constraint_satisfied(g.text, r.constraint)]
+        if todo:
+            cont_prompts, cont_params = [], []
+            for i, s in todo:
+                c: ScoreConstraint = requests[i].constraint
+                _, prefill = forced_prompt_tail(out[i][s].text, c)
+                cont_prompts.append(prompts[i] + prefill)
+                cont_params.append(self._params(requests[i], 1, score_budget(c), requests[i].seed + 7919 + s,
+                                                **structured_regex_params(score_tail_regex(c))))
+            for (i, s), cont in zip(todo, self._generate_raw(cont_prompts, cont_params), strict=True):
+                tail, _, k = cont[0]
+                g = out[i][s]
+                g.text = forced_prompt_tail(g.text, requests[i].constraint)[1] + tail
+                g.forced = True
+                g.new_tokens += k
+
+        for i, r in enumerate(requests):
+            if len(out[i]) < r.n:
+                g = out[i][0]
+                out[i] = [Generation(g.text, g.finish_reason, g.forced, g.new_tokens) for _ in range(r.n)]
+        return out

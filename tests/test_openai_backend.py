@@ -1,0 +1,145 @@
+"""The OpenAI backend against a real OpenAI-compatible server on 127.0.0.1 (spct's FastAPI server
+over the embedded model, or over the scripted backend), plus an unreachable server and 5xx retries."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+import uvicorn
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from spct.backends import BackendError, GenerationRequest, ScoreConstraint, load_backend
+from spct.backends.fake import FakeBackend
+from spct.backends.local_server import create_app
+from spct.backends.openai import OpenAIBackend, _constraint_body
+from spct.judge import GenerativeRewardModel, JudgeConfig
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(app):
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _recording(app, seen: list[dict]):
+    @app.middleware("http")
+    async def record(request: Request, call_next):
+        if request.url.path.endswith("/chat/completions"):
+            seen.append(await request.json())
+        return await call_next(request)
+
+    return app
+
+
+def _req(n=1, temperature=0.0, constraint=None, max_new_tokens=24):
+    msgs = [{"role": "user", "content": "[[Response 1]]\nParis.\n[[End of response 1]]\n[[Response 2]]\nNo.\n[[End of response 2]]"}]
+    return GenerationRequest(msgs, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=3, constraint=constraint)
+
+
+def test_n_samples_and_routing_through_real_http():
+    seen: list[dict] = []
+    with serve(_recording(create_app(FakeBackend(), "fake"), seen)) as url:
+        backend = load_backend("openai:fake", base_url=url, concurrency=2)
+        assert isinstance(backend, OpenAIBackend) and backend.model == "fake"
+        out = backend.generate([_req(n=3, temperature=0.7), _req(n=2, temperature=0.0)])
+    assert [len(g) for g in out] == [3, 2]
+    assert "\\boxed{1, 1}" in out[0][0].text
+    # n samples in one request; greedy asked once and copied
+    assert sorted(b["n"] for b in seen) == [1, 3]
+
+
+def test_unreachable_server_is_a_clear_error():
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    backend = OpenAIBackend("m", base_url=url, max_retries=1, backoff=0.01, timeout=2)
+    with pytest.raises(BackendError, match="cannot reach .*127.0.0.1"):
+        backend.generate([_req()])
+
+
+def test_5xx_and_429_are_retried_then_succeed():
+    app = create_app(FakeBackend(), "fake")
+    failures = {"left": 3}
+
+    @app.middleware("http")
+    async def flaky(request: Request, call_next):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            status = 429 if failures["left"] == 0 else 503
+            return JSONResponse({"error": {"message": "busy"}}, status_code=status, headers={"retry-after": "0"})
+        return await call_next(request)
+
+    with serve(app) as url:
+        out = OpenAIBackend("fake", base_url=url, max_retries=4, backoff=0.01).generate([_req()])
+        assert failures["left"] == 0 and "\\boxed" in out[0][0].text
+        failures["left"] = 10
+        with pytest.raises(BackendError, match="giving up after 2 attempt"):
+            OpenAIBackend("fake", base_url=url, max_retries=1, backoff=0.01).generate([_req()])
+
+
+def test_guided_dialects_send_the_servers_own_fields():
+    seen: list[dict] = []
+    c = ScoreConstraint(2)
+    chatty = FakeBackend(script=lambda req, s: "Principles:\n- Accuracy (100%)\nAnalysis:\nno score yet")
+    with serve(_recording(create_app(chatty, "fake"), seen)) as url:
+        out = OpenAIBackend("fake", base_url=url, guided="vllm").generate([_req(constraint=c)])
+    free, forced = seen
+    assert "structured_outputs" not in free
+    assert forced["continue_final_message"] is True and forced["add_generation_prompt"] is False
+    assert forced["messages"][-1] == {"role": "assistant", "content": "Principles:\n- Accuracy (100%)\nAnalysis:\nno score yet\nScores: \\boxed{"}
+    assert forced["structured_outputs"]["regex"].startswith("(?:10|9|8")
+    assert out[0][0].forced and out[0][0].text.startswith("Principles:")
+    assert _constraint_body("llamacpp", c)["grammar"].startswith("root ::= score")
+    assert _constraint_body("sglang", c)["regex"] == _constraint_body("vllm-legacy", c)["guided_regex"]
+
+
+@pytest.mark.slow
+def test_real_model_over_http_with_spct_constraint(embedded_backend, pair_examples):
+    with serve(create_app(embedded_backend, "smollm2-135m")) as url:
+        backend = load_backend("openai:smollm2-135m", base_url=url, guided="spct")
+        grm = GenerativeRewardModel(backend, JudgeConfig(k=2, max_new_tokens=16))
+        judgments = [j for js in grm.sample(pair_examples[:1], 2) for j in js]
+        free = load_backend("openai:smollm2-135m", base_url=url).generate([_req(max_new_tokens=8)])
+    assert len(judgments) == 2
+    assert all(j.ok and len(j.scores) == 2 for j in judgments)  # the constraint held over HTTP
+    assert any(j.forced for j in judgments)
+    assert free[0][0].text and not free[0][0].forced
+
+
+def test_cli_judge_routes_openai_model_to_the_server(tmp_path, capsys):
+    import json
+
+    from spct.cli import main
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"id": "a", "prompt": "Hi?", "chosen": "Hello there, friend!", "rejected": "No."}) + "\n")
+    out = tmp_path / "out.jsonl"
+    with serve(create_app(FakeBackend(), "fake")) as url:
+        rc = main(["judge", str(data), "-o", str(out), "--model", "openai:fake", "--base-url", url, "--k", "2", "--no-progress"])
+    assert rc == 0
+    reward = json.loads(out.read_text())
+    assert reward["k"] == 2 and reward["failed"] == 0 and reward["correct"] is True
+    # an unreachable server: the batch is left undone with a clear message, and rerunning retries it
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    rc = main(["judge", str(data), "-o", str(tmp_path / "dead.jsonl"), "--model", "openai:fake", "--base-url", dead, "--no-progress"])
+    assert rc == 1
