@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..data import Message
 
@@ -66,3 +67,16 @@ class Backend(ABC):
     def truncate(self, text: str, max_tokens: int) -> str:
         """Keep the first `max_tokens` tokens of `text` (approximate without a tokenizer)."""
         return text[: max_tokens * 4]
+
+
+class HFTokenizerMixin:
+    """Exact token counting, truncation and chat rendering for engines holding a HF `self.tokenizer`."""
+
+    tokenizer: Any
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])

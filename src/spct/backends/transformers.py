@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from ..parsing import JudgmentParseError, final_box, strip_score_label
-from .base import Backend, Generation, GenerationRequest, ScoreConstraint
+from .base import Backend, Generation, GenerationRequest, HFTokenizerMixin, ScoreConstraint
 from .models import ModelNotFound, resolve_model
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class ScoreLineProcessor(LogitsProcessor):
         return scores + mask
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(HFTokenizerMixin, Backend):
     name = "transformers"
 
     def __init__(self, model: str = "smollm2-135m", *, device: str | None = None, batch_size: int = 16, dtype: str | None = None):
@@ -133,14 +133,7 @@ class TransformersBackend(Backend):
         self.model_name = model
         self._score_tokens: list[tuple[int, str]] | None = None  # built on first constrained call
 
-    # -- tokens ---------------------------------------------------------------------------
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
-
+    # -- prompts --------------------------------------------------------------------------
     def render(self, messages: list[dict]) -> str:
         if self.tokenizer.chat_template:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

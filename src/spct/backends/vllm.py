@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
+from .base import (
+    Backend,
+    BackendError,
+    Generation,
+    GenerationRequest,
+    HFTokenizerMixin,
+    ScoreConstraint,
+)
 from .models import resolve_model
 from .score_line import constraint_satisfied, forced_prompt_tail, score_budget, score_tail_regex
 
@@ -45,7 +52,7 @@ def _run_llm(llm, prompts: list[str], params: list) -> list[list[tuple[str, str,
     return [[(o.text, o.finish_reason or "stop", len(o.token_ids)) for o in out.outputs] for out in outs]
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(HFTokenizerMixin, Backend):
     name = "vllm"
 
     def __init__(
@@ -107,14 +114,7 @@ class VLLMBackend(Backend):
 
         return [Replica.remote(self.engine_args) for _ in range(dp)]
 
-    # -- tokens ---------------------------------------------------------------------------
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
-
+    # -- prompts --------------------------------------------------------------------------
     def render(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..backends import ENGINES, load_backend
-from ..data import InputError, InputIssue
+from ..data import Example, InputError, InputIssue, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
 
 
@@ -100,3 +100,13 @@ def engine_options(args: argparse.Namespace) -> dict:
     if args.engine == "llamacpp":
         return {"n_threads": opt("n_threads")}
     return {}
+
+
+def load_labelled(args: argparse.Namespace) -> list[Example]:
+    """The labelled examples of `args.input` (first `--limit`), bad lines reported and skipped."""
+    examples, issues = load_examples(args.input, args.split)
+    report_issues(issues)
+    examples = [ex for ex in examples if ex.labelled][: args.limit]
+    if not examples:
+        raise InputError(f"{args.input}: no labelled examples ('best' or 'ratings' is needed)")
+    return examples

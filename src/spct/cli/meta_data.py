@@ -7,9 +7,9 @@ import sys
 
 from tqdm import tqdm
 
-from ..data import InputError, JsonlAppender, load_examples
+from ..data import JsonlAppender
 from ..meta_rm import meta_row
-from .common import add_judge_args, add_model_args, build_grm, report_issues
+from .common import add_judge_args, add_model_args, build_grm, load_labelled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,11 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    examples, issues = load_examples(args.input, args.split)
-    report_issues(issues)
-    examples = [ex for ex in examples if ex.labelled][: args.limit]
-    if not examples:
-        raise InputError(f"{args.input}: no labelled examples ('best' or 'ratings' is needed)")
+    examples = load_labelled(args)
     grm = build_grm(args)
     counts = {"written": 0, "right": 0}
 

@@ -6,9 +6,8 @@ import argparse
 import json
 import sys
 
-from ..data import InputError, load_examples
 from ..train.rl import RLSettings, train_rl
-from .common import report_issues
+from .common import load_labelled
 from .sft import add_lora_args, add_trainer_args
 
 
@@ -39,11 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    examples, issues = load_examples(args.input, args.split)
-    report_issues(issues)
-    examples = [ex for ex in examples if ex.labelled][: args.limit]
-    if not examples:
-        raise InputError(f"{args.input}: no labelled examples")
+    examples = load_labelled(args)
     s = RLSettings(beta=args.beta, num_generations=args.num_generations, prompts_per_step=args.prompts_per_step,
                    grad_accum=args.grad_accum, max_completion_length=args.max_completion_length,
                    temperature=args.temperature, learning_rate=args.lr, epochs=args.epochs, max_steps=args.max_steps,

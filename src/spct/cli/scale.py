@@ -10,9 +10,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..adaptive import StopRule
-from ..data import InputError, load_examples
+from ..data import InputError
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
-from .common import add_judge_args, add_model_args, build_grm, report_issues
+from .common import add_judge_args, add_model_args, build_grm, load_labelled
 
 
 def parse_ks(text: str) -> list[int]:
@@ -50,11 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    examples, issues = load_examples(args.input, args.split)
-    report_issues(issues)
-    examples = [ex for ex in examples if ex.labelled][: args.limit]
-    if not examples:
-        raise InputError(f"{args.input}: no labelled examples ('best' or 'ratings' is needed)")
+    examples = load_labelled(args)
     if args.meta_rm and not Path(args.meta_rm).is_dir():
         raise InputError(f"--meta-rm {args.meta_rm}: not a folder (train one with `spct train-meta`)")
     ks = args.k
