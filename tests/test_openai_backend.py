@@ -3,13 +3,10 @@ over the embedded model, or over the scripted backend), plus an unreachable serv
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from contextlib import contextmanager
 
 import pytest
-import uvicorn
+from _server import free_port, running_server
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
@@ -20,27 +17,11 @@ from spct.backends.openai import OpenAIBackend, _constraint_body
 from spct.judge import GenerativeRewardModel, JudgeConfig
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve(app):
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "server did not start"
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    """The app under a real uvicorn on 127.0.0.1; yields its OpenAI base URL."""
+    with running_server(app) as url:
+        yield f"{url}/v1"
 
 
 def _recording(app, seen: list[dict]):
@@ -71,7 +52,7 @@ def test_n_samples_and_routing_through_real_http():
 
 
 def test_unreachable_server_is_a_clear_error():
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     backend = OpenAIBackend("m", base_url=url, max_retries=1, backoff=0.01, timeout=2)
     with pytest.raises(BackendError, match="cannot reach .*127.0.0.1"):
         backend.generate([_req()])
@@ -140,6 +121,6 @@ def test_cli_judge_routes_openai_model_to_the_server(tmp_path, capsys):
     reward = json.loads(out.read_text())
     assert reward["k"] == 2 and reward["failed"] == 0 and reward["correct"] is True
     # an unreachable server: the batch is left undone with a clear message, and rerunning retries it
-    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     rc = main(["judge", str(data), "-o", str(tmp_path / "dead.jsonl"), "--model", "openai:fake", "--base-url", dead, "--no-progress"])
     assert rc == 1
