@@ -7,11 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spct.backends.base import ScoreConstraint
-from spct.backends.transformers import (
-    constraint_satisfied,
-    head_before_score_line,
-    viable_score_text,
-)
+from spct.backends.score_line import constraint_satisfied, head_before_score_line
+from spct.backends.transformers import viable_score_text
 from spct.parsing import JudgmentParseError, parse_judgment
 
 GOOD = """Principles:

@@ -5,33 +5,41 @@ writes freely; a generation whose last box already holds the right number of val
 kept; any other is cut before its score line and continued from the forced prefix under a
 constraint that admits only the score list. What differs is how the constraint is spelled:
 vLLM and SGLang take a regex, llama.cpp a GBNF grammar. This module writes both, and finds
-where to cut. Nothing here imports an engine.
+where to cut, by the parser's own rule (the box must end the judgment). Nothing here imports
+an engine.
 """
 
 from __future__ import annotations
 
-import re
-
+from ..parsing import JudgmentParseError, final_box, strip_score_label
 from .base import ScoreConstraint
-
-_BOX = re.compile(r"\\boxed\s*\{([^{}]*)\}")
-_SCORE_LABEL = re.compile(r"(?:\*\*)?\bscores?(?:\*\*)?\s*:?(?:\*\*)?\s*$", re.IGNORECASE)
 
 
 def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
-    """True when the last `\\boxed{...}` of `text` already holds c.count integers in c.lo..c.hi."""
-    boxes = _BOX.findall(text)
-    if not boxes:
+    """True when `text` already ends in a score box the parser accepts (c.count integers in range)."""
+    try:
+        box = final_box(text).group(1)
+    except JudgmentParseError:
         return False
-    items = [x.strip() for x in boxes[-1].split(",")]
+    items = [x.strip() for x in box.split(",")]
     return len(items) == c.count and all(x.isdigit() and c.lo <= int(x) <= c.hi for x in items)
 
 
 def head_before_score_line(text: str) -> str:
-    """The generation up to (not including) its last score box and any `Scores:` label before it."""
+    """The free part of a generation that failed the constraint, to continue from a forced score line.
+
+    A box that ends the text (but holds bad scores) or one left unclosed at the token limit is
+    dropped with its `Scores:` label; a box followed by more text is the model quoting, so kept.
+    """
     cut = text.rfind("\\boxed")
-    head = text[:cut] if cut >= 0 else text
-    return _SCORE_LABEL.sub("", head.rstrip()).rstrip()
+    if cut >= 0 and "}" not in text[cut:]:
+        text = text[:cut]
+    else:
+        try:
+            text = text[: final_box(text).start()]
+        except JudgmentParseError:
+            pass
+    return strip_score_label(text)
 
 
 def forced_prompt_tail(text: str, c: ScoreConstraint) -> tuple[str, str]:

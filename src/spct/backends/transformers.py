@@ -14,9 +14,9 @@ import logging
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from ..parsing import JudgmentParseError, final_box, strip_score_label
 from .base import Backend, Generation, GenerationRequest, HFTokenizerMixin, ScoreConstraint
 from .models import ModelNotFound, resolve_model
+from .score_line import constraint_satisfied, forced_prompt_tail, score_budget
 
 log = logging.getLogger(__name__)
 
@@ -49,33 +49,6 @@ def viable_score_text(t: str, c: ScoreConstraint) -> bool:
         elif not _number_prefix_ok(q, c.lo, c.hi):
             return False
     return True
-
-
-def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
-    """True when `text` already ends in a score box the parser accepts (c.count integers in range)."""
-    try:
-        box = final_box(text).group(1)
-    except JudgmentParseError:
-        return False
-    items = [x.strip() for x in box.split(",")]
-    return len(items) == c.count and all(x.isdigit() and c.lo <= int(x) <= c.hi for x in items)
-
-
-def head_before_score_line(text: str) -> str:
-    """The free part of a generation that failed the constraint, to continue from a forced score line.
-
-    A box that ends the text (but holds bad scores) or one left unclosed at the token limit is
-    dropped with its `Scores:` label; a box followed by more text is the model quoting, so kept.
-    """
-    cut = text.rfind("\\boxed")
-    if cut >= 0 and "}" not in text[cut:]:
-        text = text[:cut]
-    else:
-        try:
-            text = text[: final_box(text).start()]
-        except JudgmentParseError:
-            pass
-    return strip_score_label(text)
 
 
 class ScoreLineProcessor(LogitsProcessor):
@@ -205,12 +178,12 @@ class TransformersBackend(HFTokenizerMixin, Backend):
             heads, prompts, cons = [], [], []
             for j in chunk:
                 _, req, prompt = rows[j]
-                head = head_before_score_line(gens[j].text)
+                head, tail_start = forced_prompt_tail(gens[j].text, req.constraint)
                 heads.append(head)
-                prompts.append(prompt + head + "\n" + req.constraint.prefix)
+                prompts.append(prompt + tail_start)
                 cons.append(req.constraint)
             req0 = rows[chunk[0]][1]
-            budget = 4 * max(c.count for c in cons) + 4
+            budget = max(score_budget(c) for c in cons)
             done = self._run(prompts, req0.temperature, budget, req0.seed + 7919 + chunk[0], cons)
             for j, head, c, (tail, n_new, _) in zip(chunk, heads, cons, done, strict=True):
                 g = gens[j]
