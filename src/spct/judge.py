@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from .backends.base import Backend, GenerationRequest, ScoreConstraint
 from .data import Example, InputError, Judgment, Query, Reward
 from .parsing import JudgmentParseError, parse_judgment
-from .prompts import judge_messages
+from .prompts import judge_messages, with_format_demo
 from .voting import vote
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class JudgeConfig:
     retries: int = 0  # re-sample a failed judgment up to this many times
     principles: bool = True
     k_meta: int | None = None  # with a meta scorer: vote over the top k_meta (default k/2)
+    format_demo: bool = False  # show a demonstrated judgment first (bootstrapping RFT data from a base model)
 
 
 class GenerativeRewardModel:
@@ -73,6 +74,8 @@ class GenerativeRewardModel:
         else:
             texts.update({f"query[{j}]": m["content"] for j, m in enumerate(example.query)})
         bare = judge_messages(replace(example, query="", responses=[""] * n), list(range(n)), principles=self.config.principles)
+        if self.config.format_demo:
+            bare = with_format_demo(bare)
         overhead = self.backend.count_tokens("\n".join(m["content"] for m in bare))
         # Slack for the chat template, turn labels, a hint line and the forced score line.
         room = ctx - self.config.max_new_tokens - overhead - (64 + 4 * n + 8 * len(texts))
@@ -107,8 +110,11 @@ class GenerativeRewardModel:
 
     def _request(self, example: Example, order: list[int], k: int, seed: int, hint: int | None = None) -> GenerationRequest:
         cfg = self.config
+        messages = judge_messages(example, order, hint=hint, principles=cfg.principles)
+        if cfg.format_demo:
+            messages = with_format_demo(messages, flip=seed % 2 == 1)
         return GenerationRequest(
-            messages=judge_messages(example, order, hint=hint, principles=cfg.principles),
+            messages=messages,
             n=1,
             temperature=cfg.temperature if k > 1 else 0.0,
             max_new_tokens=cfg.max_new_tokens,

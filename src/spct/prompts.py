@@ -89,3 +89,33 @@ def judge_messages(
     if hint is not None:
         user += f"\n\nHint: the best response is Response {hint + 1}."
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+# A worked exchange shown before the real query when bootstrapping training data: a small base
+# model copies a demonstrated format far more reliably than a described one. The demonstration
+# is only used for sampling (rejective fine-tuning); training rows always use the plain prompt.
+_DEMO_QUERY = "How do I hard-boil an egg?"
+_DEMO_GOOD = "Put the egg in boiling water for about nine minutes, then cool it in cold water so the shell comes off."
+_DEMO_BAD = "Eggs are a good source of protein."
+
+
+def with_format_demo(messages: list[Message], flip: bool = False) -> list[Message]:
+    """`messages` with one demonstrated judgment (user turn + assistant turn) before the real query.
+
+    `flip` swaps the demonstration's responses so its better response is Response 2: drawing it
+    per sample keeps the demonstration from teaching a position preference.
+    """
+    responses, scores = [_DEMO_GOOD, _DEMO_BAD], [9, 3]
+    if flip:
+        responses, scores = responses[::-1], scores[::-1]
+    good, bad = (2, 1) if flip else (1, 2)
+    demo = judge_messages(Example("format-demo", _DEMO_QUERY, responses), [0, 1])
+    answer = (
+        "Principles:\n- Answers the question asked (50%)\n- Correct and safe instructions (30%)\n"
+        "- Clear and brief (20%)\n"
+        f"Analysis:\nResponse {good} gives the steps and the time, so the user can follow it. "
+        f"Response {bad} does not say how to boil an egg.\n"
+        f"{SCORE_PREFIX}{scores[0]}, {scores[1]}}}"
+    )
+    system, rest = messages[0], messages[1:]
+    return [system, demo[1], {"role": "assistant", "content": answer}, *rest]

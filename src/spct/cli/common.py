@@ -52,7 +52,8 @@ def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
     options.update(engine_options(args))
     backend = load_backend(args.model, args.engine, **options)
     config = JudgeConfig(k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                         constrain=args.constrain, retries=args.retries, principles=args.principles, k_meta=k_meta)
+                         constrain=args.constrain, retries=args.retries, principles=args.principles, k_meta=k_meta,
+                         format_demo=getattr(args, "format_demo", False))
     meta_scorer = None
     if meta_rm:
         from ..meta_rm import MetaRM

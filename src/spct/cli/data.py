@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections import Counter
 
-from ..data import JsonlAppender
+from ..data import InputError, JsonlAppender
 from ..eval.verifiable import SOURCES, build
+from ..splits import read_rows, split_rows, write_split
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +26,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--responses", type=int, default=2, help="responses per item: 2 = pairs, more = best-of-N (default: 2)")
     v.add_argument("--seed", type=int, default=0, help="generator and shuffle seed (default: 0)")
     v.set_defaults(func=run)
+
+    s = data_sub.add_parser("split", help="deterministic held-out / validation / train split by content hash",
+                            description="Split a JSONL(.gz) file by SHA-256 of each row's content (the same on every "
+                                        "machine): the smallest hashes are held out, the next form a validation slice, "
+                                        "the rest is training data. Writes heldout.jsonl, validation.jsonl, train.jsonl "
+                                        "and split.json into DIR.")
+    s.add_argument("input", help="JSONL or JSONL.gz file")
+    s.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    s.add_argument("--heldout", type=int, required=True, help="rows held out")
+    s.add_argument("--validation", type=int, default=0, help="rows in the validation slice (default: 0)")
+    s.add_argument("--id-prefix", default="row", help="id of a row without one: PREFIX + its 0-based index (default: row)")
+    s.add_argument("--pin", default=None, metavar="FILE", help="JSONL whose ids are always held out (e.g. the demo pairs)")
+    s.set_defaults(func=run_split)
+
+
+def run_split(args: argparse.Namespace) -> int:
+    if args.heldout < 0 or args.validation < 0:
+        raise InputError("--heldout and --validation must be >= 0")
+    pinned = {r["id"] for r in read_rows(args.pin, "")} if args.pin else set()
+    info = write_split(split_rows(read_rows(args.input, args.id_prefix), args.heldout, args.validation, pinned),
+                       args.output, str(args.input))
+    print(f"{args.output}: heldout {info['heldout']}, validation {info['validation']}, train {info['train']}",
+          file=sys.stderr)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="examples per generation batch (default: 8)")
     p.add_argument("--mix", default=None, help="general instruction data to mix in: JSONL of {messages} or {prompt, completion}")
     p.add_argument("--mix-limit", type=int, default=None, help="mix in at most N instruction rows")
+    p.add_argument("--format-demo", action="store_true",
+                   help="sample with a demonstrated judgment before the query (bootstraps a base model that never "
+                        "writes its own score line); training rows keep the plain prompt")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_model_args(p)
     add_judge_args(p, k=3)

@@ -2,10 +2,16 @@
 
 SPCT's first stage (paper §3.3): per labelled example draw N_RFT (3) judgments with responses
 shuffled; a judgment is kept when it satisfies the accuracy rule (strict win of the labelled
-best response; n = 1: score equals the rating). An example on which every sample is right is
-"too easy" and dropped: it teaches nothing. An example with no right sample gets one *hinted*
-sample (the prompt names the best response); it is kept if right, and counted apart because
-hinted trajectories can take shortcuts.
+best response; n = 1: score equals the rating) *and* the model wrote it whole: a judgment whose
+score line was forced by the constraint, or that was cut at max_new_tokens, is never a training
+target (it would teach the model text it cannot produce). An example on which every sample is
+usable is "too easy" and dropped: it teaches nothing. An example with no usable sample gets one
+*hinted* sample (the prompt names the best response); it is kept if usable, and counted apart
+because hinted trajectories can take shortcuts.
+
+`spct rft --format-demo` (`JudgeConfig.format_demo`) samples with a demonstrated judgment before the query, which lets a
+small base model that never writes its own score line produce usable targets at all; the
+training rows still carry the plain prompt, so the demonstration is distilled away.
 
 The run appends one outcome row per example to `samples.jsonl` (resumable with
 `JsonlAppender`), then rebuilds `train.jsonl` (TRL conversational prompt/completion rows) and
@@ -45,7 +51,10 @@ class RFTConfig:
 class RFTStats:
     examples: int = 0
     samples: int = 0  # unhinted samples drawn
-    accepted: int = 0  # unhinted samples kept
+    accepted: int = 0  # unhinted samples kept (right, own score line, not cut)
+    right: int = 0  # unhinted samples right by the accuracy rule, usable or not
+    forced: int = 0  # unhinted samples whose score line was forced
+    truncated: int = 0  # unhinted samples cut at max_new_tokens
     too_easy: int = 0  # examples dropped because every sample was right
     hinted_tried: int = 0  # examples that got a hinted sample
     hinted_accepted: int = 0
@@ -79,6 +88,11 @@ def is_right(judgment: Judgment, example: Example) -> bool:
     return judgment.ok and is_correct(judgment.scores, example.best, example.ratings) is True
 
 
+def is_usable(judgment: Judgment, example: Example) -> bool:
+    """Right, and written whole by the model: a training target."""
+    return is_right(judgment, example) and not judgment.forced and not judgment.truncated
+
+
 def hint_for(example: Example) -> int | None:
     """Original index of the response the hint names; None when a hint says nothing (n = 1)."""
     if len(example.responses) < 2:
@@ -90,23 +104,33 @@ def hint_for(example: Example) -> int | None:
     return tops[0] if len(tops) == 1 else None
 
 
+def _record(j: Judgment, example: Example, hinted: bool) -> dict[str, Any]:
+    return {"sample": j.sample, "order": j.order, "text": j.text, "scores": j.scores, "hinted": hinted,
+            "right": is_right(j, example), "forced": j.forced, "truncated": j.truncated, "error": j.error}
+
+
 def _outcome(example: Example, unhinted: list[Judgment], hinted: Judgment | None, cfg: RFTConfig) -> dict[str, Any]:
-    right = [is_right(j, example) for j in unhinted]
-    if all(right) and cfg.drop_too_easy:
+    usable = [is_usable(j, example) for j in unhinted]
+    if all(usable) and cfg.drop_too_easy:
         status, kept = "too_easy", []
-    elif any(right):
-        status, kept = "kept", [j for j, r in zip(unhinted, right, strict=True) if r]
-    elif hinted is not None and is_right(hinted, example):
+    elif any(usable):
+        status, kept = "kept", [j for j, u in zip(unhinted, usable, strict=True) if u]
+    elif hinted is not None and is_usable(hinted, example):
         status, kept = "hinted", [hinted]
     else:
         status, kept = "rejected", []
     return {
         "id": example.id,
         "status": status,
-        "right": sum(right),
+        "usable": sum(usable),
+        "right": sum(is_right(j, example) for j in unhinted),
+        "forced": sum(j.forced for j in unhinted),
+        "truncated": sum(j.truncated for j in unhinted),
         "samples": len(unhinted),
         "hinted_tried": hinted is not None,
-        "kept": [{"sample": j.sample, "order": j.order, "text": j.text, "scores": j.scores, "hinted": j is hinted} for j in kept],
+        # Every sample with its flags, so the stats can be re-derived; `kept` is what trains.
+        "drawn": [_record(j, example, False) for j in unhinted] + ([_record(hinted, example, True)] if hinted else []),
+        "kept": [_record(j, example, j is hinted) for j in kept],
         "example": example.to_dict(),
     }
 
@@ -130,7 +154,7 @@ def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_di
             if cfg.hinted:
                 for ex, js in zip(chunk, unhinted, strict=True):
                     h = hint_for(ex)
-                    if h is not None and not any(is_right(j, ex) for j in js):
+                    if h is not None and not any(is_usable(j, ex) for j in js):
                         hints[ex.id] = h
             hinted: dict[str, Judgment] = {}
             if hints:
@@ -188,9 +212,14 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
         stats.hinted_tried += bool(o["hinted_tried"])
         stats.hinted_accepted += o["status"] == "hinted"
         stats.no_right_sample += o["status"] == "rejected"
-        stats.accepted += o["right"]
+        stats.accepted += o.get("usable", o["right"])
+        stats.right += o["right"]
+        stats.forced += o.get("forced", 0)
+        stats.truncated += o.get("truncated", 0)
         ex = Example(**o["example"])
         for k in o["kept"]:
+            if k.get("forced") or k.get("truncated"):
+                continue  # rows sampled before the rule existed
             rows.append({
                 "id": f"{ex.id}#{k['sample']}",
                 "prompt": judge_messages(ex, k["order"], principles=principles),

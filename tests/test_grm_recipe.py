@@ -1,0 +1,106 @@
+"""The pieces of the shipped judge's recipe: deterministic splits, RFT's target rule, the format demo."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from spct.backends.base import Generation
+from spct.backends.fake import FakeBackend
+from spct.data import Example
+from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.prompts import judge_messages, with_format_demo
+from spct.splits import content_hash, read_rows, split_rows
+from spct.train.rft import RFTConfig, run_rft
+
+HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless" / "test.jsonl.gz"
+DEMO = Path(__file__).resolve().parents[1] / "src" / "spct" / "assets" / "hh_rlhf_demo.jsonl"
+
+
+def _rows(n: int) -> list[dict]:
+    return [{"id": f"r{i}", "chosen": f"c{i % (n - 3)}", "rejected": "r"} for i in range(n)]  # 3 duplicate pairs
+
+
+def test_split_is_deterministic_disjoint_and_keeps_duplicates_together():
+    rows = _rows(200)
+    a = split_rows(rows, heldout=40, validation=10, pinned={"r150"})
+    shuffled = rows[:]
+    random.Random(3).shuffle(shuffled)
+    b = split_rows(shuffled, heldout=40, validation=10, pinned={"r150"})
+    ids = lambda part: sorted(r["id"] for r in part)  # noqa: E731
+    assert ids(a.heldout) == ids(b.heldout) and ids(a.validation) == ids(b.validation)
+    assert "r150" in ids(a.heldout)
+    assert not set(ids(a.heldout)) & set(ids(a.train)) and not set(ids(a.validation)) & set(ids(a.train))
+    assert len(a.heldout) + len(a.validation) + len(a.train) == 200
+    held = {content_hash(r) for r in a.heldout}
+    assert not held & {content_hash(r) for r in a.train + a.validation}  # equal content never straddles
+
+
+@pytest.mark.skipif(not HH.exists(), reason="needs ../shared/data/hh-rlhf-harmless")
+def test_hh_split_holds_out_512_with_the_demo_pairs():
+    pinned = {r["id"] for r in read_rows(DEMO, "")}
+    split = split_rows(read_rows(HH, "hh-harmless-test-"), heldout=512, validation=64, pinned=pinned)
+    held = {r["id"] for r in split.heldout}
+    assert len(held) == 512 and pinned <= held
+    assert len(split.validation) == 64 and len(split.train) == 2312 - 576
+    assert not held & {r["id"] for r in split.train + split.validation}
+
+
+class FlaggingBackend(FakeBackend):
+    """A fake engine whose generations for chosen queries come back forced or cut at the limit."""
+
+    def __init__(self, forced_queries: set[str], cut_queries: set[str]):
+        super().__init__()
+        self.forced_queries, self.cut_queries = forced_queries, cut_queries
+
+    def generate(self, requests):
+        out = super().generate(requests)
+        for req, gens in zip(requests, out, strict=True):
+            text = req.messages[-1]["content"]
+            for g in gens:
+                g.forced = any(f"\n{q}\n" in text for q in self.forced_queries)
+                if any(f"\n{q}\n" in text for q in self.cut_queries):
+                    g.finish_reason = "length"
+        return out
+
+
+def test_rft_never_keeps_forced_or_truncated_judgments(tmp_path):
+    # The fake engine prefers the longer response, which is labelled best: every sample is right.
+    examples = [Example("ok", "q-ok", ["a long right answer", "no"], best=[0]),
+                Example("forced", "q-forced", ["a long right answer", "no"], best=[0]),
+                Example("cut", "q-cut", ["a long right answer", "no"], best=[0])]
+    grm = GenerativeRewardModel(FlaggingBackend({"q-forced"}, {"q-cut"}), JudgeConfig(max_new_tokens=32))
+    stats = run_rft(grm, examples, tmp_path, RFTConfig(n_samples=3), progress=False)
+    outcomes = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()}
+    assert outcomes["ok"]["status"] == "too_easy"
+    # Right by the accuracy rule, but not the model's own whole judgment: rejected, hint included.
+    for name, flag in (("forced", "forced"), ("cut", "truncated")):
+        o = outcomes[name]
+        assert o["status"] == "rejected" and o["right"] == 3 and o["usable"] == 0 and o[flag] == 3
+        assert o["hinted_tried"] and all(d[flag] for d in o["drawn"])
+    assert stats.right == 9 and stats.accepted == 3 and stats.forced == 3 and stats.truncated == 3
+    assert (tmp_path / "train.jsonl").read_text() == ""
+
+
+def test_format_demo_is_sampling_only_and_balanced():
+    ex = Example("x", "Is this fine?", ["yes", "no"])
+    plain = judge_messages(ex, [0, 1])
+    for flip, scores in ((False, "9, 3"), (True, "3, 9")):
+        shown = with_format_demo(plain, flip=flip)
+        assert [m["role"] for m in shown] == ["system", "user", "assistant", "user"]
+        assert shown[-1] == plain[-1] and shown[0] == plain[0]
+        assert shown[2]["content"].endswith(f"\\boxed{{{scores}}}")
+    seen = []
+    backend = FakeBackend(script=lambda req, _s: seen.append(req.messages) or "Scores: \\boxed{5, 4}")
+    GenerativeRewardModel(backend, JudgeConfig(format_demo=True)).sample([ex], 8)
+    flips = {m[2]["content"].endswith("\\boxed{3, 9}") for m in seen}
+    assert flips == {True, False}  # both orientations appear across samples
+
+
+def test_generation_flags_reach_judgments():
+    g = Generation("Scores: \\boxed{5, 4}", "length", True, 3)
+    j = GenerativeRewardModel._to_judgment(Example("x", "q", ["a", "b"]), 0, [0, 1], g)
+    assert j.forced and j.truncated
