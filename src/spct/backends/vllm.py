@@ -137,8 +137,13 @@ class VLLMBackend(HFTokenizerMixin, Backend):
     def _params(req: GenerationRequest, n: int, max_tokens: int, seed: int, **extra):
         from vllm import SamplingParams
 
+        from vllm.platforms import current_platform
+
         sampling = {"temperature": req.temperature, "top_p": 1.0} if req.temperature > 0 else {"temperature": 0.0}
-        return SamplingParams(n=n, max_tokens=max_tokens, seed=seed, **sampling, **extra)
+        # vLLM's CPU worker cannot run per-request generators ("CPU Generator does not use offset"):
+        # there the engine-wide seed alone makes runs repeatable.
+        per_request = {} if current_platform.is_cpu() else {"seed": seed}
+        return SamplingParams(n=n, max_tokens=max_tokens, **per_request, **sampling, **extra)
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         prompts = [self.render(r.messages) for r in requests]

@@ -86,6 +86,7 @@ class RLSettings:
     use_cpu: bool = False
     seed: int = 0
     logging_steps: int = 10
+    save_steps: int = 0  # > 0: checkpoint every N steps; a rerun resumes from the newest
     report_to: str = "none"
 
 
@@ -114,7 +115,9 @@ def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[s
         use_cpu=s.use_cpu,
         seed=s.seed,
         logging_steps=s.logging_steps,
-        save_strategy="no",
+        save_strategy="steps" if s.save_steps > 0 else "no",
+        save_steps=s.save_steps or 500,
+        save_total_limit=2,
         report_to=s.report_to,
     )
 
@@ -125,7 +128,7 @@ def train_rl(model: str, examples: list[Example], output_dir: str | Path, settin
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from .sft import SFTSettings, lora_config
+    from .sft import SFTSettings, last_checkpoint, lora_config
 
     s = settings or RLSettings()
     dataset = Dataset.from_list(rl_rows(examples, s.seed, principles))
@@ -135,7 +138,7 @@ def train_rl(model: str, examples: list[Example], output_dir: str | Path, settin
     trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, init_kwargs),
                           train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
     t0 = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
     seconds = time.perf_counter() - t0
     save_model(trainer, tokenizer, output_dir)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]

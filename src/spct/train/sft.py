@@ -3,11 +3,15 @@
 The dataset is conversational prompt/completion rows (train/rft.py), so the loss is on the
 completion only (`completion_only_loss`). LoRA via PEFT is optional; a LoRA run saves the
 merged weights, so the output folder is a plain model that every backend loads
-(`TransformersBackend(out)`, vLLM, `spct judge --model out`).
+(`TransformersBackend(out)`, vLLM, `spct judge --model out`), and the adapter alone in
+`out/adapter/` (what spct ships). With `save_steps` the trainer checkpoints into the output
+folder and a rerun resumes from the newest checkpoint; the log history (loss per step) is
+written to `out/log_history.json` for plots.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,7 @@ class SFTSettings:
     use_cpu: bool = False
     seed: int = 0
     logging_steps: int = 10
+    save_steps: int = 0  # > 0: checkpoint every N steps; a rerun resumes from the newest
     report_to: str = "none"
 
 
@@ -58,7 +63,9 @@ def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[s
         use_cpu=s.use_cpu,
         seed=s.seed,
         logging_steps=s.logging_steps,
-        save_strategy="no",
+        save_strategy="steps" if s.save_steps > 0 else "no",
+        save_steps=s.save_steps or 500,
+        save_total_limit=2,
         report_to=s.report_to,
     )
 
@@ -98,11 +105,27 @@ def resolve_policy(model: str) -> tuple[str, dict[str, Any], Any]:
     return path, init_kwargs, tokenizer
 
 
+ADAPTER_DIR = "adapter"
+LOG_FILE = "log_history.json"
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` folder in output_dir, to resume from; None when there is none."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+
 def save_model(trainer, tokenizer, output_dir: str | Path) -> None:
     """Save a plain model folder. `Trainer.save_model` gathers ZeRO-3 shards; LoRA adapters are
-    merged into the base weights first (use LoRA with ZeRO-2 or one device: merging needs whole weights)."""
+    saved alone in output_dir/adapter, then merged into the base weights for the plain folder
+    (use LoRA with ZeRO-2 or one device: merging needs whole weights)."""
+    if trainer.accelerator.is_main_process:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / LOG_FILE).write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
     if hasattr(trainer.model, "merge_and_unload"):
         if trainer.accelerator.is_main_process:
+            trainer.model.save_pretrained(Path(output_dir) / ADAPTER_DIR)
             trainer.model.merge_and_unload().save_pretrained(output_dir)
             tokenizer.save_pretrained(output_dir)
         return
@@ -132,7 +155,7 @@ def train_sft(base_model: str, data: str | Path, output_dir: str | Path, setting
         peft_config=lora_config(s) if s.lora else None,
     )
     t0 = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
     seconds = time.perf_counter() - t0
     save_model(trainer, tokenizer, output_dir)
     steps = max(1, result.global_step)
