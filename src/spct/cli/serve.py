@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_judge_args, add_model_args, build_grm
+from .common import (
+    add_judge_args,
+    add_model_args,
+    build_grm,
+    non_negative_float,
+    port_number,
+    positive_float,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,14 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Serve a GRM to RL pipelines: POST /get_reward (OpenRLHF remote RM), POST /v1/judge "
                                    "(native), GET /health, GET /metrics. Concurrent requests are micro-batched.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--port", type=port_number, default=8000, help="port (default: 8000)")
     p.add_argument("--api-key", default=os.environ.get("SPCT_API_KEY"),
                    help="require this key (Authorization: Bearer KEY); default: $SPCT_API_KEY, else none")
-    p.add_argument("--max-queue", type=int, default=256, help="waiting requests before answering 503 (default: 256)")
-    p.add_argument("--max-batch", type=int, default=32, help="examples per generation batch (default: 32)")
-    p.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests (default: 10)")
-    p.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds, queueing included (default: 300)")
-    p.add_argument("--max-body-mb", type=float, default=4.0, help="largest accepted request body in MiB (default: 4)")
+    p.add_argument("--max-queue", type=positive_int, default=256, help="waiting requests before answering 503 (default: 256)")
+    p.add_argument("--max-batch", type=positive_int, default=32, help="examples per generation batch (default: 32)")
+    p.add_argument("--batch-wait-ms", type=non_negative_float, default=10.0, help="how long a batch waits for more requests (default: 10)")
+    p.add_argument("--timeout", type=positive_float, default=300.0, help="per-request timeout in seconds, queueing included (default: 300)")
+    p.add_argument("--max-body-mb", type=positive_float, default=4.0, help="largest accepted request body in MiB (default: 4)")
     add_model_args(p)
     add_judge_args(p, k=1, max_new_tokens=256)
     p.set_defaults(func=run)
