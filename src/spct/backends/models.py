@@ -94,6 +94,6 @@ def resolve_model(spec: str) -> tuple[str, str | None]:
         if not (p / "config.json").exists():
             raise ModelNotFound(f"{spec}: not a model folder (no config.json)")
         return str(p), None
-    if not _HUB_ID.fullmatch(spec) or ".." in spec:  # ./x, /x, ~/x, a/b/c, x\\y: a path that is not there
+    if not _HUB_ID.fullmatch(spec) or ".." in spec:  # ./x, /x, ~/x, a/b/c, x\y: a path that is not there
         raise ModelNotFound(f"{spec}: no such file or folder")
     return spec, None  # a hub id; transformers raises a clear error if it cannot be had
