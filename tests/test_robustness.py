@@ -6,14 +6,17 @@ Every case here once crashed, lost data or misled; all run on FakeBackend, no mo
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
 import pytest
-from _server import free_port, running_server
+from _server import SlowFake, free_port, running_server
 from fastapi.testclient import TestClient
 
 from spct.backends.base import ScoreConstraint
@@ -96,7 +99,7 @@ def test_a_concurrent_judge_run_fails_with_a_clear_message(tmp_path, capsys):
         with JsonlAppender({str(out)!r}):
             print("locked", flush=True)
             sys.stdin.readline()
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": "src", **_env()})
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env())
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert run_cli(["judge", str(src), "-o", str(out), "--engine", "fake", "--no-progress"]) == 2
@@ -109,9 +112,8 @@ def test_a_concurrent_judge_run_fails_with_a_clear_message(tmp_path, capsys):
 
 
 def _env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    """The environment for a child `python`: it imports this checkout's spct, not an installed one."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
 
 
 # -- 3. chunked bodies count against the limit --------------------------------------------------------
@@ -354,10 +356,8 @@ def test_health_is_minimal_without_the_key():
 def test_cli_serve_on_loopback_refuses_a_foreign_host_header():
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "spct", "serve", "--engine", "fake", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     try:
-        import time
-
         for _ in range(300):
             try:
                 r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -373,13 +373,33 @@ def test_cli_serve_on_loopback_refuses_a_foreign_host_header():
         proc.wait(timeout=10)
 
 
-def test_uvicorn_gets_header_and_keep_alive_timeouts(monkeypatch):
+def test_cli_serve_gives_uvicorn_a_request_deadline_and_limits(monkeypatch):
+    from spct.serve.connection import RequestDeadlineH11
+
     seen = {}
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(kw))
-    assert main(["serve", "--engine", "fake"]) == 0
-    assert 0 < seen["timeout_keep_alive"] <= 10
-    assert seen["limit_concurrency"] >= 64
+    assert main(["serve", "--engine", "fake", "--request-deadline", "7"]) == 0
+    assert issubclass(seen["http"], RequestDeadlineH11) and seen["http"].deadline_s == 7
+    assert 0 < seen["timeout_keep_alive"] <= 10 and seen["limit_concurrency"] >= 64
     assert seen["h11_max_incomplete_event_size"] <= 64 * 1024
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected():
+    cfg = ServerConfig(request_deadline_s=0.5)
+    with running_server(create_app(GenerativeRewardModel(SlowFake(1.0)), cfg), **cfg.uvicorn_options()) as url:
+        host, port = url.removeprefix("http://").split(":")
+        slow = [socket.create_connection((host, int(port))) for _ in range(20)]
+        for s in slow:
+            s.sendall(b"POST /v1/judge HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and never the rest
+            s.settimeout(5)
+        t0 = time.perf_counter()
+        assert all(s.recv(1024) == b"" for s in slow)  # closed by the server
+        assert time.perf_counter() - t0 < 4
+        for s in slow:
+            s.close()
+        # A slow judge (1 s) is not cut: the deadline covers receiving the request, not answering it.
+        r = httpx.post(url + "/v1/judge", json={"examples": [{"query": "q", "responses": ["a"]}]}, timeout=10)
+        assert r.status_code == 200
 
 
 LOOKALIKES = [
