@@ -163,6 +163,20 @@ def test_hostile_score_text_is_a_typed_parse_failure(text, kind):
     assert not constraint_satisfied(text, ScoreConstraint(2))
 
 
+@pytest.mark.parametrize("text", ["*" * 50_000 + "\\boxed{1, 2}", "x" + " \n" * 25_000 + "y\\boxed{1, 2}",
+                                  " \n" * 25_000 + "x"])
+def test_long_markup_runs_parse_in_linear_time(text):
+    from spct.backends.score_line import head_before_score_line
+
+    t0 = time.perf_counter()
+    try:
+        parse_judgment(text, 2)
+    except JudgmentParseError:
+        pass
+    head_before_score_line(text)
+    assert time.perf_counter() - t0 < 2  # quadratic regexes took minutes here
+
+
 def test_parse_scores_rejects_non_ascii_digits_that_python_accepts():
     assert int("٣") == 3  # what a naive int() would have done
     with pytest.raises(JudgmentParseError):

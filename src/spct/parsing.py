@@ -24,8 +24,11 @@ _INTEGER = re.compile(r"[+-]?([0-9]+)(?:\.0*)?")
 MAX_DIGITS = 4  # longer digit runs (after leading zeros) are out of range without being converted
 _PRINCIPLES_HEADER = re.compile(r"^[#*\s]*principles?[*\s]*:?[*]*", re.IGNORECASE)
 _PRINCIPLES_OPENING = re.compile(r"^\W*(?:the\s+)?(?:principles?|criteria)\b", re.IGNORECASE)
-_ANALYSIS = re.compile(r"^[#*\s]*(?:analysis|critique|evaluation)[*\s]*:[*]*", re.IGNORECASE | re.MULTILINE)
-_SCORES_LABEL = re.compile(r"[*_#\s]*\bscores?\b[*_\s]*:[*_\s$]*$", re.IGNORECASE)
+# Within one line (no \s that could run across lines): a long blank run must not cost quadratic time.
+_ANALYSIS = re.compile(r"^[#* \t]*(?:analysis|critique|evaluation)[* \t]*:[*]*", re.IGNORECASE | re.MULTILINE)
+# The label starts at its word, so the search does not retry a long markup run at every offset;
+# the markup before the word is stripped apart.
+_SCORES_LABEL = re.compile(r"\bscores?\b[*_\s]*:[*_\s$]*$", re.IGNORECASE)
 
 
 class JudgmentParseError(ValueError):
@@ -80,7 +83,9 @@ def parse_scores(box_content: str, n: int) -> list[int]:
 
 def strip_score_label(head: str) -> str:
     """Drop a trailing `Scores:` label (with markdown) from the text before a score box."""
-    return _SCORES_LABEL.sub("", head.rstrip()).rstrip()
+    head = head.rstrip()
+    label = _SCORES_LABEL.search(head)
+    return head if label is None else head[: label.start()].rstrip("*_# \t\n\r\f\v")
 
 
 def final_box(text: str) -> re.Match[str]:
