@@ -68,6 +68,14 @@ def test_non_finite_numbers_are_named_issues_and_the_run_goes_on(tmp_path, capsy
     assert [r["id"] for r in rows(out)] == ["ok"]
 
 
+def test_a_null_line_is_a_named_issue_not_a_blank_line(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('null\n\n{"query": "q", "responses": ["a"]}\n')
+    examples, issues = read_examples(src)
+    assert [ex.id for ex in examples] == ["line3"]
+    assert [(i.line, i.message) for i in issues] == [(1, "expected a JSON object, got NoneType")]
+
+
 def test_the_server_names_the_non_finite_field():
     client = TestClient(create_app(GenerativeRewardModel(FakeBackend())))
     body = b'{"examples": [{"query": "q", "responses": ["a"], "ratings": [NaN]}]}'

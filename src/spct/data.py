@@ -255,19 +255,23 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any | InputIssue]
         try:
             for lineno, raw in enumerate(fh, start=1):
                 item = _parse_line(p, lineno, raw)
-                if item is not None:
+                if item is not _BLANK:  # a `null` line is a value (and a bad example), not a blank line
                     yield lineno, item
         except (OSError, EOFError) as e:  # a corrupt or cut-off .gz: keep what was read
             yield lineno + 1, InputIssue(str(p), lineno + 1, None, f"cannot read further ({e}); the rest of the file is skipped")
 
 
-def _parse_line(p: Path, lineno: int, raw: bytes) -> Any | InputIssue | None:
+_BLANK = object()  # what _parse_line returns for a blank line
+
+
+def _parse_line(p: Path, lineno: int, raw: bytes) -> Any:
+    """The line's JSON value, an InputIssue, or _BLANK."""
     try:
         line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # tolerate a byte-order mark
     except UnicodeDecodeError as e:
         return InputIssue(str(p), lineno, None, f"not valid UTF-8 (byte {e.start} of the line is 0x{raw[e.start]:02x})")
     if not line.strip():
-        return None
+        return _BLANK
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
