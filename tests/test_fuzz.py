@@ -54,9 +54,22 @@ input_lines = st.lists(json_lines | st.binary(max_size=30).map(lambda b: b.repla
 numbers = (st.integers(-3, 14).map(str) | st.text(alphabet="0123456789²³٣７.+-e ", max_size=8)
            | st.sampled_from(["9" * 400, "1" * 5000, "7." + "0" * 50, "1e999", "NaN"]))
 boxes = st.lists(numbers, max_size=4).map(lambda xs: "\\boxed{" + ", ".join(xs) + "}")
-pieces = st.text(max_size=30) | boxes | st.sampled_from(["Scores:", "**Analysis:**", "Principles:\n- x (100%)\n", "\n", " " * 50,
+good_boxes = st.lists(st.integers(1, 10), min_size=1, max_size=4).map(lambda xs: "Scores: \\boxed{" + ", ".join(map(str, xs)) + "}")
+pieces = st.text(max_size=30) | boxes | good_boxes | st.sampled_from(["Scores:", "**Analysis:**", "Principles:\n- x (100%)\n", "\n", " " * 50,
                                                          "*" * 50, "\\boxed{", "}", "[[End of response 1]]"])
 engine_texts = st.lists(pieces, max_size=6).map("".join)
+
+# Server bodies: any JSON, near-valid requests of both endpoints, and valid ones with hostile text.
+good_examples = st.fixed_dictionaries({"query": texts | messages, "responses": st.lists(texts, min_size=1, max_size=3)},
+                                      optional={"ratings": st.lists(st.floats(), min_size=1, max_size=3), "k": st.integers(0, 3)})
+rollouts = st.lists(st.tuples(texts, texts), min_size=1, max_size=3).map(
+    lambda pairs: {"prompts": [p for p, _ in pairs], "query": [p + r for p, r in pairs]})
+server_bodies = st.one_of(
+    st.tuples(st.just("/v1/judge"), st.fixed_dictionaries({"examples": st.lists(good_examples | example_like, max_size=3)},
+                                                            optional={"k": json_values | st.integers(1, 3)})),
+    st.tuples(st.just("/get_reward"), rollouts
+              | st.fixed_dictionaries({"query": st.lists(texts, max_size=3), "prompts": st.lists(texts, max_size=3)})),
+    st.tuples(st.sampled_from(["/v1/judge", "/get_reward"]), json_values))
 
 
 # -- the properties, shared with bench/fuzz_robustness.py -------------------------------------------
@@ -89,7 +102,7 @@ def run_pipeline(lines: list[bytes], engine: list[str], k: int = 2) -> dict[str,
         src.write_bytes(b"".join(line + b"\n" for line in lines))
         examples, issues = read_examples(src)
         summary = judge_file(GenerativeRewardModel(backend, JudgeConfig(k=k)), examples, out, batch_size=3, progress=False)
-        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        rows = [json.loads(line) for line in out.read_bytes().split(b"\n")[:-1]]  # not str.splitlines: "\x85" is no break
         again = judge_file(GenerativeRewardModel(FakeBackend(), JudgeConfig(k=k)), examples, out, progress=False)
         assert (again.skipped_done, again.written) == (len(examples), 0)  # resumes; nothing judged twice
         assert out.read_text(encoding="utf-8").count("\n") == len(rows)
@@ -106,7 +119,8 @@ def run_pipeline(lines: list[bytes], engine: list[str], k: int = 2) -> dict[str,
                 assert len(j["scores"]) == len(ex.responses) and all(1 <= s <= 10 for s in j["scores"])
             else:
                 assert j["scores"] is None and j["error"].split(":")[0] in PARSE_KINDS
-    return {"lines": len(lines), "results": len(rows), "issues": len(issues), "judgments": summary.judgments,
+    return {"lines": len(lines), "blank_lines": len(lines) - len(non_blank_lines(lines)), "results": len(rows),
+            "issues": len(issues), "judgments": summary.judgments,
             "failed_judgments": summary.failed_judgments}
 
 
@@ -141,12 +155,22 @@ def test_any_engine_text_parses_or_fails_typed(text, n):
     check_engine_text("Analysis: ok\nScores: " + text, n)
 
 
+SERVER_STATUSES = (200, 400, 413, 422, 502)  # 502: every judgment of a rollout failed to parse (the engine's fault)
+
+
+def hostile_client() -> TestClient:
+    """A server whose engine replies with random hostile text for some requests, valid scores for others."""
+    def script(req, s):
+        n = req.messages[-1]["content"].count("[[Response ")
+        return f"Analysis: ok\nScores: \\boxed{{{', '.join(['5'] * n)}}}" if req.seed % 3 else "\\boxed{², " + "9" * 400 + "}"
+
+    return TestClient(create_app(GenerativeRewardModel(FakeBackend(script=script)), ServerConfig(max_body_bytes=100_000)))
+
+
 @FUZZ
-@given(st.sampled_from(["/v1/judge", "/get_reward"]),
-       json_values | st.fixed_dictionaries({"examples": st.lists(example_like, max_size=3)}, optional={"k": json_values})
-       | st.fixed_dictionaries({"query": st.lists(texts, max_size=3), "prompts": st.lists(texts, max_size=3)}))
-def test_the_server_never_answers_500(path, body):
-    client = TestClient(create_app(GenerativeRewardModel(FakeBackend()), ServerConfig(max_body_bytes=100_000)))
-    r = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
-    assert r.status_code in (200, 400, 413, 422, 502), r.text
-    assert "error" in r.json() if r.status_code != 200 else True
+@given(server_bodies)
+def test_the_server_never_answers_500(request):
+    path, body = request
+    r = hostile_client().post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code in SERVER_STATUSES, r.text
+    assert r.status_code == 200 or r.json()["error"]
