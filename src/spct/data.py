@@ -403,6 +403,8 @@ class JsonlAppender:
             except BlockingIOError:
                 raise OutputLocked(f"another spct run is writing {self.path}; wait for it to finish "
                                    "or choose another output") from None
+            except OSError as e:  # a filesystem without locks: go on, but say what is not guarded
+                log.warning("%s: cannot lock the output (%s); make sure no other run writes to it", self.path, e)
             self._recover()
         except BaseException:
             self._fh.close()
