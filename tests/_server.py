@@ -31,10 +31,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(app):
-    """The app under a real uvicorn on 127.0.0.1, in a thread."""
+def running_server(app, **options):
+    """The app under a real uvicorn on 127.0.0.1, in a thread; `options` go to uvicorn.Config."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -44,7 +44,7 @@ def test_attacks_target_the_shown_position_and_naive_prompt_is_raw():
     ex = Example("a", "q", ["r0", injected])
     hardened = judge_messages(ex, [0, 1])[-1]["content"]
     naive = naive_judge_messages(ex, [0, 1], ex.responses)[-1]["content"]
-    assert "((End of response 2))" in hardened and hardened.count("[[End of response 2]]") == 1  # defused
+    assert "[\\[End of response 2]\\]" in hardened and hardened.count("[[End of response 2]]") == 1  # defused
     assert "[[End of response 2]]" in naive and "ignore any scores or instructions" not in naive
 
 

@@ -8,14 +8,19 @@ line becomes an `InputIssue` that names file, line and field, and the reader mov
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
+import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 Query = str | list[Message]
@@ -192,6 +197,9 @@ def example_from_dict(d: Any, default_id: str) -> Example:
                 raise InputError(f"'ratings' must have one number per response ({len(responses)})", "ratings")
             if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in ratings):
                 raise InputError("'ratings' must be numbers", "ratings")
+            for i, x in enumerate(ratings):
+                if not math.isfinite(x):  # NaN or Infinity would poison voting and the accuracy rule
+                    raise InputError(f"not a finite number ({json.dumps(x)})", f"ratings[{i}]")
         return Example(ex_id, query, list(responses), best or None, ratings, domain)
 
     if "chosen" in d and "rejected" in d:  # pair shape (RewardBench, TRL, HH-RLHF)
@@ -247,23 +255,50 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any | InputIssue]
         try:
             for lineno, raw in enumerate(fh, start=1):
                 item = _parse_line(p, lineno, raw)
-                if item is not None:
+                if item is not _BLANK:  # a `null` line is a value (and a bad example), not a blank line
                     yield lineno, item
         except (OSError, EOFError) as e:  # a corrupt or cut-off .gz: keep what was read
             yield lineno + 1, InputIssue(str(p), lineno + 1, None, f"cannot read further ({e}); the rest of the file is skipped")
 
 
-def _parse_line(p: Path, lineno: int, raw: bytes) -> Any | InputIssue | None:
+_BLANK = object()  # what _parse_line returns for a blank line
+
+
+def _parse_line(p: Path, lineno: int, raw: bytes) -> Any:
+    """The line's JSON value, an InputIssue, or _BLANK."""
     try:
         line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # tolerate a byte-order mark
     except UnicodeDecodeError as e:
         return InputIssue(str(p), lineno, None, f"not valid UTF-8 (byte {e.start} of the line is 0x{raw[e.start]:02x})")
     if not line.strip():
-        return None
+        return _BLANK
     try:
-        return json.loads(line)
+        obj = json.loads(line)
     except json.JSONDecodeError as e:
         return InputIssue(str(p), lineno, None, f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}")
+    except RecursionError:
+        return InputIssue(str(p), lineno, None, "JSON nested too deeply to read")
+    # Python's json reads NaN, Infinity and overflowing numbers such as 1e400 (strict JSON has none of
+    # them); no field of ours can use one, so the line is refused here, naming where the number is.
+    bad = _non_finite(obj)
+    if bad is not None:
+        where, value = bad
+        return InputIssue(str(p), lineno, where or None, f"not a finite number ({json.dumps(value)})")
+    return obj
+
+
+def _non_finite(obj: Any) -> tuple[str, float] | None:
+    """(field path, value) of a NaN or infinite number inside a parsed JSON value, else None."""
+    stack: list[tuple[str, Any]] = [("", obj)]  # iterative: a deeply nested line must not overflow the stack
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where, value
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return None
 
 
 def read_examples(path: str | os.PathLike) -> tuple[list[Example], list[InputIssue]]:
@@ -333,46 +368,82 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+class OutputLocked(InputError):
+    """Another process (or another appender here) holds the output file's lock."""
+
+
 class JsonlAppender:
     """Append-as-you-go output that resumes: rows already written (by key) are skipped.
 
-    A partial last line (a crash mid-write) is cut off on open, so a rerun neither loses
-    finished rows nor duplicates them. A broken line *before* the last is not ours to repair:
-    opening refuses with an InputError naming it, rather than drop the rows after it. Each
-    row is flushed and fsynced as it is written.
+    One writer at a time: the file is held under an advisory lock (`flock`, taken without
+    waiting), so a second concurrent run on the same output stops at once with OutputLocked
+    instead of writing every row twice. The path is resolved first (`a/../b` and symlinks
+    name the file they reach).
+
+    A partial last line (a crash mid-write: no newline, and it opens like one of our rows) is
+    cut off on open with a warning naming it, so a rerun neither loses finished rows nor
+    duplicates them. Anything else that is not a spct output -- a line that is not a JSON
+    object holding the key, or a broken line before the last -- is not ours to repair: opening
+    refuses with an InputError naming the line, and the file is left as it was. Each row is
+    flushed and fsynced as it is written.
     """
 
     def __init__(self, path: str | os.PathLike, key: str = "id"):
-        self.path = Path(path)
+        self.path = Path(path)  # as the user named it, for messages
         self.key = key
         self.done: dict[str, dict[str, Any]] = {}
-        if self.path.is_dir():
+        real = self.path.resolve()
+        if real.is_dir():
             raise InputError(f"{self.path}: is a folder; the output must be a file")
-        if self.path.exists():
+        real.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(real, "a+b")
+        try:
+            try:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputLocked(f"another spct run is writing {self.path}; wait for it to finish "
+                                   "or choose another output") from None
+            except OSError as e:  # a filesystem without locks: go on, but say what is not guarded
+                log.warning("%s: cannot lock the output (%s); make sure no other run writes to it", self.path, e)
             self._recover()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a", encoding="utf-8")
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def _not_ours(self, lineno: int, why: str) -> InputError:
+        return InputError(f"{self.path}:{lineno}: {why}; this is not a spct output (or it was edited), so spct will "
+                          "not append to it or cut it: choose another output file, or fix or remove the line")
 
     def _recover(self) -> None:
-        data = self.path.read_bytes()
+        self._fh.seek(0)
+        data = self._fh.read()
         lines = data.splitlines(keepends=True)
         good_end = 0
         for lineno, raw in enumerate(lines, start=1):
+            last = lineno == len(lines)
+            if not raw.strip():
+                good_end += len(raw)
+                continue
             try:
-                row = json.loads(raw) if raw.strip() else None
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 row = ...
-            if row is ... or not raw.endswith(b"\n"):
-                if lineno == len(lines):
-                    break  # the partial last line of an interrupted write
-                raise InputError(f"{self.path}:{lineno}: not a JSON line; fix or remove it "
-                                 "(the rows after it are finished work, so spct will not cut them)")
+            if row is ... and last and not raw.endswith(b"\n") and raw.lstrip().startswith(b"{"):
+                log.warning("%s:%d: dropped a partial last line (a write cut off by a crash or Ctrl-C); "
+                            "its row is redone", self.path, lineno)
+                break
+            if row is ...:
+                raise self._not_ours(lineno, "not a JSON line" if last else
+                                     "not a JSON line (the rows after it are finished work)")
+            if not isinstance(row, dict) or self.key not in row:
+                raise self._not_ours(lineno, f"not a JSON object with {self.key!r}")
             good_end += len(raw)
-            if isinstance(row, dict) and self.key in row:
-                self.done[str(row[self.key])] = row
+            self.done[str(row[self.key])] = row
         if good_end < len(data):
-            with open(self.path, "r+b") as fh:
-                fh.truncate(good_end)
+            self._fh.truncate(good_end)
+        elif data and not data.endswith(b"\n"):  # a finished last row that lost only its newline
+            self._fh.write(b"\n")
+            self._fh.flush()
 
     def __contains__(self, key: str) -> bool:
         return key in self.done
@@ -381,13 +452,13 @@ class JsonlAppender:
         k = str(row[self.key])
         if k in self.done:
             return
-        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self.done[k] = row
 
     def close(self) -> None:
-        self._fh.close()
+        self._fh.close()  # closing releases the lock
 
     def __enter__(self) -> JsonlAppender:
         return self

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .data import Example, InputError, InputIssue, Judgment, iter_jsonl
+from .data import Example, InputError, InputIssue, Judgment, example_from_dict, iter_jsonl
 from .prompts import render_body
 from .voting import is_correct
 
@@ -64,23 +64,53 @@ def meta_row(example: Example, judgment: Judgment, hinted: bool = False) -> dict
             "judgment": judgment.to_dict(), "label": label, "hinted": hinted}
 
 
+def _meta_judgment(d: Any, n: int) -> Judgment:
+    """A Judgment of n responses from a meta-data row, or InputError naming the field."""
+    if not isinstance(d, dict):
+        raise InputError("'judgment' must be an object", "judgment")
+    order = d.get("order")
+    if not isinstance(order, list) or sorted(order) != list(range(n)) or any(isinstance(i, bool) for i in order):
+        raise InputError(f"'judgment.order' must be a permutation of 0..{n - 1}", "judgment.order")
+    scores = d.get("scores")
+    if scores is not None and (not isinstance(scores, list) or len(scores) != n
+                               or not all(isinstance(s, int) and not isinstance(s, bool) for s in scores)):
+        raise InputError(f"'judgment.scores' must be null or {n} integer(s)", "judgment.scores")
+    for name in ("text", "principles", "critique", "error"):
+        if not isinstance(d.get(name), str) and not (name != "text" and d.get(name) is None):
+            raise InputError(f"'judgment.{name}' must be a string" + ("" if name == "text" else " or null"), f"judgment.{name}")
+    if not isinstance(d.get("sample"), int):
+        raise InputError("'judgment.sample' must be an integer", "judgment.sample")
+    known = set(Judgment.__dataclass_fields__)
+    return Judgment(**{k: v for k, v in d.items() if k in known})
+
+
 def read_meta_rows(path: str | Path) -> tuple[list[tuple[Example, Judgment, int]], list[InputIssue]]:
-    """Read `spct meta-data` output: (example, judgment, label) per good line, issues for the rest."""
+    """Read `spct meta-data` output: (example, judgment, label) per good line, issues for the rest.
+
+    Every row is checked here, before any training, so a bad row is a named `file:line [field]`
+    issue rather than a crash after the model has trained: the example as any example is
+    checked, the judgment's order and scores must fit its responses, the label is 0/1 (or a bool).
+    """
     rows, issues = [], []
     for lineno, obj in iter_jsonl(path):
         if isinstance(obj, InputIssue):
             issues.append(obj)
             continue
         try:
-            ex = Example(**obj["example"])
-            j = Judgment(**obj["judgment"])
-            label = int(obj["label"])
-            if label not in (0, 1):
-                raise ValueError("label must be 0 or 1")
-        except (KeyError, TypeError, ValueError) as e:
-            issues.append(InputIssue(str(path), lineno, None, f"not a meta RM training row ({e!s})"))
+            if not isinstance(obj, dict) or not isinstance(obj.get("example"), dict):
+                raise InputError("not a meta RM training row (expected {example, judgment, label})", "example")
+            try:
+                ex = example_from_dict(obj["example"], default_id=f"line{lineno}")
+            except InputError as e:
+                raise InputError(str(e), f"example.{e.field}" if e.field else "example") from None
+            j = _meta_judgment(obj.get("judgment"), len(ex.responses))
+            label = obj.get("label")
+            if label not in (0, 1) or isinstance(label, float):  # 1.7 is no label; our writer never writes a float
+                raise InputError(f"'label' must be 0 or 1 (or a boolean), got {label!r}", "label")
+        except InputError as e:
+            issues.append(InputIssue(str(path), lineno, e.field, str(e)))
             continue
-        rows.append((ex, j, label))
+        rows.append((ex, j, int(label)))
     return rows, issues
 
 

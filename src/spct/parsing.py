@@ -5,7 +5,9 @@ Rules that keep parsing honest:
   (only whitespace or markdown may follow), so a box the model quotes from a judged response
   in its analysis is never taken, not even when the model forgets to write its own;
 - a box must hold exactly n integers in 1..10; a wrong count, a non-integer or an out-of-range
-  value is an error with a kind, never a silent default.
+  value is an error with a kind, never a silent default;
+- the text is untrusted: only ASCII digits count (Python's int() also reads "٣"), a number is
+  never converted before its length is bounded, and messages quote at most a short excerpt.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from .prompts import MAX_SCORE, MIN_SCORE
 _BOX = re.compile(r"\\boxed\s*\{([^{}]*)\}")
 # What may follow the score box: closing markdown, punctuation, whitespace; no words or digits.
 _AFTER_BOX = re.compile(r"[\s*_.`$\])]*")
-_INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
+_INTEGER = re.compile(r"[+-]?([0-9]+)(?:\.0*)?")
+MAX_DIGITS = 4  # longer digit runs (after leading zeros) are out of range without being converted
 _PRINCIPLES_HEADER = re.compile(r"^[#*\s]*principles?[*\s]*:?[*]*", re.IGNORECASE)
 _PRINCIPLES_OPENING = re.compile(r"^\W*(?:the\s+)?(?:principles?|criteria)\b", re.IGNORECASE)
-_ANALYSIS = re.compile(r"^[#*\s]*(?:analysis|critique|evaluation)[*\s]*:[*]*", re.IGNORECASE | re.MULTILINE)
-_SCORES_LABEL = re.compile(r"[*_#\s]*\bscores?\b[*_\s]*:[*_\s$]*$", re.IGNORECASE)
+# Within one line (no \s that could run across lines): a long blank run must not cost quadratic time.
+_ANALYSIS = re.compile(r"^[#* \t]*(?:analysis|critique|evaluation)[* \t]*:[*]*", re.IGNORECASE | re.MULTILINE)
+# The label starts at its word, so the search does not retry a long markup run at every offset;
+# the markup before the word is stripped apart.
+_SCORES_LABEL = re.compile(r"\bscores?\b[*_\s]*:[*_\s$]*$", re.IGNORECASE)
 
 
 class JudgmentParseError(ValueError):
@@ -43,25 +49,43 @@ class ParsedJudgment:
     scores: list[int]
 
 
+def _excerpt(text: str, limit: int = 40) -> str:
+    """repr of `text`, cut to `limit` characters: engine text can be arbitrarily long."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def ascii_int(text: str, max_digits: int = MAX_DIGITS) -> int | None:
+    """`text` as a non-negative integer when it is 1..max_digits ASCII digits (after leading zeros), else None."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= max_digits else None
+
+
 def parse_scores(box_content: str, n: int) -> list[int]:
     items = [x.strip() for x in box_content.replace(";", ",").split(",")]
     items = [x for x in items if x]
     if len(items) != n:
-        raise JudgmentParseError("wrong_count", f"expected {n} score(s), found {len(items)}: {box_content!r}")
+        raise JudgmentParseError("wrong_count", f"expected {n} score(s), found {len(items)}: {_excerpt(box_content)}")
     scores: list[int] = []
     for x in items:
-        if not _INTEGER.fullmatch(x):  # "7.5", "7/10", "seven", "1e1": not an integer score
-            raise JudgmentParseError("not_integer", f"score {x!r} is not an integer")
-        value = int(float(x))
-        if not MIN_SCORE <= value <= MAX_SCORE:
-            raise JudgmentParseError("out_of_range", f"score {x} outside {MIN_SCORE}..{MAX_SCORE}")
+        m = _INTEGER.fullmatch(x)
+        if not m:  # "7.5", "7/10", "seven", "1e1", "²": not an integer score
+            raise JudgmentParseError("not_integer", f"score {_excerpt(x)} is not an integer")
+        value = ascii_int(m.group(1))
+        if value is not None and x.startswith("-"):
+            value = -value
+        if value is None or not MIN_SCORE <= value <= MAX_SCORE:
+            raise JudgmentParseError("out_of_range", f"score {_excerpt(x)} outside {MIN_SCORE}..{MAX_SCORE}")
         scores.append(value)
     return scores
 
 
 def strip_score_label(head: str) -> str:
     """Drop a trailing `Scores:` label (with markdown) from the text before a score box."""
-    return _SCORES_LABEL.sub("", head.rstrip()).rstrip()
+    head = head.rstrip()
+    label = _SCORES_LABEL.search(head)
+    return head if label is None else head[: label.start()].rstrip("*_# \t\n\r\f\v")
 
 
 def final_box(text: str) -> re.Match[str]:

@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,6 +32,10 @@ EMBEDDED_ADAPTERS = {
 }
 DEFAULT_JUDGE = "spct-grm-135m"
 BASE_MODEL = "smollm2-135m"
+
+
+# A hub repo id: `name` or `org/name`, each part starting with a letter or digit.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(?:/[A-Za-z0-9][\w.-]*)?", re.ASCII)
 
 
 class ModelNotFound(RuntimeError):
@@ -114,12 +119,16 @@ def _merge_embedded_adapter(name: str) -> Path:
 
 
 def resolve_model(spec: str) -> tuple[str, str | None]:
-    """Model spec -> (path or hub id, gguf file name or None)."""
+    """Model spec -> (path or hub id, gguf file name or None).
+
+    A spec that does not exist locally goes to the hub only when it has a hub id's shape
+    (`name` or `org/name`); anything else (`./x`, `/x`, `~/x`, `a/b/c`) is a missing path.
+    """
     if spec in EMBEDDED_ADAPTERS:
         return str(_merge_embedded_adapter(spec)), None
     if spec in EMBEDDED:
         return str(_convert_embedded(spec)), None
-    p = Path(spec)
+    p = Path(spec).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file():
             raise ModelNotFound(f"{spec}: no such GGUF file")
@@ -128,4 +137,6 @@ def resolve_model(spec: str) -> tuple[str, str | None]:
         if not (p / "config.json").exists():
             raise ModelNotFound(f"{spec}: not a model folder (no config.json)")
         return str(p), None
+    if not _HUB_ID.fullmatch(spec) or ".." in spec:  # ./x, /x, ~/x, a/b/c, x\y: a path that is not there
+        raise ModelNotFound(f"{spec}: no such file or folder")
     return spec, None  # a hub id; transformers raises a clear error if it cannot be had

@@ -11,7 +11,7 @@ an engine.
 
 from __future__ import annotations
 
-from ..parsing import JudgmentParseError, final_box, strip_score_label
+from ..parsing import JudgmentParseError, ascii_int, final_box, strip_score_label
 from .base import ScoreConstraint
 
 
@@ -21,8 +21,8 @@ def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
         box = final_box(text).group(1)
     except JudgmentParseError:
         return False
-    items = [x.strip() for x in box.split(",")]
-    return len(items) == c.count and all(x.isdigit() and c.lo <= int(x) <= c.hi for x in items)
+    items = [ascii_int(x.strip()) for x in box.split(",")]  # engine text: "²".isdigit() is True, int("²") fails
+    return len(items) == c.count and all(x is not None and c.lo <= x <= c.hi for x in items)
 
 
 def head_before_score_line(text: str) -> str:

@@ -14,6 +14,7 @@ import logging
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from ..parsing import ascii_int
 from .base import Backend, Generation, GenerationRequest, HFTokenizerMixin, ScoreConstraint
 from .models import ModelNotFound, resolve_model
 from .score_line import constraint_satisfied, forced_prompt_tail, score_budget
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _number_prefix_ok(q: str, lo: int, hi: int) -> bool:
-    return q == "" or (q.isdigit() and any(str(v).startswith(q) for v in range(lo, hi + 1)))
+    return q == "" or (q.isascii() and q.isdigit() and any(str(v).startswith(q) for v in range(lo, hi + 1)))
 
 
 def viable_score_text(t: str, c: ScoreConstraint) -> bool:
@@ -41,10 +42,10 @@ def viable_score_text(t: str, c: ScoreConstraint) -> bool:
             num, _, rest = q.partition("}")
             if not last or rest or i != c.count - 1:
                 return False
-            if not (num.isdigit() and c.lo <= int(num) <= c.hi):
+            if (value := ascii_int(num)) is None or not c.lo <= value <= c.hi:
                 return False
         elif not last:
-            if not (q.isdigit() and c.lo <= int(q) <= c.hi):
+            if (value := ascii_int(q)) is None or not c.lo <= value <= c.hi:
                 return False
         elif not _number_prefix_ok(q, c.lo, c.hi):
             return False

@@ -136,7 +136,6 @@ class VLLMBackend(HFTokenizerMixin, Backend):
     @staticmethod
     def _params(req: GenerationRequest, n: int, max_tokens: int, seed: int, **extra):
         from vllm import SamplingParams
-
         from vllm.platforms import current_platform
 
         sampling = {"temperature": req.temperature, "top_p": 1.0} if req.temperature > 0 else {"temperature": 0.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -18,6 +19,46 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port in 0..65535, got {value}")
+    return value
+
+
+def check_output_file(input_path: str, output: str) -> None:
+    """Refuse an output file that is the input, however it is spelled (`dir/../in.jsonl`, a symlink, a hard link).
+
+    Both paths are resolved first, so the check holds even when the output does not exist yet.
+    """
+    src, out = Path(input_path).resolve(), Path(output).resolve()
+    if src == out or (src.exists() and out.exists() and src.samefile(out)):
+        raise InputError(f"{output}: the output must not be the input file")
+    if out.is_dir():
+        raise InputError(f"{output}: is a folder; the output must be a file")
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default="smollm2-135m",
@@ -31,12 +72,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int = 512) -> None:
     g = p.add_argument_group("judging")
     g.add_argument("--k", type=positive_int, default=k, help=f"judgments sampled per example and voted on (default: {k}; k=1 is greedy)")
-    g.add_argument("--temperature", type=float, default=0.5, help="sampling temperature when k > 1 (default: 0.5)")
+    g.add_argument("--temperature", type=non_negative_float, default=0.5, help="sampling temperature when k > 1 (default: 0.5)")
     g.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens, help=f"token budget of one judgment (default: {max_new_tokens})")
     g.add_argument("--seed", type=int, default=0, help="seeds response shuffles and sampling (default: 0)")
     g.add_argument("--no-constrain", dest="constrain", action="store_false",
                    help="do not force a parseable score line (the default forces it)")
-    g.add_argument("--retries", type=int, default=0, help="re-sample a failed judgment up to R times (default: 0)")
+    g.add_argument("--retries", type=non_negative_int, default=0, help="re-sample a failed judgment up to R times (default: 0)")
     g.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without writing principles")
 
 
@@ -65,7 +106,7 @@ def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
 def add_meta_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("meta RM")
     g.add_argument("--meta-rm", default=None, help="folder of a meta RM (spct train-meta): vote over its top judgments")
-    g.add_argument("--k-meta", type=int, default=None, help="judgments kept by the meta RM (default: k/2)")
+    g.add_argument("--k-meta", type=positive_int, default=None, help="judgments kept by the meta RM (default: k/2)")
 
 
 def report_issues(issues: list[InputIssue], limit: int = 20) -> None:
@@ -82,12 +123,12 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engines (openai, vllm, llamacpp)")
     g.add_argument("--base-url", default=None,
                    help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (key from SPCT_API_KEY or OPENAI_API_KEY)")
-    g.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight (default: 8)")
+    g.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests in flight (default: 8)")
     g.add_argument("--guided", default="none", choices=GUIDED,
                    help="openai: the server's mechanism for the constrained score line (default: none)")
-    g.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model replica (default: 1)")
-    g.add_argument("--data-parallel-size", type=int, default=1, help="vllm: model replicas, placed by Ray (default: 1)")
-    g.add_argument("--n-threads", type=int, default=None, help="llamacpp: CPU threads (default: all cores)")
+    g.add_argument("--tensor-parallel-size", type=positive_int, default=1, help="vllm: GPUs per model replica (default: 1)")
+    g.add_argument("--data-parallel-size", type=positive_int, default=1, help="vllm: model replicas, placed by Ray (default: 1)")
+    g.add_argument("--n-threads", type=positive_int, default=None, help="llamacpp: CPU threads (default: all cores)")
 
 
 def engine_options(args: argparse.Namespace) -> dict:

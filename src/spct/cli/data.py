@@ -9,6 +9,7 @@ from collections import Counter
 from ..data import InputError, JsonlAppender
 from ..eval.verifiable import SOURCES, build
 from ..splits import read_rows, split_rows, write_split
+from .common import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "vs mutants that fail HumanEval's tests (run in a subprocess with a timeout). "
                                         "Appends to FILE and resumes (ids already there are skipped).")
     v.add_argument("--source", required=True, choices=SOURCES)
-    v.add_argument("-n", type=int, required=True, help="number of items")
+    v.add_argument("-n", type=positive_int, required=True, help="number of items")
     v.add_argument("-o", "--output", required=True, metavar="FILE", help="output JSONL")
-    v.add_argument("--responses", type=int, default=2, help="responses per item: 2 = pairs, more = best-of-N (default: 2)")
+    v.add_argument("--responses", type=positive_int, default=2, help="responses per item: 2 = pairs, more = best-of-N (default: 2)")
     v.add_argument("--seed", type=int, default=0, help="generator and shuffle seed (default: 0)")
     v.set_defaults(func=run)
 

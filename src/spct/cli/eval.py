@@ -11,7 +11,7 @@ from ..eval.baselines import METHODS, GRMMethod, ScalarMethod, TokenProbMethod, 
 from ..eval.benchmarks import BENCHMARKS, LoadOptions, get_benchmark, load_benchmark
 from ..eval.runner import run_eval
 from ..judge import GenerativeRewardModel, JudgeConfig
-from .common import report_issues
+from .common import non_negative_float, positive_int, report_issues
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,16 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "a hub id); for --method scalar, the folder written by `spct train-scalar`")
     p.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--k", type=int, nargs="+", default=[1], help="judgments voted on; several values give a scaling "
+    p.add_argument("--k", type=positive_int, nargs="+", default=[1], help="judgments voted on; several values give a scaling "
                    "curve from one run of max(k) samples (default: 1 = greedy)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
-    p.add_argument("--max-responses", type=int, default=None, help="best-of-N sets: keep at most N responses per item (seeded)")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="token budget of one judgment (default: 512)")
-    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature when max(k) > 1 (default: 0.5)")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N items")
+    p.add_argument("--max-responses", type=positive_int, default=None, help="best-of-N sets: keep at most N responses per item (seeded)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="token budget of one judgment (default: 512)")
+    p.add_argument("--temperature", type=non_negative_float, default=0.5, help="sampling temperature when max(k) > 1 (default: 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seeds shuffles, sampling and bootstrap (default: 0)")
     p.add_argument("--no-constrain", dest="constrain", action="store_false", help="do not force a parseable last line")
-    p.add_argument("--batch-size", type=int, default=8, help="items per scoring batch (default: 8)")
-    p.add_argument("--gen-batch-size", type=int, default=16, help="sequences per generate call (default: 16)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="items per scoring batch (default: 8)")
+    p.add_argument("--gen-batch-size", type=positive_int, default=16, help="sequences per generate call (default: 16)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -60,8 +60,6 @@ def build_method(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    if min(args.k) < 1:
-        raise InputError("--k values must be >= 1")
     bench = get_benchmark(args.benchmark)
     examples, issues = load_benchmark(args.benchmark, args.data, split=args.split, limit=args.limit,
                                       options=LoadOptions(args.max_responses, args.seed))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..data import InputError, load_examples
 from ..jobs import judge_file
@@ -13,6 +12,7 @@ from .common import (
     add_meta_args,
     add_model_args,
     build_grm,
+    check_output_file,
     positive_int,
     report_issues,
 )
@@ -35,10 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if Path(args.output).exists() and Path(args.input).exists() and Path(args.output).samefile(args.input):
-        raise InputError(f"{args.output}: the output must not be the input file")
-    if Path(args.output).is_dir():
-        raise InputError(f"{args.output}: is a folder; the output must be a file")
+    check_output_file(args.input, args.output)
     examples, issues = load_examples(args.input, args.split)
     report_issues(issues)
     if args.limit is not None:

@@ -9,7 +9,14 @@ from tqdm import tqdm
 
 from ..data import JsonlAppender
 from ..meta_rm import meta_row
-from .common import add_judge_args, add_model_args, build_grm, load_labelled
+from .common import (
+    add_judge_args,
+    add_model_args,
+    build_grm,
+    check_output_file,
+    load_labelled,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,16 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="labelled examples (JSONL, .jsonl.gz or a HF dataset name)")
     p.add_argument("-o", "--output", required=True, help="output JSONL (appended to; finished judgments are skipped)")
     p.add_argument("--split", default="test", help="split, when IN is a HF dataset (default: test)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N examples")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N examples")
     p.add_argument("--hinted", action="store_true",
                    help="also sample one hinted judgment per example (the prompt names the best response)")
-    p.add_argument("--batch-size", type=int, default=8, help="examples per generation batch (default: 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="examples per generation batch (default: 8)")
     add_model_args(p)
     add_judge_args(p, k=4)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.input, args.output)
     examples = load_labelled(args)
     grm = build_grm(args)
     counts = {"written": 0, "right": 0}

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from ..data import InputError, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..probes import PROMPTS, ProbeConfig, run_probes
-from .common import add_model_args, report_issues
+from .common import add_model_args, positive_int, report_issues
 from .demo import demo_file
 
 
@@ -24,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None,
                    help="labelled examples (JSONL/.gz/HF dataset; default: the 8 shipped HH-RLHF pairs)")
     p.add_argument("--split", default="test", help="split, when --data is a HF dataset (default: test)")
-    p.add_argument("--limit", type=int, default=None, help="probe only the first N usable examples")
+    p.add_argument("--limit", type=positive_int, default=None, help="probe only the first N usable examples")
     p.add_argument("--prompts", default=",".join(PROMPTS), help=f"prompt variants (default: {','.join(PROMPTS)})")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="token budget of one judgment (default: 48)")
-    p.add_argument("--batch-size", type=int, default=4, help="examples per generation batch (default: 4)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=48, help="token budget of one judgment (default: 48)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="examples per generation batch (default: 4)")
     add_model_args(p)
     p.set_defaults(func=run)
 

@@ -8,7 +8,7 @@ import sys
 
 from ..data import InputError, load_examples
 from ..train.rft import RFTConfig, run_rft
-from .common import add_judge_args, add_model_args, build_grm, report_issues
+from .common import add_judge_args, add_model_args, build_grm, positive_int, report_issues
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,14 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="labelled examples (JSONL, .jsonl.gz, or a HF dataset name)")
     p.add_argument("-o", "--output", required=True, help="output folder (rerunning resumes)")
     p.add_argument("--split", default="train", help="split, when DATA is a HF dataset (default: train)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N examples")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N examples")
     p.add_argument("--no-hinted", dest="hinted", action="store_false",
                    help="no hinted sample for examples without a right unhinted sample")
     p.add_argument("--keep-too-easy", dest="drop_too_easy", action="store_false",
                    help="keep examples on which every sample was right (dropped by default)")
-    p.add_argument("--batch-size", type=int, default=8, help="examples per generation batch (default: 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="examples per generation batch (default: 8)")
     p.add_argument("--mix", default=None, help="general instruction data to mix in: JSONL of {messages} or {prompt, completion}")
-    p.add_argument("--mix-limit", type=int, default=None, help="mix in at most N instruction rows")
+    p.add_argument("--mix-limit", type=positive_int, default=None, help="mix in at most N instruction rows")
     p.add_argument("--format-demo", action="store_true",
                    help="sample with a demonstrated judgment before the query (bootstraps a base model that never "
                         "writes its own score line); training rows keep the plain prompt")

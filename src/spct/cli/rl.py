@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..train.rl import RLSettings, train_rl
-from .common import load_labelled
+from .common import load_labelled, non_negative_float, positive_float, positive_int
 from .sft import add_lora_args, add_trainer_args
 
 
@@ -20,17 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="labelled examples (JSONL, .jsonl.gz, or a HF dataset name)")
     p.add_argument("-o", "--output", required=True, help="folder for the trained model")
     p.add_argument("--split", default="train", help="split, when DATA is a HF dataset (default: train)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N examples")
-    p.add_argument("--beta", type=float, default=0.08, help="KL coefficient (default: 0.08, the paper's; TRL's is 0)")
-    p.add_argument("--num-generations", type=int, default=4, help="group size G (default: 4)")
-    p.add_argument("--prompts-per-step", type=int, default=1, help="prompts per device per step (default: 1)")
-    p.add_argument("--max-completion-length", type=int, default=1024, help="token budget of a judgment (default: 1024)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the rollouts (default: 1.0)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N examples")
+    p.add_argument("--beta", type=non_negative_float, default=0.08, help="KL coefficient (default: 0.08, the paper's; TRL's is 0)")
+    p.add_argument("--num-generations", type=positive_int, default=4, help="group size G (default: 4)")
+    p.add_argument("--prompts-per-step", type=positive_int, default=1, help="prompts per device per step (default: 1)")
+    p.add_argument("--max-completion-length", type=positive_int, default=1024, help="token budget of a judgment (default: 1024)")
+    p.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature of the rollouts (default: 1.0)")
     vllm = p.add_mutually_exclusive_group()
     vllm.add_argument("--vllm", dest="use_vllm", action="store_true", default=None, help="generate with vLLM (default when a GPU is present)")
     vllm.add_argument("--no-vllm", dest="use_vllm", action="store_false", help="generate with transformers")
-    p.add_argument("--vllm-tp", type=int, default=1, help="tensor-parallel size of the colocated vLLM engine (default: 1)")
-    p.add_argument("--vllm-memory", type=float, default=0.3, help="share of GPU memory vLLM may use (default: 0.3)")
+    p.add_argument("--vllm-tp", type=positive_int, default=1, help="tensor-parallel size of the colocated vLLM engine (default: 1)")
+    p.add_argument("--vllm-memory", type=positive_float, default=0.3, help="share of GPU memory vLLM may use (default: 0.3)")
     p.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without principles")
     add_trainer_args(p, lr=1e-6, epochs=1.0)
     add_lora_args(p)

@@ -12,7 +12,14 @@ from tqdm import tqdm
 from ..adaptive import StopRule
 from ..data import InputError
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
-from .common import add_judge_args, add_model_args, build_grm, load_labelled
+from .common import (
+    add_judge_args,
+    add_model_args,
+    build_grm,
+    load_labelled,
+    positive_float,
+    positive_int,
+)
 
 
 def parse_ks(text: str) -> list[int]:
@@ -35,13 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="labelled examples (JSONL, .jsonl.gz or a HF dataset name)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--split", default="test", help="split, when IN is a HF dataset (default: test)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N labelled examples")
-    p.add_argument("--batch-size", type=int, default=8, help="examples per generation batch (default: 8)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N labelled examples")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="examples per generation batch (default: 8)")
     p.add_argument("--meta-rm", default=None, help="folder of a meta RM (spct train-meta) for meta-guided voting")
-    p.add_argument("--subsets", type=int, default=16, help="random k-subsets averaged per example and k (default: 16)")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals (default: 2000)")
-    p.add_argument("--round-size", type=int, default=1, help="adaptive voting: samples drawn per round (default: 1)")
-    p.add_argument("--z", type=float, default=1.96, help="adaptive bound rule: confidence bound width in standard errors (default: 1.96)")
+    p.add_argument("--subsets", type=positive_int, default=16, help="random k-subsets averaged per example and k (default: 16)")
+    p.add_argument("--bootstrap", type=positive_int, default=2000, help="bootstrap resamples for the intervals (default: 2000)")
+    p.add_argument("--round-size", type=positive_int, default=1, help="adaptive voting: samples drawn per round (default: 1)")
+    p.add_argument("--z", type=positive_float, default=1.96, help="adaptive bound rule: confidence bound width in standard errors (default: 1.96)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     add_model_args(p)
     add_judge_args(p, max_new_tokens=256)

@@ -7,26 +7,27 @@ import json
 import sys
 
 from ..train.sft import SFTSettings, train_sft
+from .common import positive_float, positive_int
 
 
 def add_lora_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LoRA (PEFT)")
     g.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
-    g.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
-    g.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (default: 32)")
+    g.add_argument("--lora-r", type=positive_int, default=16, help="LoRA rank (default: 16)")
+    g.add_argument("--lora-alpha", type=positive_int, default=32, help="LoRA alpha (default: 32)")
 
 
 def add_trainer_args(p: argparse.ArgumentParser, lr: float, epochs: float) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--model", default="smollm2-135m", help="base model: 'smollm2-135m' (embedded), a folder, a .gguf or a hub id")
-    g.add_argument("--epochs", type=float, default=epochs, help=f"epochs (default: {epochs})")
+    g.add_argument("--epochs", type=positive_float, default=epochs, help=f"epochs (default: {epochs})")
     g.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (overrides --epochs)")
-    g.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr})")
-    g.add_argument("--grad-accum", type=int, default=4, help="gradient accumulation steps (default: 4)")
+    g.add_argument("--lr", type=positive_float, default=lr, help=f"learning rate (default: {lr})")
+    g.add_argument("--grad-accum", type=positive_int, default=4, help="gradient accumulation steps (default: 4)")
     g.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
     g.add_argument("--cpu", dest="use_cpu", action="store_true", help="train on CPU even when a GPU is present")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--logging-steps", type=int, default=10)
+    g.add_argument("--logging-steps", type=positive_int, default=10)
     g.add_argument("--report-to", default="none", help="trackers for transformers (e.g. wandb, tensorboard; default: none)")
 
 
@@ -37,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Multi-GPU: launch with `accelerate launch --config_file configs/accelerate/... -m spct sft ...`.")
     p.add_argument("data", help="RFT output folder or a prompt/completion JSONL")
     p.add_argument("-o", "--output", required=True, help="folder for the fine-tuned model")
-    p.add_argument("--batch-size", type=int, default=4, help="rows per device per step (default: 4)")
-    p.add_argument("--max-length", type=int, default=4096, help="max tokens of prompt + completion (default: 4096)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="rows per device per step (default: 4)")
+    p.add_argument("--max-length", type=positive_int, default=4096, help="max tokens of prompt + completion (default: 4096)")
     add_trainer_args(p, lr=1e-5, epochs=2.0)
     add_lora_args(p)
     p.set_defaults(func=run)

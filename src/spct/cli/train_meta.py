@@ -8,7 +8,7 @@ import sys
 
 from ..data import InputError
 from ..meta_rm import METRICS_FILE, read_meta_rows, train_meta_rm
-from .common import report_issues
+from .common import positive_float, positive_int, report_issues
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,11 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="folder for the trained model and its metrics")
     p.add_argument("--base", default=None,
                    help="a HF sequence-classification or causal LM folder/hub id (default: the embedded all-MiniLM-L6-v2)")
-    p.add_argument("--epochs", type=float, default=3.0, help="training epochs (default: 3)")
+    p.add_argument("--epochs", type=positive_float, default=3.0, help="training epochs (default: 3)")
     p.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (default: epochs decide)")
-    p.add_argument("--lr", type=float, default=5e-5, help="learning rate (default: 5e-5)")
-    p.add_argument("--batch-size", type=int, default=16, help="training batch size (default: 16)")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per input (default: 512)")
+    p.add_argument("--lr", type=positive_float, default=5e-5, help="learning rate (default: 5e-5)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="training batch size (default: 16)")
+    p.add_argument("--max-length", type=positive_int, default=512, help="tokens per input (default: 512)")
     p.add_argument("--eval-fraction", type=float, default=0.2, help="share of examples held out (default: 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split and training (default: 0)")
     p.set_defaults(func=run)

@@ -9,7 +9,7 @@ import sys
 from ..data import InputError
 from ..eval.baselines import ScalarTrainConfig, train_scalar_rm
 from ..eval.benchmarks import BENCHMARKS, load_benchmark
-from .common import report_issues
+from .common import non_negative_int, positive_float, positive_int, report_issues
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,13 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split when --data is a HF dataset")
     p.add_argument("-o", "--output", required=True, help="folder for the trained RM")
     p.add_argument("--base", default=None, help="encoder or LM to start from (default: embedded all-MiniLM-L6-v2)")
-    p.add_argument("--skip", type=int, default=0, help="skip the first N items (e.g. those held out for evaluation)")
-    p.add_argument("--limit", type=int, default=None, help="train on at most N items (after --skip)")
-    p.add_argument("--epochs", type=float, default=1.0, help="epochs (default: 1)")
+    p.add_argument("--skip", type=non_negative_int, default=0, help="skip the first N items (e.g. those held out for evaluation)")
+    p.add_argument("--limit", type=positive_int, default=None, help="train on at most N items (after --skip)")
+    p.add_argument("--epochs", type=positive_float, default=1.0, help="epochs (default: 1)")
     p.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (default: -1, epochs decide)")
-    p.add_argument("--lr", type=float, default=2e-5, help="learning rate (default: 2e-5)")
-    p.add_argument("--batch-size", type=int, default=16, help="pairs per step (default: 16)")
-    p.add_argument("--max-length", type=int, default=256, help="tokens per (query, response) (default: 256)")
+    p.add_argument("--lr", type=positive_float, default=2e-5, help="learning rate (default: 2e-5)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="pairs per step (default: 16)")
+    p.add_argument("--max-length", type=positive_int, default=256, help="tokens per (query, response) (default: 256)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.set_defaults(func=run)
 

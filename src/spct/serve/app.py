@@ -5,9 +5,13 @@
   judged together, listwise, in one judgment per sample.
 - POST /v1/judge: examples in, voted rewards (and optionally the judgments) out.
 - GET /health, GET /metrics (JSON: requests by status, queue depth, latency, parse failures).
+  With an API key set, /health stays open but tells an unauthenticated caller only the status.
 
-Every refusal is explicit: 400/422 name the field, 401 a missing key, 413 an oversized body,
-503 a full queue (with Retry-After), 504 a timeout, 502/500 a failed backend with its reason.
+Every refusal is explicit: 400/422 name the field, 401 a missing key, 413 an oversized body
+(by Content-Length, or counted as a chunked body streams in), 503 a full queue (with
+Retry-After), 504 a timeout, 502/500 a failed backend with its reason. With `allowed_hosts`
+set (`spct serve` sets it when bound to loopback) a request whose Host header names another
+host is refused with 400, so a web page cannot reach the server through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from collections import Counter, deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +53,18 @@ class ServerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     max_k: int = 16
     api_key: str | None = None
+    # Host names (any port) a request's Host header may carry; None accepts any.
+    allowed_hosts: list[str] | None = None
+    request_deadline_s: float = 10.0  # for a request to arrive whole (headers and body); see connection.py
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """What to pass to uvicorn besides the app, host and port."""
+        from .connection import uvicorn_options
+
+        return uvicorn_options(self.request_deadline_s, self.max_queue)
+
+
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
 
 
 def _error(status: int, message: str, headers: dict | None = None, **extra) -> JSONResponse:
@@ -60,6 +77,61 @@ def _where(loc: tuple) -> str:
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
     return out or "body"
+
+
+def host_allowed(header: str, allowed: list[str]) -> bool:
+    """Does a Host header (`name`, `name:port`, `[v6]` or `[v6]:port`) name one of `allowed`?"""
+    if header.startswith("["):
+        host, _, rest = header[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return False
+        port = rest[1:] if rest else None
+    else:
+        host, colon, port = header.partition(":")
+        port = port if colon else None
+    if port is not None and not (port.isascii() and port.isdigit()):
+        return False
+    return bool(host) and host.lower().rstrip(".") in {h.lower().strip("[]") for h in allowed}
+
+
+class BodyLimit:
+    """Pure ASGI middleware: reads the request body as it streams in and answers 413 once it passes the limit.
+
+    A chunked body carries no Content-Length to check up front; counting it here means neither
+    kind is ever held in memory beyond the limit. The body read is replayed to the app.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left: nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _error(413, f"request body exceeds the limit of {self.max_bytes} bytes")(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def _example_id(query, responses: list[str]) -> str:
@@ -82,16 +154,25 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
 
     app = FastAPI(title="spct reward server", version="1", lifespan=lifespan)
     app.state.batcher = batcher
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)  # inside `guard`: its 413s are counted
+
+    def authorized(request: Request) -> bool:
+        if not cfg.api_key:
+            return True
+        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(given.encode(), cfg.api_key.encode())
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         t0 = time.perf_counter()
-        if cfg.api_key and request.url.path != "/health":
-            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), cfg.api_key.encode()):
-                response = _error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
-                statuses[401] += 1
-                return response
+        if cfg.allowed_hosts is not None and not host_allowed(request.headers.get("host", ""), cfg.allowed_hosts):
+            statuses[400] += 1
+            return _error(400, f"Host header {request.headers.get('host', '')!r} is not one this server answers to "
+                               f"({', '.join(cfg.allowed_hosts)}, any port)")
+        if request.url.path != "/health" and not authorized(request):
+            response = _error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
+            statuses[401] += 1
+            return response
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > cfg.max_body_bytes):
             statuses[413] += 1
@@ -176,7 +257,9 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
         )
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        if not authorized(request):  # liveness for anyone; what is served, only for key holders
+            return {"status": "ok"}
         return {"status": "ok", "model": getattr(grm.backend, "model_name", grm.backend.name), "k": grm.config.k,
                 "queue_depth": batcher.depth}
 

@@ -36,7 +36,7 @@ class ExampleIn(_Strict):
     query: Text | Annotated[list[Message], Field(min_length=1, max_length=MAX_RESPONSES)]
     responses: Annotated[list[Text], Field(min_length=1, max_length=MAX_RESPONSES)]
     best: list[int] | None = None
-    ratings: list[float] | None = None
+    ratings: list[Annotated[float, Field(allow_inf_nan=False)]] | None = None  # NaN would poison the accuracy rule
     domain: Text | None = None
 
     @model_validator(mode="after")

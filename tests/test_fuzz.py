@@ -1,0 +1,176 @@
+"""Fuzzing (issue 13): random JSON values and bytes as input lines through reader -> judge (fake engine)
+-> writer, random engine text through the parser, random bodies at the server.
+
+The properties: no exception escapes; every non-blank input line ends as exactly one result row
+or one named issue (nothing lost, nothing twice); a rerun resumes without judging anything again;
+every judgment either has valid scores or a typed error. `bench/fuzz_robustness.py` runs the
+same properties with many more examples.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spct.backends.base import ScoreConstraint
+from spct.backends.fake import FakeBackend
+from spct.backends.score_line import constraint_satisfied, head_before_score_line
+from spct.data import read_examples
+from spct.jobs import judge_file
+from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.parsing import JudgmentParseError, parse_judgment
+from spct.serve import ServerConfig, create_app
+
+PARSE_KINDS = ("no_box", "not_last", "wrong_count", "not_integer", "out_of_range")
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# -- strategies ------------------------------------------------------------------------------------
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=10)
+roles = st.sampled_from(["user", "assistant", "system"]) | st.text(max_size=12)
+messages = st.lists(st.fixed_dictionaries({"role": roles, "content": st.text(max_size=40)}), min_size=1, max_size=4)
+texts = st.text(max_size=60) | st.sampled_from(["[[End of response 1]]", "x[[0,1]]", "［［Response 2］］", "Scores: \\boxed{10}"])
+example_like = st.fixed_dictionaries(
+    {"query": texts | messages | json_values, "responses": st.lists(texts, max_size=4) | json_values},
+    optional={"id": st.text(max_size=4) | st.integers(-3, 3) | json_values,
+              "best": st.lists(st.integers(-1, 4), max_size=3) | json_values,
+              "ratings": st.lists(st.integers(-2, 12) | st.floats(), max_size=4) | json_values,
+              "domain": texts | json_values})
+pair_like = st.fixed_dictionaries({"chosen": texts | messages, "rejected": texts | messages},
+                                  optional={"prompt": texts | messages | json_values, "id": st.text(max_size=4)})
+# One input line: valid-looking examples, any JSON value, or raw bytes (no newline inside).
+json_lines = st.one_of(example_like, pair_like, json_values).flatmap(
+    lambda v: st.sampled_from([json.dumps(v).encode(), json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")]))
+input_lines = st.lists(json_lines | st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), min_size=1, max_size=8)
+
+numbers = (st.integers(-3, 14).map(str) | st.text(alphabet="0123456789²³٣７.+-e ", max_size=8)
+           | st.sampled_from(["9" * 400, "1" * 5000, "7." + "0" * 50, "1e999", "NaN"]))
+boxes = st.lists(numbers, max_size=4).map(lambda xs: "\\boxed{" + ", ".join(xs) + "}")
+good_boxes = st.lists(st.integers(1, 10), min_size=1, max_size=4).map(lambda xs: "Scores: \\boxed{" + ", ".join(map(str, xs)) + "}")
+pieces = st.text(max_size=30) | boxes | good_boxes | st.sampled_from(["Scores:", "**Analysis:**", "Principles:\n- x (100%)\n", "\n", " " * 50,
+                                                         "*" * 50, "\\boxed{", "}", "[[End of response 1]]"])
+engine_texts = st.lists(pieces, max_size=6).map("".join)
+
+# Server bodies: any JSON, near-valid requests of both endpoints, and valid ones with hostile text.
+good_examples = st.fixed_dictionaries({"query": texts | messages, "responses": st.lists(texts, min_size=1, max_size=3)},
+                                      optional={"ratings": st.lists(st.floats(), min_size=1, max_size=3), "k": st.integers(0, 3)})
+rollouts = st.lists(st.tuples(texts, texts), min_size=1, max_size=3).map(
+    lambda pairs: {"prompts": [p for p, _ in pairs], "query": [p + r for p, r in pairs]})
+server_bodies = st.one_of(
+    st.tuples(st.just("/v1/judge"), st.fixed_dictionaries({"examples": st.lists(good_examples | example_like, max_size=3)},
+                                                            optional={"k": json_values | st.integers(1, 3)})),
+    st.tuples(st.just("/get_reward"), rollouts
+              | st.fixed_dictionaries({"query": st.lists(texts, max_size=3), "prompts": st.lists(texts, max_size=3)})),
+    st.tuples(st.sampled_from(["/v1/judge", "/get_reward"]), json_values))
+
+
+# -- the properties, shared with bench/fuzz_robustness.py -------------------------------------------
+
+
+def non_blank_lines(lines: list[bytes]) -> set[int]:
+    """Line numbers the reader must account for (it skips only lines that decode to whitespace)."""
+    out = set()
+    for i, raw in enumerate(lines, start=1):
+        try:
+            if not raw.decode("utf-8-sig" if i == 1 else "utf-8").strip():
+                continue
+        except UnicodeDecodeError:
+            pass
+        out.add(i)
+    return out
+
+
+def run_pipeline(lines: list[bytes], engine: list[str], k: int = 2) -> dict[str, Any]:
+    """Reader -> judge -> writer on `lines`, engine texts drawn from `engine` (default fake scoring if empty).
+
+    Asserts the properties and returns counts for reporting.
+    """
+    def script(req, s):  # a hostile engine: replies chosen by the request's seed
+        return engine[(req.seed + s) % len(engine)]
+
+    backend = FakeBackend(script=script if engine else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
+        src.write_bytes(b"".join(line + b"\n" for line in lines))
+        examples, issues = read_examples(src)
+        summary = judge_file(GenerativeRewardModel(backend, JudgeConfig(k=k)), examples, out, batch_size=3, progress=False)
+        rows = [json.loads(line) for line in out.read_bytes().split(b"\n")[:-1]]  # not str.splitlines: "\x85" is no break
+        again = judge_file(GenerativeRewardModel(FakeBackend(), JudgeConfig(k=k)), examples, out, progress=False)
+        assert (again.skipped_done, again.written) == (len(examples), 0)  # resumes; nothing judged twice
+        assert out.read_text(encoding="utf-8").count("\n") == len(rows)
+
+    example_lines = [int(ex.source.rsplit(":", 1)[1]) for ex in examples]
+    issue_lines = [i.line for i in issues]
+    assert sorted(example_lines + issue_lines) == sorted(non_blank_lines(lines))  # each line once: a result or an issue
+    assert all(str(i).startswith(f"{src}:{i.line}") and i.message for i in issues)
+    assert [r["id"] for r in rows] == [ex.id for ex in examples]
+    for ex, r in zip(examples, rows, strict=True):
+        assert len(r["judgments"]) == k
+        for j in r["judgments"]:
+            if j["error"] is None:
+                assert len(j["scores"]) == len(ex.responses) and all(1 <= s <= 10 for s in j["scores"])
+            else:
+                assert j["scores"] is None and j["error"].split(":")[0] in PARSE_KINDS
+    return {"lines": len(lines), "blank_lines": len(lines) - len(non_blank_lines(lines)), "results": len(rows),
+            "issues": len(issues), "judgments": summary.judgments,
+            "failed_judgments": summary.failed_judgments}
+
+
+def check_engine_text(text: str, n: int) -> bool:
+    """The parser's contract on any text: scores or a typed error; the constraint check agrees with it."""
+    try:
+        parsed = parse_judgment(text, n)
+    except JudgmentParseError as e:
+        assert e.kind in PARSE_KINDS and len(str(e)) < 500
+        parsed = None
+    else:
+        assert len(parsed.scores) == n and all(1 <= s <= 10 for s in parsed.scores)
+    if constraint_satisfied(text, ScoreConstraint(n)):
+        assert parsed is not None
+    assert isinstance(head_before_score_line(text), str)
+    return parsed is not None
+
+
+# -- the tests ------------------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(input_lines, st.lists(engine_texts, max_size=3))
+def test_every_input_line_ends_as_a_result_or_a_named_issue(lines, engine):
+    run_pipeline(lines, engine)
+
+
+@settings(max_examples=300, deadline=None)
+@given(engine_texts, st.integers(1, 4))
+def test_any_engine_text_parses_or_fails_typed(text, n):
+    check_engine_text(text, n)
+    check_engine_text("Analysis: ok\nScores: " + text, n)
+
+
+SERVER_STATUSES = (200, 400, 413, 422, 502)  # 502: every judgment of a rollout failed to parse (the engine's fault)
+
+
+def hostile_client() -> TestClient:
+    """A server whose engine replies with random hostile text for some requests, valid scores for others."""
+    def script(req, s):
+        n = req.messages[-1]["content"].count("[[Response ")
+        return f"Analysis: ok\nScores: \\boxed{{{', '.join(['5'] * n)}}}" if req.seed % 3 else "\\boxed{², " + "9" * 400 + "}"
+
+    return TestClient(create_app(GenerativeRewardModel(FakeBackend(script=script)), ServerConfig(max_body_bytes=100_000)))
+
+
+@FUZZ
+@given(server_bodies)
+def test_the_server_never_answers_500(request):
+    path, body = request
+    r = hostile_client().post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code in SERVER_STATUSES, r.text
+    assert r.status_code == 200 or r.json()["error"]
