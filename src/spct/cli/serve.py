@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..data import InputError
 from .common import add_judge_args, add_model_args, build_grm
 
 
@@ -16,10 +17,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--api-key", default=os.environ.get("SPCT_API_KEY"),
                    help="require this key (Authorization: Bearer KEY); default: $SPCT_API_KEY, else none")
-    p.add_argument("--max-queue", type=int, default=256, help="waiting requests before answering 503 (default: 256)")
+    p.add_argument("--max-queue", type=int, default=4096,
+                   help="requests waiting for a batch before --when-full applies (default: 4096, RL rollout concurrency)")
+    p.add_argument("--when-full", default="wait", choices=("wait", "reject"),
+                   help="past --max-queue, a request waits for room within its timeout (default; OpenRLHF cannot "
+                        "back off) or is refused with 503 + Retry-After (reject)")
     p.add_argument("--max-batch", type=int, default=32, help="examples per generation batch (default: 32)")
     p.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests (default: 10)")
-    p.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds, queueing included (default: 300)")
+    p.add_argument("--group-window-ms", type=float, default=1000.0,
+                   help="/get_reward: how long responses to one prompt are gathered into one listwise judgment "
+                        "(default: 1000; 0 groups only what arrives together)")
+    p.add_argument("--max-group-size", type=int, default=8,
+                   help="/get_reward: responses per judgment, at most 64 (default: 8; set it to your group size, "
+                        "e.g. OpenRLHF's --n_samples_per_prompt)")
+    p.add_argument("--timeout", type=float, default=150.0,
+                   help="per-request timeout in seconds, queueing included (default: 150, below OpenRLHF's 180 s)")
     p.add_argument("--max-body-mb", type=float, default=4.0, help="largest accepted request body in MiB (default: 4)")
     add_model_args(p)
     add_judge_args(p, k=1, max_new_tokens=256)
@@ -30,11 +42,16 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serve import ServerConfig, create_app
+    from ..serve.protocol import MAX_RESPONSES
+
+    if not 1 <= args.max_group_size <= MAX_RESPONSES:  # checked before the model loads
+        raise InputError(f"--max-group-size must be in 1..{MAX_RESPONSES}, got {args.max_group_size}")
 
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         print(f"warning: serving on {args.host} without an API key; anyone who can reach it can use the model")
     config = ServerConfig(max_queue=args.max_queue, max_batch_examples=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000,
-                          timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+                          group_window_s=args.group_window_ms / 1000, max_group_size=args.max_group_size,
+                          when_full=args.when_full, timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                           api_key=args.api_key, max_k=max(16, args.k))
     app = create_app(build_grm(args), config)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
