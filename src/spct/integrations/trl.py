@@ -17,6 +17,7 @@ spct.integrations.trl.reward_func`, configured by environment (see RewardClient.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,11 +66,14 @@ class AsyncGRMRewardFunc(GRMRewardFunc):
 
 
 _default: GRMRewardFunc | None = None
+_default_lock = threading.Lock()
 
 
 def reward_func(prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float | None]:
     """Module-level reward function configured from the environment (SPCT_REWARD_URL or SPCT_MODEL, SPCT_K)."""
     global _default
     if _default is None:
-        _default = GRMRewardFunc(client=RewardClient.from_env())
+        with _default_lock:  # concurrent first calls build one client, not one model each
+            if _default is None:
+                _default = GRMRewardFunc(client=RewardClient.from_env())
     return _default(prompts, completions, **columns)
