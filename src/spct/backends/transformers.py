@@ -5,6 +5,7 @@ Batches all samples of all requests into left-padded `generate` calls. With a
 and analysis); rows whose text already ends in a valid score box are kept as written, the
 others lose their broken score line (if any) and are continued from a forced `Scores: \\boxed{`
 under a logits processor that admits only `count` integers in lo..hi and the closing brace.
+Prompts are encoded with `encode_chat`, so special-token strings inside judged text stay text.
 """
 
 from __future__ import annotations
