@@ -15,6 +15,13 @@ setting it reports wall time, rollouts rewarded per second, judgments run, mean 
 judgment, latency and failed rollouts (a failed rollout is a None reward: a trainer crash).
 
     nice -n 19 python bench/openrlhf_grouping.py [--prompts 32 --group 8] [--json out.json]
+
+`--real N` measures accuracy instead, on a real model (the embedded one by default): N HH-RLHF
+pairs, the chosen and the rejected response of each posted as two single-rollout requests
+(OpenRLHF's pattern), judged ungrouped (each alone, pointwise) and grouped (both in one
+judgment); accuracy = the chosen response gets the strictly higher reward.
+
+    nice -n 10 python bench/openrlhf_grouping.py --real 16 [--k 1 --max-new-tokens 64]
 """
 
 from __future__ import annotations
@@ -50,11 +57,11 @@ class ListwiseCostFake(CostlyFake):
         return super().generate(requests)
 
 
-async def openrlhf_post(url: str, payload: dict, tries: int = 5) -> dict | None:
+async def openrlhf_post(url: str, payload: dict, tries: int = 5, timeout: float = 180) -> dict | None:
     """OpenRLHF's `_post_request`: a fresh session per attempt, 180 s, 5 tries 1 s apart; None if all fail."""
     for _ in range(tries):
         try:
-            async with httpx.AsyncClient(timeout=180) as session:
+            async with httpx.AsyncClient(timeout=timeout) as session:
                 response = await session.post(url, json=payload)
                 response.raise_for_status()
                 return response.json()
@@ -109,6 +116,50 @@ def run(name: str, args: argparse.Namespace, **config) -> dict:
     return row
 
 
+def _text(query) -> str:
+    """A chat query as the plain prompt text a policy would have been given."""
+    if isinstance(query, str):
+        return query
+    return "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in query) + "Assistant: "
+
+
+def real_accuracy(name: str, args: argparse.Namespace, **config) -> dict:
+    """Chosen vs rejected of N HH-RLHF pairs, each response in its own request, on a real model."""
+    from spct.backends import load_backend
+    from spct.data import read_examples
+    from spct.judge import JudgeConfig
+
+    hh = Path("/work/shared/data/hh-rlhf-harmless/test.jsonl.gz")
+    demo = Path(__file__).resolve().parents[1] / "src" / "spct" / "assets" / "hh_rlhf_demo.jsonl"
+    examples = read_examples(hh if hh.exists() else demo)[0][: args.real]
+    grm = GenerativeRewardModel(load_backend(args.model, args.engine), JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens))
+    app = create_app(grm, ServerConfig(**config))
+
+    async def post_all(url: str) -> list[dict | None]:
+        bodies = [{"query": [_text(ex.query) + r], "prompts": [_text(ex.query)], "labels": [""]}
+                  for ex in examples for r in ex.responses[:2]]
+        # A CPU judge can be slower than OpenRLHF's 180 s per attempt: no client timeout here.
+        return await asyncio.gather(*(openrlhf_post(f"{url}/get_reward", b, timeout=3600) for b in bodies))
+
+    with serve(app) as url:
+        t0 = time.perf_counter()
+        outs = asyncio.run(post_all(url))
+        wall = time.perf_counter() - t0
+        metrics = httpx.get(f"{url}/metrics").json()
+    rewards = [o["rewards"][0] if o else None for o in outs]
+    correct = []
+    for i, ex in enumerate(examples):
+        a, b = rewards[2 * i], rewards[2 * i + 1]
+        best = ex.best[0] if ex.best else 0
+        correct.append(a is not None and b is not None and (a > b if best == 0 else b > a))
+    row = {"setting": name, **config, "model": args.model, "pairs": len(examples), "k": args.k,
+           "max_new_tokens": args.max_new_tokens, "accuracy": round(sum(correct) / len(correct), 3),
+           "failed_rollouts": sum(r is None for r in rewards), "wall_s": round(wall, 1),
+           "judgments": metrics["judgments"], "mean_rollout_group_size": metrics["mean_rollout_group_size"]}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=32)
@@ -118,8 +169,19 @@ def main() -> None:
     ap.add_argument("--judgment-ms", type=float, default=100.0, help="simulated cost per judgment in a call")
     ap.add_argument("--response-ms", type=float, default=20.0, help="simulated cost per response shown")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--real", type=int, default=0, help="measure accuracy on N HH-RLHF pairs with a real model")
+    ap.add_argument("--model", default="smollm2-135m", help="--real: the judge model")
+    ap.add_argument("--engine", default="transformers", help="--real: its engine (fake: a dry run)")
+    ap.add_argument("--k", type=int, default=1, help="--real: judgments per example")
+    ap.add_argument("--max-new-tokens", type=int, default=64, help="--real: tokens per judgment")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
+    if args.real:
+        rows = [real_accuracy("ungrouped", args, group_window_s=0.0, max_group_size=1, timeout_s=3600),
+                real_accuracy("grouped", args, group_window_s=5.0, max_group_size=2, timeout_s=3600)]
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        return
     rows = [
         run("ungrouped (window 0, group 1)", args, group_window_s=0.0, max_group_size=1),
         run("grouped, window 250 ms", args, group_window_s=0.25, max_group_size=args.group),
