@@ -18,15 +18,17 @@ import asyncio
 import hmac
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..data import Example, Query, Reward
+from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
 from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
 from .protocol import (
@@ -39,6 +41,8 @@ from .protocol import (
     RewardOut,
     untemplate,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -118,11 +122,10 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     async def http_error(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, str(exc.detail))
 
-    async def judge(examples: list[Example] | list[tuple[str, Query, str]], k: int, rollouts: bool = False):
+    async def judged(work: Awaitable[T]) -> T | JSONResponse:
+        """The batcher's answer, or the refusal it ended in."""
         try:
-            if rollouts:
-                return await batcher.submit_rollouts(examples, k, cfg.timeout_s)  # type: ignore[arg-type]
-            return await batcher.submit(examples, k, cfg.timeout_s)  # type: ignore[arg-type]
+            return await work
         except QueueFull as e:
             return _error(503, str(e), headers={"Retry-After": str(e.retry_after_s)})
         except asyncio.TimeoutError:
@@ -141,7 +144,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
                     list(e.responses), e.best or None, e.ratings, e.domain)
             for e in body.examples
         ]
-        result = await judge(examples, k)
+        result = await judged(batcher.submit(examples, k, cfg.timeout_s))
         if isinstance(result, JSONResponse):
             return result
         return JudgeResponse(rewards=[_reward_out(r, body.include_judgments) for r in result])
@@ -154,7 +157,8 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             return _error(422, str(e))
         # Each response joins the other responses to its prompt (this request's and concurrent
         # ones') in one listwise judgment; the prompt's chat markup is read back into turns.
-        result = await judge([(p, untemplate(p), r) for p, r in pairs], grm.config.k, rollouts=True)
+        rollouts = [(p, untemplate(p), r) for p, r in pairs]
+        result = await judged(batcher.submit_rollouts(rollouts, grm.config.k, cfg.timeout_s))
         if isinstance(result, JSONResponse):
             return result
         rewards = [0.0] * len(pairs)
