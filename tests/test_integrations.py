@@ -44,6 +44,18 @@ def test_trl_reward_conversational_and_async():
     assert GRMRewardFunc(GenerativeRewardModel(FakeBackend()), num_generations=2)(["p"] * 4, ["a", "b", "c", "d"]) == [1.0] * 4
 
 
+def test_trl_reward_warns_once_when_a_group_arrives_split(monkeypatch, caplog):
+    from spct.integrations import trl as trl_adapter
+
+    monkeypatch.setattr(trl_adapter, "_warned_split", False)
+    reward = GRMRewardFunc(GenerativeRewardModel(FakeBackend()), num_generations=4)
+    # This process's slice holds the last 2 generations of one prompt and the first 2 of the next.
+    assert reward(["a", "a", "b", "b"], ["x", "y", "z", "w"]) == [1.0] * 4
+    reward(["a", "a", "b", "b"], ["x", "y", "z", "w"])
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "reached this process in part" in caplog.records[0].message
+
+
 def test_trl_reward_is_none_where_judging_failed():
     reward = GRMRewardFunc(GenerativeRewardModel(FakeBackend(script=lambda req, s: "no scores")))
     assert reward(["p", "p"], ["a", "b"]) == [None, None]
