@@ -1,19 +1,27 @@
-"""How OpenRLHF calls spct, shown without OpenRLHF installed.
+"""How OpenRLHF (>= 0.9.1; checked against 0.11.0) calls spct, shown without OpenRLHF installed.
 
-OpenRLHF either posts to the server or loads spct's reward file:
-    spct serve --k 2 &                                   # then, in OpenRLHF:
-    --remote_rm_url http://127.0.0.1:8000/get_reward
-or
-    SPCT_MODEL=smollm2-135m --remote_rm_url $(python -c "import spct.integrations.openrlhf as m; print(m.__file__)")
+OpenRLHF rewards each rollout as soon as it is generated: one POST per rollout, many at once,
+`{"query": [prompt + response], "prompts": [prompt], "labels": [label]}`. `spct serve` regroups
+the rollouts of one prompt into one listwise judgment (window and size: --group-window-ms,
+--max-group-size). In OpenRLHF:
 
-This script makes the same call both ways:
+    spct serve --k 2 --max-group-size 8 &            # 8 = OpenRLHF's --n_samples_per_prompt
+    ... --remote_rm_url http://127.0.0.1:8000/get_reward
+
+Or, in-process (each call is judged alone: OpenRLHF calls the file once per rollout, from
+threads; use the server to judge groups together):
+
+    SPCT_MODEL=smollm2-135m ... --remote_rm_url $(python -c "import spct.integrations.openrlhf as m; print(m.__file__)")
+
+This script makes the same calls:
     python examples/openrlhf_reward.py                          # reward_func in-process
-    python examples/openrlhf_reward.py --url http://127.0.0.1:8000
+    python examples/openrlhf_reward.py --url http://127.0.0.1:8000   # concurrent single-rollout POSTs
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 
 import httpx
@@ -24,14 +32,24 @@ responses = ["No. Blow it out before you sleep; an unattended flame is a fire ri
 queries = [prompt + r for r in responses]
 
 
+async def per_rollout(url: str) -> list[dict]:
+    """OpenRLHF's pattern: every rollout in its own request, all in flight at once."""
+    async with httpx.AsyncClient(timeout=180) as client:
+        async def post(q: str) -> dict:
+            r = await client.post(f"{url}/get_reward", json={"query": [q], "prompts": [prompt], "labels": [""]})
+            r.raise_for_status()
+            return r.json()
+
+        return await asyncio.gather(*(post(q) for q in queries))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default=None, help="a running `spct serve`")
     args = ap.parse_args()
     if args.url:
-        r = httpx.post(f"{args.url}/get_reward", json={"query": queries, "prompts": [prompt] * 2, "labels": ["", ""]}, timeout=600)
-        r.raise_for_status()
-        print(r.json())
+        for out in asyncio.run(per_rollout(args.url)):
+            print(out)  # extra_logs.group_size: how many responses the judgment saw
     else:
         os.environ.setdefault("SPCT_MAX_NEW_TOKENS", "32")
         from spct.integrations.openrlhf import reward_func

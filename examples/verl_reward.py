@@ -1,10 +1,21 @@
-"""verl's custom reward hook, called the way verl calls it.
+"""verl's reward hooks, called the way verl calls them (checked against verl 0.9.1).
 
-In a verl config:
-    custom_reward_function.path=$(python -c "import spct.integrations.verl as m; print(m.__file__)")
-    custom_reward_function.name=compute_score          # or compute_score_batch with the batch reward manager
-    custom_reward_function.reward_kwargs.url=http://127.0.0.1:8000   # optional: use a running `spct serve`
-and keep the question in each row's extra_info["question"].
+verl >= 0.9 (`main_ppo`) reads `reward.custom_reward_function.*`; new keys need Hydra's `+`:
+
+    reward.custom_reward_function.path=pkg://spct.integrations.verl
+    reward.custom_reward_function.name=compute_score_async      # or compute_score (sync, run in threads)
+    +reward.custom_reward_function.reward_kwargs.url=http://127.0.0.1:8000   # optional: a running `spct serve`
+
+Keep the question in each row's extra_info["question"]. To judge each GRPO group together
+(listwise), add spct's reward manager (registered in verl's registry as "spct_listwise"):
+
+    reward.reward_manager.source=importlib
+    reward.reward_manager.module.path=pkg://spct.integrations.verl
+    reward.reward_manager.name=SPCTListwiseRewardManager
+
+verl <= 0.8 reads the top-level keys instead (`custom_reward_function.path=<file of
+spct/integrations/verl.py>`, `custom_reward_function.name=compute_score`, or
+`compute_score_batch` with `reward_model.reward_manager=batch`).
 
     python examples/verl_reward.py [--url http://127.0.0.1:8000]
 """
@@ -12,8 +23,9 @@ and keep the question in each row's extra_info["question"].
 from __future__ import annotations
 
 import argparse
+import asyncio
 
-from spct.integrations.verl import compute_score, compute_score_batch
+from spct.integrations.verl import compute_score, compute_score_async
 
 
 def main() -> None:
@@ -22,9 +34,14 @@ def main() -> None:
     args = ap.parse_args()
     options = {"url": args.url} if args.url else {"max_new_tokens": 32}
     info = {"question": "What is the boiling point of water at sea level in Celsius?"}
-    print("single:", compute_score("demo", "100 degrees Celsius.", None, info, **options))
-    answers = ["100 degrees Celsius.", "About 50 degrees.", "It depends on the kettle."]
-    print("batch:", compute_score_batch(["demo"] * 3, answers, [None] * 3, [info] * 3, **options))
+    print("sync:", compute_score("demo", "100 degrees Celsius.", None, info, **options))
+
+    async def group() -> list[dict]:
+        # verl >= 0.9 awaits the reward of every sample concurrently on its reward loop.
+        answers = ["100 degrees Celsius.", "About 50 degrees.", "It depends on the kettle."]
+        return await asyncio.gather(*(compute_score_async("demo", a, None, info, **options) for a in answers))
+
+    print("async:", asyncio.run(group()))
 
 
 if __name__ == "__main__":

@@ -85,3 +85,31 @@ def test_vllm_constrained_judging(pair_examples):
     grm = GenerativeRewardModel(backend, JudgeConfig(k=4, max_new_tokens=64))
     judgments = [j for js in grm.sample(pair_examples, 4) for j in js]
     assert len(judgments) == 8 and all(j.ok for j in judgments)
+
+
+def test_vllm_structured_output_uses_the_current_api():
+    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup_vllm_cpu.sh)")
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    from spct.backends.vllm import structured_regex_params
+
+    kw = structured_regex_params(score_tail_regex(ScoreConstraint(2)))
+    assert isinstance(kw["structured_outputs"], StructuredOutputsParams)
+    params = SamplingParams(n=4, temperature=0.5, max_tokens=12, seed=1, **kw)
+    assert params.structured_outputs.regex == score_tail_regex(ScoreConstraint(2))
+
+
+@pytest.mark.slow
+def test_vllm_cpu_judging_with_n_samples_and_forced_score_lines(pair_examples):
+    """vLLM's CPU build (scripts/setup_vllm_cpu.sh): every judgment parses, n = k samples per request."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup_vllm_cpu.sh)")
+    backend = load_backend("smollm2-135m", "vllm", max_model_len=4096, dtype="bfloat16")
+    grm = GenerativeRewardModel(backend, JudgeConfig(k=4, max_new_tokens=48))
+    judgments = [j for js in grm.sample(pair_examples, 4) for j in js]
+    assert len(judgments) == 8 and all(j.ok for j in judgments)
+    c = ScoreConstraint(2)
+    req = GenerationRequest(grm._request(pair_examples[0], [0, 1], 4, 0).messages, n=4, temperature=0.7,
+                            max_new_tokens=16, seed=3, constraint=c)
+    [gens] = backend.generate([req])
+    assert len(gens) == 4 and all(constraint_satisfied(g.text, c) for g in gens)

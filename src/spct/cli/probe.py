@@ -9,15 +9,16 @@ from tqdm import tqdm
 
 from ..data import InputError, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
-from ..probes import PROMPTS, ProbeConfig, run_probes
+from ..probes import ATTACKS, PROMPTS, ProbeConfig, run_probes
 from .common import add_model_args, positive_int, report_issues
 from .demo import demo_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe", help="measure position/verbosity bias and resistance to planted scores and prompt injection",
-                       description="Judge each labelled example in both orders, clean and under three attacks on a "
-                                   "non-best response (fluff padding, a planted score box, an injected instruction), "
+                       description="Judge each labelled example in both orders, clean and under four attacks on a "
+                                   "non-best response (fluff padding, a planted score box, an injected instruction, "
+                                   "planted chat-template role/control tokens), "
                                    "with spct's hardened prompt, a naive one, and the hardened one with score boxes in judged text defused. Writes OUTDIR/samples.jsonl "
                                    "(resumable), OUTDIR/results.json and OUTDIR/probes.png.")
     p.add_argument("-o", "--output", required=True, help="output folder")
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
               f"best-last {pos['accuracy_best_last']}, first-position score gain {pos['first_position_score_gain']}, "
               f"order flips {pos['order_flip_rate']}; parse failures {stats['parse_failures']}/{stats['judgments']}",
               file=sys.stderr)
-        for attack in ("verbosity", "planted_scores", "injection"):
+        for attack in ATTACKS:
             if attack not in stats:
                 continue
             a = stats[attack]

@@ -226,8 +226,8 @@ class TokenProbMethod:
 
     def _prompt_ids(self, example: Example, index: int) -> list[int]:
         b = self.backend
-        text = b.render(rating_messages(example, index)) + SCORE_POSITION_PREFIX  # type: ignore[attr-defined]
-        return b.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.digit[1]]  # type: ignore[attr-defined]
+        # encode_chat: control-token strings inside the judged text stay plain text.
+        return b.encode_chat(rating_messages(example, index), SCORE_POSITION_PREFIX) + [self.digit[1]]  # type: ignore[attr-defined]
 
     def expected_scores(self, prompts: list[list[int]]) -> list[dict[str, Any]]:
         import torch

@@ -12,10 +12,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from ..data import InputError
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, imported only when a plot is drawn (it is the `eval` extra)."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise InputError("plots need matplotlib: pip install 'spct[eval]'") from e
+    matplotlib.use("Agg")  # the backend must be chosen before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _pct(x: float | None) -> str:
@@ -64,6 +73,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def _bar_plot(path: Path, names: list[str], scores: list[float | None], cis: list[list[float] | None], title: str, ylabel: str) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 2), 3.6))
     values = [100 * (s or 0.0) for s in scores]
     err = [[max(0.0, v - 100 * c[0]) if c else 0.0 for v, c in zip(values, cis, strict=True)],
@@ -83,6 +93,7 @@ def write_report(outdir: str | Path, results: dict[str, Any]) -> list[Path]:
     outdir = Path(outdir)
     (outdir / "results.json").write_text(json.dumps(results, indent=2))
     (outdir / "report.md").write_text(render_markdown(results))
+    plt = _pyplot()  # after the results are safe on disk
     written = [outdir / "results.json", outdir / "report.md"]
     ks = list(results["by_k"])
     top = results["by_k"][ks[-1]]

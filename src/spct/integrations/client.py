@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import Example, Query
@@ -161,3 +162,62 @@ def scatter(groups: list[list[int]], scores: list[list[float | None]], n: int) -
         for i, v in zip(idx, s, strict=True):
             out[i] = v
     return out
+
+
+@dataclass
+class _OpenGroup:
+    query: Query
+    responses: list[str] = field(default_factory=list)
+    futures: list[asyncio.Future] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
+class GroupGatherer:
+    """Regroups responses that arrive one at a time (verl's reward loop scores each sample in a
+    task of its own) so the responses to one prompt are judged together, listwise.
+
+    `score(key, query, response)` waits until `group_size` responses share `key` (verl's GRPO
+    `uid`) or `window_s` has passed since the first, judges them in one example, and returns
+    this response's mean judge score (None when every judgment failed) and the group's size.
+    Use it from one event loop.
+    """
+
+    def __init__(self, client: RewardClient, group_size: int, window_s: float = 1.0):
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        self.client = client
+        self.group_size = group_size
+        self.window_s = window_s
+        self._open: dict[Hashable, _OpenGroup] = {}
+
+    async def score(self, key: Hashable, query: Query, response: str) -> tuple[float | None, int]:
+        loop = asyncio.get_running_loop()
+        group = self._open.get(key)
+        if group is None:
+            group = self._open[key] = _OpenGroup(query)
+            group.timer = loop.call_later(self.window_s, self._close, key, group)
+        future: asyncio.Future = loop.create_future()
+        group.responses.append(response)
+        group.futures.append(future)
+        if len(group.responses) >= self.group_size:
+            self._close(key, group)
+        return await future
+
+    def _close(self, key: Hashable, group: _OpenGroup) -> None:
+        if self._open.get(key) is group:
+            del self._open[key]
+        if group.timer is not None:
+            group.timer.cancel()
+        asyncio.get_running_loop().create_task(self._judge(group))
+
+    async def _judge(self, group: _OpenGroup) -> None:
+        try:
+            [scores] = await self.client.ajudge_groups([(group.query, group.responses)])
+        except Exception as e:  # noqa: BLE001 - every waiting response gets the failure
+            for f in group.futures:
+                if not f.done():
+                    f.set_exception(e)
+            return
+        for f, s in zip(group.futures, scores, strict=True):
+            if not f.done():
+                f.set_result((s, len(group.responses)))

@@ -10,14 +10,26 @@ SPCT_K and SPCT_MAX_NEW_TOKENS to judge in-process. (To skip this file, point
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
 
 from spct.integrations.client import RewardClient, RewardError, group_equal, scatter
-from spct.serve.protocol import GetRewardRequest
+from spct.serve.protocol import GetRewardRequest, untemplate
 
 _client: RewardClient | None = None
+# OpenRLHF calls reward_func from many threads at once: the first calls must not each load a model.
+_client_lock = threading.Lock()
+
+
+def _shared_client() -> RewardClient:
+    global _client
+    if _client is None:
+        with _client_lock:
+            if _client is None:  # another thread may have built it while this one waited
+                _client = RewardClient.from_env()
+    return _client
 
 
 def rewards_for(client: RewardClient, queries: list[str], prompts: list[str], labels: list[Any] | None = None) -> dict:
@@ -25,7 +37,8 @@ def rewards_for(client: RewardClient, queries: list[str], prompts: list[str], la
     request = GetRewardRequest(query=list(queries), prompts=list(prompts), labels=None if labels is None else list(labels))
     pairs = request.split()
     groups = group_equal([p for p, _ in pairs])
-    scores = scatter(groups, client.judge_groups([(pairs[idx[0]][0], [pairs[i][1] for i in idx]) for idx in groups]), len(pairs))
+    judged = [(untemplate(pairs[idx[0]][0]), [pairs[i][1] for i in idx]) for idx in groups]
+    scores = scatter(groups, client.judge_groups(judged), len(pairs))
     failed = [i for i, s in enumerate(scores) if s is None]
     if failed:
         raise RewardError(f"no valid judgment for query {failed}: every sampled judgment failed to parse")
@@ -35,7 +48,4 @@ def rewards_for(client: RewardClient, queries: list[str], prompts: list[str], la
 
 
 def reward_func(queries: list[str], prompts: list[str], labels: list[Any] | None = None, **kwargs: Any) -> dict:
-    global _client
-    if _client is None:
-        _client = RewardClient.from_env()
-    return rewards_for(_client, queries, prompts, labels)
+    return rewards_for(_shared_client(), queries, prompts, labels)

@@ -17,11 +17,15 @@ spct.integrations.trl.reward_func`, configured by environment (see RewardClient.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from ..judge import GenerativeRewardModel
 from .client import Group, RewardClient, group_runs, scatter
+
+log = logging.getLogger(__name__)
 
 
 def _text(completion: Any) -> str:
@@ -35,10 +39,20 @@ def _query(prompt: Any) -> Any:
     return prompt if isinstance(prompt, str) else [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 
+_warned_split = False
+
+
 def _groups(prompts: Sequence[Any], completions: Sequence[Any], size: int | None) -> tuple[list[list[int]], list[Group]]:
+    global _warned_split
     if len(prompts) != len(completions):
         raise ValueError(f"got {len(prompts)} prompts and {len(completions)} completions; expected one prompt per completion")
     runs = group_runs(prompts, size)
+    if size and not _warned_split and any(len(r) < size for r in runs):
+        # With several processes TRL cuts the generation batch into per-process slices.
+        _warned_split = True
+        log.warning("a group of %d generations reached this process in part (%s completions); each part is judged "
+                    "on its own. Make per_device_train_batch_size x steps_per_generation a multiple of "
+                    "num_generations to keep groups whole (docs/serving.md)", size, min(len(r) for r in runs))
     return runs, [(_query(prompts[idx[0]]), [_text(completions[i]) for i in idx]) for idx in runs]
 
 
@@ -65,11 +79,14 @@ class AsyncGRMRewardFunc(GRMRewardFunc):
 
 
 _default: GRMRewardFunc | None = None
+_default_lock = threading.Lock()
 
 
 def reward_func(prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float | None]:
     """Module-level reward function configured from the environment (SPCT_REWARD_URL or SPCT_MODEL, SPCT_K)."""
     global _default
     if _default is None:
-        _default = GRMRewardFunc(client=RewardClient.from_env())
+        with _default_lock:  # concurrent first calls build one client, not one model each
+            if _default is None:
+                _default = GRMRewardFunc(client=RewardClient.from_env())
     return _default(prompts, completions, **columns)

@@ -1,29 +1,57 @@
-"""verl custom reward: `custom_reward_function.path=.../spct/integrations/verl.py`, `name=compute_score`.
+"""verl rewards from a spct GRM: reward functions and a listwise reward manager.
 
-verl passes the decoded response (`solution_str`), the dataset's `ground_truth` and its
-`extra_info`, not the prompt; put the question in `extra_info["question"]` (or
-`extra_info["prompt"]`) when preparing the data. A single response is judged pointwise (one
-score 1..10). `compute_score_batch` is for verl's batch reward manager: responses that share
-a question are judged together. Options come as keyword arguments
-(`custom_reward_function.reward_kwargs`: url, api_key, model, k, max_new_tokens) or from the
-environment (see RewardClient.from_env).
+Checked against verl 0.9.1. Current verl reads the reward function from
+`reward.custom_reward_function.{path,name}` and passes `reward_kwargs` to it (new keys need
+Hydra's `+`):
+
+    reward.custom_reward_function.path=pkg://spct.integrations.verl \\
+    reward.custom_reward_function.name=compute_score_async \\
+    +reward.custom_reward_function.reward_kwargs.url=http://127.0.0.1:8000
+
+(verl <= 0.8 reads the top-level `custom_reward_function.*` instead; a file path to this module
+works in both.) verl passes the decoded response (`solution_str`), the dataset's
+`ground_truth` and its `extra_info`, not the prompt: put the question in
+`extra_info["question"]` (or `extra_info["prompt"]`) when preparing the data. The reward
+functions judge each response alone (one score, 1..10).
+
+To judge all responses of a prompt together (listwise, as the paper's pointwise GRM does),
+use the reward manager `SPCTListwiseRewardManager`, registered in verl's reward-manager
+registry as "spct_listwise" when this module is imported:
+
+    reward.reward_manager.source=importlib \\
+    reward.reward_manager.module.path=pkg://spct.integrations.verl \\
+    reward.reward_manager.name=SPCTListwiseRewardManager
+
+verl scores every sample in a task of its own; the manager holds each response until the
+`actor_rollout_ref.rollout.n` responses with its GRPO `uid` have arrived (or `group_window_s`
+has passed) and judges them in one example. It reads the prompt from the sample itself. Options
+(url, api_key, model, k, max_new_tokens, group_window_s) come as keyword arguments
+(`reward_kwargs`) or from the environment (see RewardClient.from_env).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from spct.integrations.client import RewardClient, RewardError, group_equal, scatter
+from spct.integrations.client import GroupGatherer, RewardClient, RewardError, group_equal, scatter
 
+CLIENT_OPTIONS = ("url", "api_key", "model", "k", "max_new_tokens")
 _clients: dict[tuple, RewardClient] = {}
+# verl calls reward functions from many threads at once: the first calls must not each load a model.
+_clients_lock = threading.Lock()
 
 
 def _client(kwargs: dict) -> RewardClient:
-    options = {k: kwargs[k] for k in ("url", "api_key", "model", "k", "max_new_tokens") if kwargs.get(k) is not None}
+    options = {k: kwargs[k] for k in CLIENT_OPTIONS if kwargs.get(k) is not None}
     key = tuple(sorted(options.items()))
-    if key not in _clients:
-        _clients[key] = RewardClient.from_env(**options)
-    return _clients[key]
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:  # another thread may have built it while this one waited
+                client = _clients[key] = RewardClient.from_env(**options)
+    return client
 
 
 def _question(extra_info: Any, i: int | None = None) -> Any:
@@ -35,18 +63,29 @@ def _question(extra_info: Any, i: int | None = None) -> Any:
     raise RewardError(f"{where} has no 'question' (or 'prompt'): the judge needs the question the response answers")
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: Any = None, extra_info: dict | None = None,
-                  **kwargs: Any) -> dict:
-    """{"score": mean judge score 1..10} for one response."""
-    [[score]] = _client(kwargs).judge_groups([(_question(extra_info), [solution_str])])
+def _checked(score: float | None) -> dict:
     if score is None:
         raise RewardError("no valid judgment: every sampled judgment failed to parse")
     return {"score": score}
 
 
+def compute_score(data_source: str, solution_str: str, ground_truth: Any = None, extra_info: dict | None = None,
+                  **kwargs: Any) -> dict:
+    """{"score": mean judge score 1..10} for one response (verl runs this in threads)."""
+    [[score]] = _client(kwargs).judge_groups([(_question(extra_info), [solution_str])])
+    return _checked(score)
+
+
+async def compute_score_async(data_source: str, solution_str: str, ground_truth: Any = None,
+                              extra_info: dict | None = None, **kwargs: Any) -> dict:
+    """The same as a coroutine: verl >= 0.9 awaits it on its reward loop instead of using a thread."""
+    [[score]] = await _client(kwargs).ajudge_groups([(_question(extra_info), [solution_str])])
+    return _checked(score)
+
+
 def compute_score_batch(data_sources: list[str], solution_strs: list[str], ground_truths: list[Any],
                         extra_infos: list[dict], **kwargs: Any) -> list[dict]:
-    """Scores for a batch; responses to the same question are judged together (listwise)."""
+    """For verl <= 0.8's `batch` reward manager: responses to the same question are judged together."""
     questions = [_question(x, i) for i, x in enumerate(extra_infos)]
     groups = group_equal(questions)
     scores = scatter(groups, _client(kwargs).judge_groups([(questions[g[0]], [solution_strs[i] for i in g]) for g in groups]),
@@ -55,3 +94,76 @@ def compute_score_batch(data_sources: list[str], solution_strs: list[str], groun
     if failed:
         raise RewardError(f"no valid judgment for response {failed}: every sampled judgment failed to parse")
     return [{"score": s} for s in scores]
+
+
+class ListwiseScorer:
+    """What the verl reward manager does with one sample, without verl: find its prompt and
+    response, and score it together with the other responses of its group."""
+
+    def __init__(self, tokenizer: Any, gatherer: GroupGatherer):
+        self.tokenizer = tokenizer
+        self.gatherer = gatherer
+
+    def query_of(self, item: Any, prompt_ids: Any) -> Any:
+        """The prompt: the raw chat if verl kept it, else extra_info's question, else the decoded prompt."""
+        raw = item.non_tensor_batch.get("raw_prompt")
+        if raw is not None and len(raw) and all(isinstance(m, dict) for m in raw):
+            return [{"role": m["role"], "content": m["content"]} for m in raw]
+        try:
+            return _question(item.non_tensor_batch.get("extra_info"))
+        except RewardError:
+            from spct.serve.protocol import untemplate
+
+            return untemplate(self.tokenizer.decode(prompt_ids, skip_special_tokens=False))
+
+    async def score(self, item: Any) -> dict:
+        prompts, responses, mask = item.batch["prompts"], item.batch["responses"], item.batch["attention_mask"]
+        prompt_length = prompts.shape[-1]
+        prompt_ids = prompts[prompt_length - int(mask[:prompt_length].sum()):]  # prompts are left-padded
+        response_ids = responses[: int(mask[prompt_length:].sum())]
+        response = self.tokenizer.decode(response_ids, skip_special_tokens=True)
+        query = self.query_of(item, prompt_ids)
+        uid = item.non_tensor_batch.get("uid")
+        score, size = await self.gatherer.score(str(uid) if uid is not None else repr(query), query, response)
+        if score is None:
+            raise RewardError("no valid judgment: every sampled judgment failed to parse")
+        return {"reward_score": score, "reward_extra_info": {"spct_group_size": size}}
+
+
+def _rollout_n(config: Any) -> int:
+    try:
+        return int(config.actor_rollout_ref.rollout.n)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return 1
+
+
+def _reward_kwargs(config: Any) -> dict:
+    try:
+        return dict(config.reward.custom_reward_function.get("reward_kwargs") or {})
+    except (AttributeError, KeyError):
+        return {}
+
+
+try:  # the reward manager exists only where verl (>= 0.9, its reward loop) is installed
+    from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+    from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER, register
+except ImportError:
+    RewardManagerBase = None
+
+if RewardManagerBase is not None:
+
+    class SPCTListwiseRewardManager(RewardManagerBase):
+        """verl reward manager that judges the responses of each GRPO group together."""
+
+        def __init__(self, config: Any, tokenizer: Any, compute_score: Any = None, **kwargs: Any):
+            super().__init__(config, tokenizer, compute_score)
+            options = _reward_kwargs(config)
+            gatherer = GroupGatherer(_client(options), _rollout_n(config), float(options.get("group_window_s", 1.0)))
+            self.scorer = ListwiseScorer(tokenizer, gatherer)
+
+        async def run_single(self, data: Any) -> dict:
+            return await self.scorer.score(data[-1])
+
+    # A file path loaded twice runs this module twice; register the first class only.
+    if "spct_listwise" not in REWARD_MANAGER:
+        register("spct_listwise")(SPCTListwiseRewardManager)

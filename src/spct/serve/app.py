@@ -1,15 +1,16 @@
 """The reward server: a FastAPI app over one GenerativeRewardModel.
 
 `create_app(grm, ...)` takes any GRM (tests pass one over FakeBackend). Endpoints:
-- POST /get_reward: OpenRLHF's remote reward model protocol. Queries that share a prompt are
-  judged together, listwise, in one judgment per sample.
+- POST /get_reward: OpenRLHF's remote reward model protocol. Responses to one prompt are judged
+  together, listwise, whether they come in one request or in many concurrent ones (the
+  batcher regroups them; `extra_logs.group_size` says how many responses each judgment saw).
 - POST /v1/judge: examples in, voted rewards (and optionally the judgments) out.
 - GET /health, GET /metrics (JSON: requests by status, queue depth, latency, parse failures).
   With an API key set, /health stays open but tells an unauthenticated caller only the status.
 
 Every refusal is explicit: 400/422 name the field, 401 a missing key, 413 an oversized body
 (by Content-Length, or counted as a chunked body streams in), 503 a full queue (with
-Retry-After), 504 a timeout, 502/500 a failed backend with its reason. With `allowed_hosts`
+Retry-After, only with `when_full="reject"`; by default a request waits for room), 504 a timeout, 502/500 a failed backend with its reason. With `allowed_hosts`
 set (`spct serve` sets it when bound to loopback) a request whose Host header names another
 host is refused with 400, so a web page cannot reach the server through DNS rebinding.
 """
@@ -17,14 +18,13 @@ host is refused with 400, so a web page cannot reach the server through DNS rebi
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
-import json
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,23 +33,30 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
-from .batcher import JudgeFailed, MicroBatcher, QueueFull
+from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
 from .protocol import (
+    MAX_RESPONSES,
     GetRewardRequest,
     GetRewardResponse,
     JudgeRequest,
     JudgeResponse,
     JudgmentOut,
     RewardOut,
+    untemplate,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
 class ServerConfig:
-    max_queue: int = 256  # waiting requests before 503
+    max_queue: int = 4096  # waiting requests (RL rollout concurrency); beyond, see when_full
     max_batch_examples: int = 32  # examples per generation batch
     batch_wait_s: float = 0.01  # how long a batch waits for more requests
-    timeout_s: float = 300.0  # per request, queueing included
+    group_window_s: float = 1.0  # how long a /get_reward group stays open for more responses to its prompt
+    max_group_size: int = 8  # responses per /get_reward judgment (at most protocol.MAX_RESPONSES)
+    when_full: str = "wait"  # a request past max_queue waits for room ("wait") or gets 503 ("reject")
+    timeout_s: float = 150.0  # per request, queueing included (below OpenRLHF's 180 s client timeout)
     max_body_bytes: int = 4 * 1024 * 1024
     max_k: int = 16
     api_key: str | None = None
@@ -134,15 +141,13 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-def _example_id(query, responses: list[str]) -> str:
-    # Content-derived, so an example gets the same shuffles and seeds whatever batch it lands in.
-    return "h" + hashlib.sha256(json.dumps([query, responses]).encode()).hexdigest()[:16]
-
-
 def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -> FastAPI:
     cfg = config or ServerConfig()
+    if not 1 <= cfg.max_group_size <= MAX_RESPONSES:
+        raise ValueError(f"max_group_size must be in 1..{MAX_RESPONSES}, got {cfg.max_group_size}")
     batcher = MicroBatcher(grm, max_queue=cfg.max_queue, max_batch_examples=cfg.max_batch_examples,
-                           batch_wait_s=cfg.batch_wait_s)
+                           batch_wait_s=cfg.batch_wait_s, group_window_s=cfg.group_window_s,
+                           max_group_size=cfg.max_group_size, when_full=cfg.when_full)
     statuses: Counter = Counter()
     latencies: deque = deque(maxlen=2000)
     started = time.time()
@@ -196,9 +201,10 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     async def http_error(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, str(exc.detail))
 
-    async def judge(examples: list[Example], k: int) -> list[Reward] | JSONResponse:
+    async def judged(work: Awaitable[T]) -> T | JSONResponse:
+        """The batcher's answer, or the refusal it ended in."""
         try:
-            return await batcher.submit(examples, k, cfg.timeout_s)
+            return await work
         except QueueFull as e:
             return _error(503, str(e), headers={"Retry-After": str(e.retry_after_s)})
         except asyncio.TimeoutError:
@@ -212,12 +218,12 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
         if k > cfg.max_k:
             return _error(422, f"k: {k} exceeds this server's limit of {cfg.max_k}")
         examples = [
-            Example(e.id or _example_id(e.query if isinstance(e.query, str) else [m.model_dump() for m in e.query], e.responses),
+            Example(e.id or example_id(e.query if isinstance(e.query, str) else [m.model_dump() for m in e.query], e.responses),
                     e.query if isinstance(e.query, str) else [m.model_dump() for m in e.query],
                     list(e.responses), e.best or None, e.ratings, e.domain)
             for e in body.examples
         ]
-        result = await judge(examples, k)
+        result = await judged(batcher.submit(examples, k, cfg.timeout_s))
         if isinstance(result, JSONResponse):
             return result
         return JudgeResponse(rewards=[_reward_out(r, body.include_judgments) for r in result])
@@ -228,12 +234,10 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             pairs = body.split()
         except ValueError as e:
             return _error(422, str(e))
-        # Queries of one prompt are judged together (listwise), in first-seen order.
-        groups: dict[str, list[int]] = {}
-        for i, (prompt, _) in enumerate(pairs):
-            groups.setdefault(prompt, []).append(i)
-        examples = [Example(_example_id(p, [pairs[i][1] for i in idx]), p, [pairs[i][1] for i in idx]) for p, idx in groups.items()]
-        result = await judge(examples, grm.config.k)
+        # Each response joins the other responses to its prompt (this request's and concurrent
+        # ones') in one listwise judgment; the prompt's chat markup is read back into turns.
+        rollouts = [(p, untemplate(p), r) for p, r in pairs]
+        result = await judged(batcher.submit_rollouts(rollouts, grm.config.k, cfg.timeout_s))
         if isinstance(result, JSONResponse):
             return result
         rewards = [0.0] * len(pairs)
@@ -241,13 +245,12 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
         failed = [0.0] * len(pairs)
         group_size = [0.0] * len(pairs)
         bad = []
-        for (_, idx), r in zip(groups.items(), result, strict=True):
-            for pos, i in enumerate(idx):
-                if r.rewards is None:
-                    bad.append(i)
-                    continue
-                rewards[i] = r.rewards[pos] / r.used
-                used[i], failed[i], group_size[i] = r.used, r.failed, len(idx)
+        for i, (r, pos) in enumerate(result):
+            if r.rewards is None:
+                bad.append(i)
+                continue
+            rewards[i] = r.rewards[pos] / r.used
+            used[i], failed[i], group_size[i] = r.used, r.failed, len(r.rewards)
         if bad:
             return _error(502, f"no valid judgment for query {bad}: every sampled judgment failed to parse")
         return GetRewardResponse(
@@ -280,6 +283,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             "mean_batch_requests": round(s.batched_requests / s.batches, 2) if s.batches else None,
             "mean_batch_examples": round(s.batched_examples / s.batches, 2) if s.batches else None,
             "requests_rerun_alone": s.rerun_alone,
+            "mean_rollout_group_size": round(s.rollouts / s.rollout_examples, 2) if s.rollout_examples else None,
             "judgments": s.judgments,
             "parse_failures": s.parse_failures,
         }

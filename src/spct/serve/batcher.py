@@ -1,18 +1,29 @@
-"""Micro-batching: requests that arrive together become one generation batch.
+"""Micro-batching and listwise grouping: requests that arrive together become one generation batch.
 
 RL clients send many small reward requests at once; generating each alone wastes the engine.
-Requests wait in a bounded asyncio queue; one worker takes what has arrived (waiting at most
-`batch_wait_s` for more, up to `max_batch_examples`) and runs it as a single
-`GenerativeRewardModel.sample` call in a worker thread, so the event loop keeps accepting and
-refusing requests meanwhile. Past `max_queue` waiting requests a submit is refused (the app
-answers 503 with Retry-After), never dropped. A request that times out is skipped if its batch
-has not started. When a batch fails, each of its requests is re-run alone, so one poisoned
-request fails by itself and the rest of the batch is still answered.
+OpenRLHF (>= 0.9.1) even sends every rollout in a POST of its own, so the responses to one
+prompt (a GRPO group) reach the server one by one. The batcher regroups them: a rollout joins
+the open group of its prompt (same k) until the group holds `max_group_size` responses; a group
+is judged once it is full or `group_window_s` after it opened, listwise, as one example, and
+every request gets the reward of its own response. Explicit examples (/v1/judge) are judged as
+sent. While the engine is busy, groups keep filling, so grouping grows with load.
+
+One worker takes the groups that are ready (waiting at most `batch_wait_s` for more, up to
+`max_batch_examples`) and runs them as a single `GenerativeRewardModel.sample` call in a worker
+thread, so the event loop keeps accepting requests meanwhile. At most `max_queue` requests
+wait; past that a request either waits for room (`when_full="wait"`, the default: RL clients
+such as OpenRLHF cannot back off, and a refusal costs them a reward) or is refused at once
+(`"reject"`: the app answers 503 with Retry-After). Either way a request never waits longer
+than its timeout, and a request that times out is dropped from its group if the group has not
+started. When a batch fails, each of its groups is re-run alone, so one poisoned request fails
+by itself and the rest of the batch is still answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import time
@@ -20,10 +31,17 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..backends.base import BackendError
-from ..data import Example, Reward
+from ..data import Example, Query, Reward
 from ..judge import GenerativeRewardModel
 
 log = logging.getLogger(__name__)
+
+WHEN_FULL = ("wait", "reject")
+
+
+def example_id(query: Query, responses: list[str]) -> str:
+    """Content-derived, so an example gets the same shuffles and seeds whatever batch it lands in."""
+    return "h" + hashlib.sha256(json.dumps([query, responses]).encode()).hexdigest()[:16]
 
 
 class QueueFull(RuntimeError):
@@ -41,11 +59,33 @@ class JudgeFailed(RuntimeError):
 
 
 @dataclass
-class _Item:
-    examples: list[Example]
+class _Job:
+    """One request: a result slot per part, filled as the groups holding its parts are judged."""
+
     k: int
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.perf_counter)
+    slots: list
+    untaken: int  # parts no batch has taken yet
+    counted: bool = True  # still counted in the queue depth
+
+
+@dataclass
+class _Member:
+    job: _Job
+    slot: int
+    positions: list[int]  # where the job's responses sit in the group's example
+
+
+@dataclass
+class _Group:
+    """Responses judged together as one example: an explicit example, or rollouts of one prompt."""
+
+    key: tuple | None  # (prompt, k) for rollouts, which others may join; None for an explicit example
+    query: Query
+    responses: list[str]
+    members: list[_Member]
+    opened: float
+    example: Example | None = None
 
 
 @dataclass
@@ -53,56 +93,113 @@ class BatchStats:
     batches: int = 0
     batched_requests: int = 0
     batched_examples: int = 0
-    rerun_alone: int = 0  # requests re-run alone after their batch failed
+    rerun_alone: int = 0  # groups re-run alone after their batch failed
     judgments: int = 0
     parse_failures: int = 0
+    rollouts: int = 0  # /get_reward responses judged
+    rollout_examples: int = 0  # examples those responses were judged in
     batch_seconds: deque = field(default_factory=lambda: deque(maxlen=200))
 
 
 class MicroBatcher:
-    def __init__(self, grm: GenerativeRewardModel, *, max_queue: int = 256, max_batch_examples: int = 32,
-                 batch_wait_s: float = 0.01):
+    def __init__(self, grm: GenerativeRewardModel, *, max_queue: int = 4096, max_batch_examples: int = 32,
+                 batch_wait_s: float = 0.01, group_window_s: float = 1.0, max_group_size: int = 8,
+                 when_full: str = "wait"):
+        if when_full not in WHEN_FULL:
+            raise ValueError(f"when_full must be one of {WHEN_FULL}, got {when_full!r}")
+        if max_group_size < 1:
+            raise ValueError(f"max_group_size must be >= 1, got {max_group_size}")
         self.grm = grm
         self.max_queue = max_queue
         self.max_batch_examples = max_batch_examples
         self.batch_wait_s = batch_wait_s
+        self.group_window_s = group_window_s
+        self.max_group_size = max_group_size
+        self.when_full = when_full
         self.stats = BatchStats()
-        self._queue: asyncio.Queue[_Item] | None = None
-        self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._worker: asyncio.Task | None = None
+        self._pending: list[_Group] = []  # in arrival order
+        self._open: dict[tuple, _Group] = {}  # rollout groups others may still join
+        self._depth = 0
+        self._changed = asyncio.Event()
+        self._room = asyncio.Condition()
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize() if self._queue else 0
+        """Requests waiting for a batch."""
+        return self._depth
 
-    def _ensure_worker(self) -> asyncio.Queue:
+    def _ensure_worker(self) -> None:
         # Started lazily inside the serving loop, so the app works under any ASGI runner
-        # (and test clients that open a new loop get a fresh queue bound to it).
+        # (and test clients that open a new loop get fresh state bound to it).
         loop = asyncio.get_running_loop()
-        if self._queue is None or self._loop is not loop:
-            self._queue, self._loop = asyncio.Queue(maxsize=self.max_queue), loop
-            self._worker = None
+        if self._loop is not loop:
+            self._loop, self._worker = loop, None
+            self._pending, self._open, self._depth = [], {}, 0
+            self._changed, self._room = asyncio.Event(), asyncio.Condition()
         if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._run(self._queue))
-        return self._queue
+            self._worker = loop.create_task(self._run())
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained by one batch's worth."""
         per_batch = sum(self.stats.batch_seconds) / len(self.stats.batch_seconds) if self.stats.batch_seconds else 1.0
         return max(1, math.ceil(per_batch * max(1, self.depth) / self.max_batch_examples))
 
+    # -- submitting ---------------------------------------------------------------------------
     async def submit(self, examples: list[Example], k: int, timeout_s: float) -> list[Reward]:
-        queue = self._ensure_worker()
-        item = _Item(examples, k, asyncio.get_running_loop().create_future())
+        """Judge explicit examples, each as sent; one Reward per example."""
+        def place(job: _Job, now: float) -> None:
+            for slot, ex in enumerate(examples):
+                member = _Member(job, slot, list(range(len(ex.responses))))
+                self._pending.append(_Group(None, ex.query, list(ex.responses), [member], now, ex))
+
+        results = await self._submit(len(examples), k, timeout_s, place)
+        return [reward for reward, _ in results]
+
+    async def submit_rollouts(self, rollouts: list[tuple[str, Query, str]], k: int, timeout_s: float) -> list[tuple[Reward, int]]:
+        """Judge single responses (prompt key, query, response), each listwise with the other
+        responses to the same prompt that arrive meanwhile; per response its example's Reward and
+        its position in that example."""
+        def place(job: _Job, now: float) -> None:
+            for slot, (prompt, query, response) in enumerate(rollouts):
+                key = (prompt, k)
+                group = self._open.get(key)
+                if group is None:
+                    group = self._open[key] = _Group(key, query, [], [], now)
+                    self._pending.append(group)
+                group.members.append(_Member(job, slot, [len(group.responses)]))
+                group.responses.append(response)
+                if len(group.responses) >= self.max_group_size:
+                    del self._open[key]  # full: the next rollout of this prompt opens a new group
+
+        results = await self._submit(len(rollouts), k, timeout_s, place)
+        return [(reward, positions[0]) for reward, positions in results]
+
+    async def _submit(self, parts: int, k: int, timeout_s: float, place) -> list[tuple[Reward, list[int]]]:
+        self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if self._depth >= self.max_queue:
+            if self.when_full == "reject":
+                raise QueueFull(self.retry_after())
+            async with self._room:  # wait for room, within the request's own time budget
+                await asyncio.wait_for(self._room.wait_for(lambda: self._depth < self.max_queue), deadline - loop.time())
+        job = _Job(k, loop.create_future(), [None] * parts, parts)
+        self._depth += 1
+        place(job, loop.time())
+        self._changed.set()
         try:
-            queue.put_nowait(item)
-        except asyncio.QueueFull:
-            raise QueueFull(self.retry_after()) from None
-        try:
-            return await asyncio.wait_for(asyncio.shield(item.future), timeout_s)
+            return await asyncio.wait_for(asyncio.shield(job.future), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
-            item.future.cancel()  # the worker skips it if its batch has not started
+            job.future.cancel()  # the worker drops its parts from groups that have not started
+            self._uncount(job)
             raise
+
+    def _uncount(self, job: _Job) -> None:
+        if job.counted:
+            job.counted = False
+            self._depth -= 1
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -113,79 +210,121 @@ class MicroBatcher:
                 pass
 
     # -- worker -----------------------------------------------------------------------------
-    async def _next_batch(self, queue: asyncio.Queue) -> list[_Item]:
-        batch = [await queue.get()]
-        size = len(batch[0].examples)
-        deadline = time.perf_counter() + self.batch_wait_s
-        while size < self.max_batch_examples:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(queue.get(), left)
-                except asyncio.TimeoutError:
-                    break
-            batch.append(item)
-            size += len(item.examples)
-        return batch
+    def _ready(self, now: float) -> list[_Group]:
+        return [g for g in self._pending
+                if g.key is None or len(g.responses) >= self.max_group_size or now >= g.opened + self.group_window_s]
 
-    async def _run(self, queue: asyncio.Queue) -> None:
+    async def _wait_change(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _next_batch(self) -> list[_Group]:
+        loop = asyncio.get_running_loop()
+        while True:  # until some group is ready
+            self._changed.clear()
+            now = loop.time()
+            ready = self._ready(now)
+            if ready:
+                break
+            soonest = min((g.opened + self.group_window_s for g in self._pending), default=None)
+            await self._wait_change(None if soonest is None else max(0.0, soonest - now))
+        until = loop.time() + self.batch_wait_s
+        while len(ready) < self.max_batch_examples and loop.time() < until:  # a moment for more
+            self._changed.clear()
+            await self._wait_change(until - loop.time())
+            ready = self._ready(loop.time())
+        batch = ready[: self.max_batch_examples]
+        taken = {id(g) for g in batch}
+        self._pending = [g for g in self._pending if id(g) not in taken]
+        for g in batch:
+            if g.key is not None and self._open.get(g.key) is g:
+                del self._open[g.key]
+            for m in g.members:
+                m.job.untaken -= 1
+                if m.job.untaken == 0:
+                    self._uncount(m.job)
+        async with self._room:
+            self._room.notify_all()
+        return [g for g in map(self._live, batch) if g is not None]
+
+    @staticmethod
+    def _live(g: _Group) -> _Group | None:
+        """The group without the responses of requests that timed out meanwhile; None if none is left."""
+        live = [m for m in g.members if not m.job.future.done()]
+        if len(live) == len(g.members):
+            return g
+        if not live or g.key is None:
+            return None
+        responses = [g.responses[m.positions[0]] for m in live]
+        members = [_Member(m.job, m.slot, [i]) for i, m in enumerate(live)]
+        return _Group(g.key, g.query, responses, members, g.opened)
+
+    async def _run(self) -> None:
         while True:
-            batch = [it for it in await self._next_batch(queue) if not it.future.done()]
-            by_k: dict[int, list[_Item]] = {}
-            for it in batch:
-                by_k.setdefault(it.k, []).append(it)
-            for k, items in by_k.items():
+            batch = await self._next_batch()
+            by_k: dict[int, list[_Group]] = {}
+            for g in batch:
+                by_k.setdefault(g.members[0].job.k, []).append(g)
+            for k, groups in by_k.items():
                 t0 = time.perf_counter()
                 try:
-                    results = await asyncio.to_thread(self._judge, [ex for it in items for ex in it.examples], k)
+                    results = await asyncio.to_thread(self._judge, [self._example(g) for g in groups], k)
                 except Exception as e:  # noqa: BLE001 - any engine failure is reported per request
-                    log.warning("batch of %d request(s) failed (%s); re-running each alone", len(items), e)
-                    await self._rerun_alone(items, k, e)
+                    log.warning("batch of %d example(s) failed (%s); re-running each alone", len(groups), e)
+                    await self._rerun_alone(groups, k, e)
                 else:
-                    self._deliver(items, results)
+                    self._deliver(groups, results)
                 self.stats.batch_seconds.append(time.perf_counter() - t0)
                 self.stats.batches += 1
-                self.stats.batched_requests += len(items)
-                self.stats.batched_examples += sum(len(it.examples) for it in items)
+                self.stats.batched_requests += len({id(m.job) for g in groups for m in g.members})
+                self.stats.batched_examples += len(groups)
 
-    async def _rerun_alone(self, items: list[_Item], k: int, first_error: Exception) -> None:
-        if len(items) == 1:
-            self._fail(items[0], first_error)
+    @staticmethod
+    def _example(g: _Group) -> Example:
+        return g.example if g.example is not None else Example(example_id(g.query, g.responses), g.query, g.responses)
+
+    async def _rerun_alone(self, groups: list[_Group], k: int, first_error: Exception) -> None:
+        if len(groups) == 1:
+            self._fail(groups[0], first_error)
             return
-        for it in items:
-            if it.future.done():
+        for g in groups:
+            if all(m.job.future.done() for m in g.members):
                 continue
             self.stats.rerun_alone += 1
             try:
-                self._deliver([it], await asyncio.to_thread(self._judge, it.examples, k))
+                self._deliver([g], await asyncio.to_thread(self._judge, [self._example(g)], k))
             except Exception as e:  # noqa: BLE001
-                self._fail(it, e)
+                self._fail(g, e)
 
     def _judge(self, examples: list[Example], k: int) -> list[Reward]:
         judgments = self.grm.sample(examples, k)
         return [self.grm.aggregate(ex, js) for ex, js in zip(examples, judgments, strict=True)]
 
-    def _deliver(self, items: list[_Item], rewards: list[Reward]) -> None:
-        at = 0
-        for it in items:
-            mine = rewards[at : at + len(it.examples)]
-            at += len(it.examples)
-            self.stats.judgments += sum(len(r.judgments) for r in mine)
-            self.stats.parse_failures += sum(r.failed for r in mine)
-            if not it.future.done():
-                it.future.set_result(mine)
+    def _deliver(self, groups: list[_Group], rewards: list[Reward]) -> None:
+        for g, reward in zip(groups, rewards, strict=True):
+            self.stats.judgments += len(reward.judgments)
+            self.stats.parse_failures += reward.failed
+            if g.key is not None:
+                self.stats.rollouts += len(g.responses)
+                self.stats.rollout_examples += 1
+            for m in g.members:
+                job = m.job
+                if job.future.done():
+                    continue
+                job.slots[m.slot] = (reward, m.positions)
+                if all(s is not None for s in job.slots):
+                    job.future.set_result(job.slots)
 
     @staticmethod
-    def _fail(item: _Item, error: Exception) -> None:
-        if item.future.done():
-            return
+    def _fail(g: _Group, error: Exception) -> None:
         if isinstance(error, BackendError):
-            item.future.set_exception(JudgeFailed(502, f"the judge backend failed: {error}"))
+            failure = JudgeFailed(502, f"the judge backend failed: {error}")
         elif isinstance(error, ValueError):  # e.g. a query too long for the model's context
-            item.future.set_exception(JudgeFailed(422, str(error)))
+            failure = JudgeFailed(422, str(error))
         else:
-            item.future.set_exception(JudgeFailed(500, f"judging failed: {type(error).__name__}: {error}"))
+            failure = JudgeFailed(500, f"judging failed: {type(error).__name__}: {error}")
+        for m in g.members:
+            if not m.job.future.done():
+                m.job.future.set_exception(failure)
