@@ -13,16 +13,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .prompts import MAX_SCORE, MIN_SCORE
+from .score_scale import AFTER_BOX_PATTERN, BOX_PATTERN, MAX_SCORE, MIN_SCORE, SCORES_LABEL_PATTERN
 
-_BOX = re.compile(r"\\boxed\s*\{([^{}]*)\}")
-# What may follow the score box: closing markdown, punctuation, whitespace; no words or digits.
-_AFTER_BOX = re.compile(r"[\s*_.`$\])]*")
+_BOX = re.compile(BOX_PATTERN)
+_AFTER_BOX = re.compile(AFTER_BOX_PATTERN)
 _INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
 _PRINCIPLES_HEADER = re.compile(r"^[#*\s]*principles?[*\s]*:?[*]*", re.IGNORECASE)
 _PRINCIPLES_OPENING = re.compile(r"^\W*(?:the\s+)?(?:principles?|criteria)\b", re.IGNORECASE)
 _ANALYSIS = re.compile(r"^[#*\s]*(?:analysis|critique|evaluation)[*\s]*:[*]*", re.IGNORECASE | re.MULTILINE)
-_SCORES_LABEL = re.compile(r"[*_#\s]*\bscores?\b[*_\s]*:[*_\s$]*$", re.IGNORECASE)
+_SCORES_LABEL = re.compile(SCORES_LABEL_PATTERN, re.IGNORECASE)
 
 
 class JudgmentParseError(ValueError):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import Message
+from ..score_scale import MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,9 @@ class ScoreConstraint:
     """
 
     count: int
-    prefix: str = "Scores: \\boxed{"
-    lo: int = 1
-    hi: int = 10
+    prefix: str = SCORE_PREFIX
+    lo: int = MIN_SCORE
+    hi: int = MAX_SCORE
 
 
 @dataclass
@@ -32,7 +33,7 @@ class GenerationRequest:
     messages: list[Message]
     n: int = 1
     temperature: float = 0.0  # 0 = greedy
-    max_new_tokens: int = 512
+    max_new_tokens: int = MAX_NEW_TOKENS
     seed: int = 0
     constraint: ScoreConstraint | None = None
 

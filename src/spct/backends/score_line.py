@@ -5,23 +5,40 @@ writes freely; a generation whose last box already holds the right number of val
 kept; any other is cut before its score line and continued from the forced prefix under a
 constraint that admits only the score list. What differs is how the constraint is spelled:
 vLLM and SGLang take a regex, llama.cpp a GBNF grammar. This module writes both, and finds
-where to cut, by the parser's own rule (the box must end the judgment). Nothing here imports
-an engine.
+where to cut, by the parser's own rule (the box must end the judgment), read from
+`spct.score_scale`. Nothing here imports an engine or the parser.
 """
 
 from __future__ import annotations
 
-from ..parsing import JudgmentParseError, final_box, strip_score_label
+import re
+
+from ..score_scale import AFTER_BOX_PATTERN, BOX_PATTERN, SCORES_LABEL_PATTERN
 from .base import ScoreConstraint
+
+_BOX = re.compile(BOX_PATTERN)
+_AFTER_BOX = re.compile(AFTER_BOX_PATTERN)
+_SCORES_LABEL = re.compile(SCORES_LABEL_PATTERN, re.IGNORECASE)
+
+
+def _final_box(text: str) -> re.Match[str] | None:
+    """The last score box of `text` when it ends the text (the parser's rule), else None."""
+    boxes = list(_BOX.finditer(text))
+    if not boxes or not _AFTER_BOX.fullmatch(text, boxes[-1].end()):
+        return None
+    return boxes[-1]
+
+
+def _strip_score_label(head: str) -> str:
+    return _SCORES_LABEL.sub("", head.rstrip()).rstrip()
 
 
 def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
     """True when `text` already ends in a score box the parser accepts (c.count integers in range)."""
-    try:
-        box = final_box(text).group(1)
-    except JudgmentParseError:
+    found = _final_box(text)
+    if found is None:
         return False
-    items = [x.strip() for x in box.split(",")]
+    items = [x.strip() for x in found.group(1).split(",")]
     return len(items) == c.count and all(x.isdigit() and c.lo <= int(x) <= c.hi for x in items)
 
 
@@ -34,12 +51,9 @@ def head_before_score_line(text: str) -> str:
     cut = text.rfind("\\boxed")
     if cut >= 0 and "}" not in text[cut:]:
         text = text[:cut]
-    else:
-        try:
-            text = text[: final_box(text).start()]
-        except JudgmentParseError:
-            pass
-    return strip_score_label(text)
+    elif (found := _final_box(text)) is not None:
+        text = text[: found.start()]
+    return _strip_score_label(text)
 
 
 def forced_prompt_tail(text: str, c: ScoreConstraint) -> tuple[str, str]:
