@@ -64,8 +64,12 @@ def meta_row(example: Example, judgment: Judgment, hinted: bool = False) -> dict
             "judgment": judgment.to_dict(), "label": label, "hinted": hinted}
 
 
-def read_meta_rows(path: str | Path) -> tuple[list[tuple[Example, Judgment, int]], list[InputIssue]]:
-    """Read `spct meta-data` output: (example, judgment, label) per good line, issues for the rest."""
+def read_meta_rows(path: str | Path, include_hinted: bool = False) -> tuple[list[tuple[Example, Judgment, int]], list[InputIssue]]:
+    """Read `spct meta-data` output: (example, judgment, label) per good line, issues for the rest.
+
+    Hinted judgments are left out unless `include_hinted`: the meta RM rates judgments made
+    without a hint, and a hinted one is right for a reason it will never see at inference.
+    """
     rows, issues = [], []
     for lineno, obj in iter_jsonl(path):
         if isinstance(obj, InputIssue):
@@ -79,6 +83,8 @@ def read_meta_rows(path: str | Path) -> tuple[list[tuple[Example, Judgment, int]
                 raise ValueError("label must be 0 or 1")
         except (KeyError, TypeError, ValueError) as e:
             issues.append(InputIssue(str(path), lineno, None, f"not a meta RM training row ({e!s})"))
+            continue
+        if obj.get("hinted") and not include_hinted:
             continue
         rows.append((ex, j, label))
     return rows, issues

@@ -63,14 +63,21 @@ class Voting:
         self.meta_scorer = meta_scorer
         self.k_meta = k_meta
 
-    def aggregate(self, example: Example, judgments: list[Judgment]) -> Reward:
-        """Vote over `judgments` (meta-scoring them first when a meta scorer is set)."""
-        k_meta = None
-        if self.meta_scorer is not None:
+    def rate(self, example: Example, judgments: list[Judgment]) -> None:
+        """Set each judgment's meta score (nothing to do without a meta scorer)."""
+        if self.meta_scorer is not None and judgments:
             for j, m in zip(judgments, self.meta_scorer(example, judgments), strict=True):
                 j.meta = float(m)
-            k_meta = self.k_meta or max(1, len(judgments) // 2)
+
+    def vote(self, example: Example, judgments: list[Judgment]) -> Reward:
+        """Vote over already rated judgments: all valid ones, or the top k_meta with a meta scorer."""
+        k_meta = (self.k_meta or max(1, len(judgments) // 2)) if self.meta_scorer is not None else None
         return vote(example.id, judgments, len(example.responses), best=example.best, ratings=example.ratings, k_meta=k_meta)
+
+    def aggregate(self, example: Example, judgments: list[Judgment]) -> Reward:
+        """Vote over `judgments` (meta-scoring them first when a meta scorer is set)."""
+        self.rate(example, judgments)
+        return self.vote(example, judgments)
 
     def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
         drawn = sample(examples, k, greedy=k == 1)

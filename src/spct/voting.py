@@ -46,6 +46,16 @@ def check_rating_scale(examples: Sequence[Example]) -> None:
             raise InputError(f"{ex.source or f'example {ex.id}'}: {why}", field="ratings")
 
 
+def labelled_best(best: Sequence[int] | None, ratings: Sequence[float] | None) -> list[int]:
+    """The labelled best response(s): `best`, else (ratings only) the highest-rated response(s)."""
+    if best:
+        return list(best)
+    if not ratings or len(ratings) < 2:
+        return []
+    top = max(ratings)
+    return [i for i, r in enumerate(ratings) if r == top]
+
+
 def is_correct(scores: Sequence[float] | None, best: Sequence[int] | None, ratings: Sequence[float] | None) -> bool | None:
     """The accuracy rule (used for rejection, the RL reward, meta RM labels and benchmarks).
 
@@ -63,11 +73,8 @@ def is_correct(scores: Sequence[float] | None, best: Sequence[int] | None, ratin
         if ratings is None:
             return None
         return round(scores[0]) == round(ratings[0])
-    if not best:  # ratings only: the highest-rated response(s) are the best
-        top = max(ratings)  # type: ignore[arg-type]
-        best = [i for i, r in enumerate(ratings) if r == top]  # type: ignore[arg-type]
     winner = strict_best(scores)
-    return winner is not None and winner in best
+    return winner is not None and winner in labelled_best(best, ratings)
 
 
 def vote(

@@ -6,9 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..backends import ENGINES, load_backend
+from ..backends import ENGINES, Backend, load_backend
 from ..data import Example, InputError, InputIssue, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
+from ..policies import RULES, MetaScorer
+from ..score_scale import MAX_NEW_TOKENS
+from ..voting import check_rating_scale
 
 
 def positive_int(text: str) -> int:
@@ -18,19 +21,23 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) -> None:
+    """The engine options every judging command shares (`build_backend` reads them)."""
     g = p.add_argument_group("model")
     g.add_argument("--model", default="smollm2-135m",
-                   help="'smollm2-135m' (embedded, default), a local HF model folder, a .gguf file, or a hub id")
+                   help=model_help or "'smollm2-135m' (embedded, default), a local HF model folder, a .gguf file, or a hub id")
     g.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     g.add_argument("--gen-batch-size", type=positive_int, default=16, help="sequences per generate call (default: 16)")
     add_engine_args(p)
 
 
-def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int = 512) -> None:
+def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
+    """Judging options; k=None leaves --k to the command (eval takes several)."""
     g = p.add_argument_group("judging")
-    g.add_argument("--k", type=positive_int, default=k, help=f"judgments sampled per example and voted on (default: {k}; k=1 is greedy)")
+    if k is not None:
+        g.add_argument("--k", type=positive_int, default=k,
+                       help=f"judgments sampled per example and voted on (default: {k}; k=1 is greedy)")
     g.add_argument("--temperature", type=float, default=0.5, help="sampling temperature when k > 1 (default: 0.5)")
     g.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens, help=f"token budget of one judgment (default: {max_new_tokens})")
     g.add_argument("--seed", type=int, default=0, help="seeds response shuffles and sampling (default: 0)")
@@ -40,25 +47,54 @@ def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int =
     g.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without writing principles")
 
 
-def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
-    meta_rm, k_meta = getattr(args, "meta_rm", None), getattr(args, "k_meta", None)
-    if k_meta is not None and not (meta_rm and 1 <= k_meta <= args.k):
-        raise InputError("--k-meta needs --meta-rm and a value in 1..k")
-    if meta_rm and not Path(meta_rm).is_dir():
-        raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
-    options = {}
-    if args.engine == "transformers" and not args.model.startswith("openai:"):
-        options = {"device": args.device, "batch_size": args.gen_batch_size}
-    options.update(engine_options(args))
-    backend = load_backend(args.model, args.engine, **options)
-    config = JudgeConfig(k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                         constrain=args.constrain, retries=args.retries, principles=args.principles, k_meta=k_meta)
-    meta_scorer = None
-    if meta_rm:
-        from ..meta_rm import MetaRM
+def add_adaptive_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("adaptive voting")
+    g.add_argument("--adaptive", default=None, choices=RULES,
+                   help="sample in rounds and stop an example once more samples cannot (exact) or are unlikely to (bound) "
+                        "change its winner; each output line's 'k' is the samples it drew (default: off, plain voting@k)")
+    g.add_argument("--round-size", type=positive_int, default=1, help="adaptive voting: samples drawn per round (default: 1)")
 
-        meta_scorer = MetaRM(meta_rm, device=args.device).score
-    return GenerativeRewardModel(backend, config, meta_scorer)
+
+def build_backend(args: argparse.Namespace) -> Backend:
+    """The one place a backend is built from command-line options, for every subcommand."""
+    options: dict = {}
+    if args.engine == "transformers" and not args.model.startswith("openai:"):
+        options = {"device": getattr(args, "device", None), "batch_size": getattr(args, "gen_batch_size", 16)}
+    options.update(engine_options(args))
+    return load_backend(args.model, args.engine, **options)
+
+
+def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
+    """JudgeConfig from the judging options (those a command lacks keep the library's defaults)."""
+    d = JudgeConfig()
+
+    def opt(name: str):
+        return getattr(args, name, getattr(d, name))
+
+    k_meta = getattr(args, "k_meta", None)
+    if k_meta is not None and not (getattr(args, "meta_rm", None) and 1 <= k_meta <= (k or args.k)):
+        raise InputError("--k-meta needs --meta-rm and a value in 1..k")
+    return JudgeConfig(k=k or args.k, temperature=opt("temperature"), max_new_tokens=opt("max_new_tokens"), seed=opt("seed"),
+                       constrain=opt("constrain"), retries=opt("retries"), principles=opt("principles"), k_meta=k_meta,
+                       adaptive=opt("adaptive"), round_size=opt("round_size"))
+
+
+def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:
+    meta_rm = getattr(args, "meta_rm", None)
+    if not meta_rm:
+        return None
+    if not Path(meta_rm).is_dir():
+        raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
+    from ..meta_rm import MetaRM
+
+    return MetaRM(meta_rm, device=getattr(args, "device", None)).score
+
+
+def build_grm(args: argparse.Namespace, k: int | None = None) -> GenerativeRewardModel:
+    """Backend, judging config and meta RM (with --meta-rm) from the command line: the judge every command uses."""
+    config = judge_config(args, k)
+    meta_scorer = load_meta_scorer(args)
+    return GenerativeRewardModel(build_backend(args), config, meta_scorer)
 
 
 def add_meta_args(p: argparse.ArgumentParser) -> None:
@@ -109,4 +145,5 @@ def load_labelled(args: argparse.Namespace) -> list[Example]:
     examples = [ex for ex in examples if ex.labelled][: args.limit]
     if not examples:
         raise InputError(f"{args.input}: no labelled examples ('best' or 'ratings' is needed)")
+    check_rating_scale(examples)
     return examples

@@ -8,9 +8,8 @@ import sys
 from tqdm import tqdm
 
 from ..data import InputError, load_examples
-from ..judge import GenerativeRewardModel, JudgeConfig
 from ..probes import PROMPTS, ProbeConfig, run_probes
-from .common import add_model_args, report_issues
+from .common import add_model_args, build_grm, report_issues
 from .demo import demo_file
 
 
@@ -33,8 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import load_backend
-
     prompts = tuple(x.strip() for x in args.prompts.split(",") if x.strip())
     unknown = [x for x in prompts if x not in PROMPTS]
     if unknown or not prompts:
@@ -44,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     examples = [ex for ex in examples if ex.best and len(ex.responses) >= 2][: args.limit]
     if not examples:
         raise InputError("no usable examples: probes need >= 2 responses and a 'best' label")
-    options = {"device": args.device, "batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
-    grm = GenerativeRewardModel(load_backend(args.model, args.engine, **options), JudgeConfig(max_new_tokens=args.max_new_tokens))
+    grm = build_grm(args, k=1)
     config = ProbeConfig(prompts=prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     with tqdm(total=len(examples), desc="probing", unit="ex") as bar:
         summary = run_probes(grm, examples, args.output, config, progress=bar.update)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_judge_args, add_model_args, build_grm
+from .common import add_judge_args, add_meta_args, add_model_args, build_grm
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-mb", type=float, default=4.0, help="largest accepted request body in MiB (default: 4)")
     add_model_args(p)
     add_judge_args(p, k=1, max_new_tokens=256)
+    add_meta_args(p)
     p.set_defaults(func=run)
 
 
