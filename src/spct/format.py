@@ -70,6 +70,13 @@ class JudgingFormat(Format):
         """The score line for n responses, as data for the engines."""
         return ScoreConstraint(n, self.prefix, self.min_score, self.max_score)
 
+    def shown_scores(self, text: str, n: int) -> list[int] | None:
+        """The scores of a judgment text in shown order, or None when it does not parse (the RL reward's view)."""
+        try:
+            return parse_judgment(text, n).scores
+        except JudgmentParseError:
+            return None
+
     def to_judgment(self, example: Example, sample: int, order: list[int], gen: Generation) -> Judgment:
         """Parse one generation and map its scores back to the original order; a parse failure is kept, typed."""
         truncated = gen.finish_reason == "length"

@@ -166,8 +166,8 @@ class MicroBatcher:
                 self._fail(it, e)
 
     def _judge(self, examples: list[Example], k: int) -> list[Reward]:
-        judgments = self.grm.sample(examples, k)
-        return [self.grm.aggregate(ex, js) for ex, js in zip(examples, judgments, strict=True)]
+        # The judge's own policy (voting, meta-guided, adaptive), all examples in one round.
+        return self.grm.judge(examples, k, batch_size=max(1, len(examples)))
 
     def _deliver(self, items: list[_Item], rewards: list[Reward]) -> None:
         at = 0

@@ -20,10 +20,9 @@ from typing import Any
 import torch
 
 from ..data import Example, InputError
+from ..format import JudgingFormat
 from ..judge import sample_order
-from ..parsing import JudgmentParseError, parse_judgment
-from ..prompts import judge_messages
-from ..voting import is_correct
+from ..voting import check_rating_scale, is_correct
 from .sft import resolve_policy, save_model
 
 
@@ -35,10 +34,9 @@ def completion_text(completion: Any) -> str:
 
 
 def judgment_reward(text: str, n: int, best: list[int] | None, ratings: list[float] | None) -> float:
-    """+1 if the judgment parses and is right by the accuracy rule, else -1."""
-    try:
-        scores = parse_judgment(text, n).scores
-    except JudgmentParseError:
+    """+1 if the judgment parses (by the judging format's parser) and is right by the accuracy rule, else -1."""
+    scores = JudgingFormat().shown_scores(text, n)
+    if scores is None:
         return -1.0
     return 1.0 if is_correct(scores, best or None, ratings or None) else -1.0
 
@@ -51,13 +49,15 @@ def rule_reward(prompts: list, completions: list, n: list[int], best: list[list[
 def rl_rows(examples: list[Example], seed: int = 0, principles: bool = True) -> list[dict[str, Any]]:
     """One conversational prompt per example, responses shuffled, labels mapped to shown positions."""
     rows = []
+    fmt = JudgingFormat(principles=principles)
+    check_rating_scale(examples)
     for ex in examples:
         if not ex.labelled:
             raise InputError(f"example {ex.id}: RL needs a label ('best' or 'ratings')")
         order = sample_order(seed, ex.id, 0, len(ex.responses))
         rows.append({
             "id": ex.id,
-            "prompt": judge_messages(ex, order, principles=principles),
+            "prompt": fmt.messages(ex, order),
             "n": len(order),
             "best": sorted(order.index(b) for b in ex.best) if ex.best else [],
             "ratings": [float(ex.ratings[i]) for i in order] if ex.ratings is not None else [],
