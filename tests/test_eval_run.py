@@ -10,9 +10,9 @@ import pytest
 from spct.cli import main
 from spct.cli.demo import demo_file
 from spct.data import Example
-from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.eval.baselines import TokenProbMethod, VerdictMethod, parse_verdict
 from spct.eval.verifiable import build
+from spct.judge import GenerativeRewardModel, JudgeConfig
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 
