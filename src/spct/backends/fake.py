@@ -40,7 +40,10 @@ class FakeBackend(Backend):
         self.fail = fail
         self.calls: list[list[GenerationRequest]] = []
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+    def forces_score_line(self, request: GenerationRequest) -> bool:
+        return False  # scripted text is returned as written, so tests see parse failures
+
+    def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         self.calls.append(list(requests))
         out = []
         for req in requests:

@@ -12,9 +12,31 @@ where to cut, by the parser's own rule (the box must end the judgment), read fro
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from ..score_scale import AFTER_BOX_PATTERN, BOX_PATTERN, SCORES_LABEL_PATTERN
-from .base import ScoreConstraint
+from ..score_scale import (
+    AFTER_BOX_PATTERN,
+    BOX_PATTERN,
+    MAX_SCORE,
+    MIN_SCORE,
+    SCORE_PREFIX,
+    SCORES_LABEL_PATTERN,
+)
+
+
+@dataclass(frozen=True)
+class ScoreConstraint:
+    """Force the judgment's last line: `prefix` then `count` integers in lo..hi, comma-separated, then `}`.
+
+    Engines let the model write its principles and analysis freely and only constrain the
+    score line, so a tiny model's judgment always parses while its reasoning stays its own.
+    """
+
+    count: int
+    prefix: str = SCORE_PREFIX
+    lo: int = MIN_SCORE
+    hi: int = MAX_SCORE
+
 
 _BOX = re.compile(BOX_PATTERN)
 _AFTER_BOX = re.compile(AFTER_BOX_PATTERN)

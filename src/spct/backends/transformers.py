@@ -1,10 +1,11 @@
 """Hugging Face transformers engine: the embedded default, CPU or one GPU.
 
 Batches all samples of all requests into left-padded `generate` calls. With a
-`ScoreConstraint`, generation runs in two phases: the model first writes freely (principles
-and analysis); rows whose text already ends in a valid score box are kept as written, the
-others lose their broken score line (if any) and are continued from a forced `Scores: \\boxed{`
-under a logits processor that admits only `count` integers in lo..hi and the closing brace.
+`ScoreConstraint`, generation runs in two phases (driven by `Backend.generate`): the model first
+writes freely (principles and analysis); rows whose text already ends in a valid score box are
+kept as written, the others lose their broken score line (if any) and are continued from a
+forced `Scores: \\boxed{` under a logits processor that admits only `count` integers in lo..hi
+and the closing brace.
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ import logging
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from .base import Backend, Generation, GenerationRequest, HFTokenizerMixin, ScoreConstraint
+from .base import (
+    Backend,
+    Continuation,
+    Generation,
+    GenerationRequest,
+    HFTokenizerMixin,
+    ScoreConstraint,
+)
 from .models import ModelNotFound, resolve_model
-from .score_line import constraint_satisfied, forced_prompt_tail, score_budget
+from .score_line import score_budget
 
 log = logging.getLogger(__name__)
 
@@ -150,43 +158,30 @@ class TransformersBackend(HFTokenizerMixin, Backend):
             groups.setdefault((req.temperature, req.max_new_tokens), []).append(j)
         return [g[b : b + self.batch_size] for g in groups.values() for b in range(0, len(g), self.batch_size)]
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+    def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         rows: list[tuple[int, GenerationRequest, str]] = []  # (request index, request, rendered prompt)
         for i, req in enumerate(requests):
-            prompt = self.render(req.messages)
-            # Greedy samples are identical: generate once, copy.
-            rows += [(i, req, prompt)] * (req.n if req.temperature > 0 else 1)
+            rows += [(i, req, self.render(req.messages))] * req.n
         gens: list[Generation] = [Generation("")] * len(rows)
         for chunk in self._batches(list(range(len(rows))), rows):
             req0 = rows[chunk[0]][1]
             done = self._run([rows[j][2] for j in chunk], req0.temperature, req0.max_new_tokens, req0.seed + chunk[0])
             for j, (text, n_new, hit) in zip(chunk, done, strict=True):
                 gens[j] = Generation(text, "length" if hit else "stop", False, n_new)
-        self._force_score_lines(rows, gens)
         out: list[list[Generation]] = [[] for _ in requests]
         for (i, _, _), g in zip(rows, gens, strict=True):
             out[i].append(g)
-        for i, req in enumerate(requests):
-            if req.temperature <= 0 and req.n > 1:
-                g = out[i][0]
-                out[i] = [Generation(g.text, g.finish_reason, g.forced, g.new_tokens) for _ in range(req.n)]
         return out
 
-    def _force_score_lines(self, rows, gens: list[Generation]) -> None:
-        todo = [j for j, (_, req, _) in enumerate(rows) if req.constraint and not constraint_satisfied(gens[j].text, req.constraint)]
-        for chunk in self._batches(todo, rows):
-            heads, prompts, cons = [], [], []
-            for j in chunk:
-                _, req, prompt = rows[j]
-                head, tail_start = forced_prompt_tail(gens[j].text, req.constraint)
-                heads.append(head)
-                prompts.append(prompt + tail_start)
-                cons.append(req.constraint)
-            req0 = rows[chunk[0]][1]
-            budget = max(score_budget(c) for c in cons)
-            done = self._run(prompts, req0.temperature, budget, req0.seed + 7919 + chunk[0], cons)
-            for j, head, c, (tail, n_new, _) in zip(chunk, heads, cons, done, strict=True):
-                g = gens[j]
-                g.text = f"{head}\n{c.prefix}{tail}"
-                g.forced = True
-                g.new_tokens += n_new
+    def generate_forced(self, continuations: list[Continuation]) -> list[tuple[str, int]]:
+        """Re-read prompt + free text + forced prefix, then decode under the score-line logits processor."""
+        rows = [(j, c.request, self.render(c.request.messages) + c.prefill) for j, c in enumerate(continuations)]
+        out: list[tuple[str, int]] = [("", 0)] * len(rows)
+        for chunk in self._batches(list(range(len(rows))), rows):
+            cons = [rows[j][1].constraint for j in chunk]
+            req0, c0 = rows[chunk[0]][1], continuations[chunk[0]]
+            budget = max(score_budget(c) for c in cons)  # type: ignore[arg-type]
+            done = self._run([rows[j][2] for j in chunk], req0.temperature, budget, req0.seed + 7919 + c0.sample, cons)  # type: ignore[arg-type]
+            for j, (tail, n_new, _) in zip(chunk, done, strict=True):
+                out[j] = (tail, n_new)
+        return out
