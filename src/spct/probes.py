@@ -36,7 +36,7 @@ from .data import Example, JsonlAppender, Message
 from .format import JudgingFormat, Renderer
 from .judge import GenerativeRewardModel, Shown
 from .prompts import judge_messages
-from .score_scale import MAX_SCORE, MIN_SCORE
+from .score_scale import MAX_SCORE, MIN_SCORE, PROBE_MAX_NEW_TOKENS
 from .voting import strict_best
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def conditions_for(prompt: str) -> tuple[str, ...]:
 @dataclass
 class ProbeConfig:
     prompts: tuple[str, ...] = ("hardened", "naive")
-    max_new_tokens: int = 48
+    max_new_tokens: int = PROBE_MAX_NEW_TOKENS
     batch_size: int = 8  # examples per backend call (each expands to len(prompts) * 8 requests)
     constrain: bool = True
 

@@ -1,4 +1,4 @@
-"""The judge's score scale and score line, as plain constants every module shares.
+"""The judge's score scale, score line and token budgets, as plain constants every module shares.
 
 Scores are integers MIN_SCORE..MAX_SCORE; a judgment ends with `SCORE_PREFIX a, b, ...}`. The two
 patterns state the parser's rule for a final score box (the last `\\boxed{...}`, followed only by
@@ -16,8 +16,13 @@ BOX_PATTERN = r"\\boxed\s*\{([^{}]*)\}"
 AFTER_BOX_PATTERN = r"[\s*_.`$\])]*"
 #: A `Scores:` label (with markdown) right before a score box.
 SCORES_LABEL_PATTERN = r"[*_#\s]*\bscores?\b[*_\s]*:[*_\s$]*$"
-#: Tokens the judge writes per judgment unless told otherwise (CLI commands may pick a smaller one).
+
+# Token budgets of one judgment: the one place they are set. Judging offline (judge, eval, rft,
+# meta-data) takes the full budget; serving a reward in a training loop (serve, the RL reward
+# client) and the many-sample scaling runs take less for latency; the probes judge short.
 MAX_NEW_TOKENS = 512
+SERVE_MAX_NEW_TOKENS = 256
+PROBE_MAX_NEW_TOKENS = 48
 
 
 def normalise(score: float) -> float:

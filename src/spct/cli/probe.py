@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from ..data import InputError, load_examples
 from ..probes import PROMPTS, ProbeConfig, run_probes
+from ..score_scale import PROBE_MAX_NEW_TOKENS
 from .common import add_model_args, build_grm, report_issues
 from .demo import demo_file
 
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split, when --data is a HF dataset (default: test)")
     p.add_argument("--limit", type=int, default=None, help="probe only the first N usable examples")
     p.add_argument("--prompts", default=",".join(PROMPTS), help=f"prompt variants (default: {','.join(PROMPTS)})")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="token budget of one judgment (default: 48)")
+    p.add_argument("--max-new-tokens", type=int, default=PROBE_MAX_NEW_TOKENS,
+                   help=f"token budget of one judgment (default: {PROBE_MAX_NEW_TOKENS})")
     p.add_argument("--batch-size", type=int, default=4, help="examples per generation batch (default: 4)")
     add_model_args(p)
     p.set_defaults(func=run)

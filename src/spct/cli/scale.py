@@ -12,6 +12,7 @@ from tqdm import tqdm
 from ..adaptive import StopRule
 from ..data import InputError
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
+from ..score_scale import SERVE_MAX_NEW_TOKENS
 from .common import add_judge_args, add_model_args, build_grm, load_labelled
 
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--z", type=float, default=1.96, help="adaptive bound rule: confidence bound width in standard errors (default: 1.96)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     add_model_args(p)
-    add_judge_args(p, max_new_tokens=256)
+    add_judge_args(p, max_new_tokens=SERVE_MAX_NEW_TOKENS)
     p.add_argument("--k", type=parse_ks, default=[1, 2, 4, 8], help="values of k, comma-separated (default: 1,2,4,8)")
     p.set_defaults(func=run)
 

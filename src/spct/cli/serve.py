@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..score_scale import SERVE_MAX_NEW_TOKENS
 from .common import add_judge_args, add_meta_args, add_model_args, build_grm
 
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds, queueing included (default: 300)")
     p.add_argument("--max-body-mb", type=float, default=4.0, help="largest accepted request body in MiB (default: 4)")
     add_model_args(p)
-    add_judge_args(p, k=1, max_new_tokens=256)
+    add_judge_args(p, k=1, max_new_tokens=SERVE_MAX_NEW_TOKENS)
     add_meta_args(p)
     p.set_defaults(func=run)
 
