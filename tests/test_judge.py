@@ -131,5 +131,5 @@ def test_long_chat_context_is_shared_out_and_tiny_contexts_are_refused():
     fitted, warnings = grm.fit_to_context(chat)
     assert [w.split(" ")[2] for w in warnings] == ["[responses[0]]:", "[query[0]]:"]
     assert fitted.query[2]["content"] == "And now?" and fitted.responses[1] == "fine"
-    with pytest.raises(InputError, match="lower --max-new-tokens"):
+    with pytest.raises(InputError, match="lower max_new_tokens"):
         GenerativeRewardModel(FakeBackend(context_length=600), JudgeConfig(max_new_tokens=512)).fit_to_context(chat)

@@ -156,3 +156,11 @@ def test_probe_honours_engine_options(tmp_path, monkeypatch):
     assert main(["probe", "-o", str(tmp_path / "p"), "--model", "openai:judge", "--base-url", "http://127.0.0.1:9/v1",
                  "--guided", "vllm", "--limit", "1", "--prompts", "hardened"]) == 0
     assert built["base_url"] == "http://127.0.0.1:9/v1" and built["guided"] == "vllm"
+
+
+def test_library_errors_name_parameters_and_the_cli_translates():
+    from spct.cli import flag_words
+
+    assert flag_words("max_new_tokens=512 leaves too little; lower max_new_tokens") == \
+        "--max-new-tokens=512 leaves too little; lower --max-new-tokens"
+    assert flag_words("k must be >= 1") == "k must be >= 1"

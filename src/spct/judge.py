@@ -99,7 +99,7 @@ class GenerativeRewardModel:
         where = example.source or f"example {example.id}"
         if room < 32 * len(texts):
             raise InputError(f"{where}: max_new_tokens={self.config.max_new_tokens} leaves too little of the model's "
-                             f"{ctx}-token context for the query and {n} response(s); lower --max-new-tokens")
+                             f"{ctx}-token context for the query and {n} response(s); lower max_new_tokens")
         # A byte-level tokenizer never makes more tokens than bytes: most examples stop here.
         if sum(len(t.encode()) for t in texts.values()) <= room:
             return example, []

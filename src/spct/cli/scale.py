@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..adaptive import StopRule
 from ..data import InputError
+from ..policies import StopRule
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
 from ..score_scale import SERVE_MAX_NEW_TOKENS
 from .common import add_judge_args, add_model_args, build_grm, load_labelled
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     ks = args.k
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    grm = build_grm(argparse.Namespace(**{**vars(args), "k": ks[-1], "meta_rm": None}))
+    # Samples are drawn plain; the meta RM (if any) re-ranks them inside evaluate_scaling.
+    grm = build_grm(argparse.Namespace(**{**vars(args), "meta_rm": None}), k=ks[-1])
     rows = collect_samples(grm, examples, max(ks[-1], 2), out / "samples.jsonl", args.batch_size, args.progress)
     meta_scorer = None
     if args.meta_rm:
