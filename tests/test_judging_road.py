@@ -164,3 +164,14 @@ def test_library_errors_name_parameters_and_the_cli_translates():
     assert flag_words("max_new_tokens=512 leaves too little; lower max_new_tokens") == \
         "--max-new-tokens=512 leaves too little; lower --max-new-tokens"
     assert flag_words("k must be >= 1") == "k must be >= 1"
+
+
+def test_policies_plug_into_the_judge():
+    from spct.policies import Adaptive, Greedy, StopRule
+
+    ex = Example("e", "q", ["x" * 95, "y"], best=[0])
+    backend = FakeBackend()
+    [r] = GenerativeRewardModel(backend, JudgeConfig(temperature=0.7), policy=Greedy()).judge([ex], k=8)
+    assert r.k == 1 and [q.temperature for call in backend.calls for q in call] == [0.0]
+    [r] = GenerativeRewardModel(FakeBackend(), policy=Adaptive(StopRule("exact"), round_size=2)).judge([ex], k=8)
+    assert r.k == 6  # rounds of two: 2, 4 (lead 36 = 9 * 4 remaining, not more), 6

@@ -63,6 +63,13 @@ def policy_for(config: JudgeConfig, meta_scorer: MetaScorer | None = None) -> Po
 
 
 class GenerativeRewardModel:
+    """The judge: `format` renders and parses, `backend` generates, `policy` decides how many and how to vote.
+
+    By default the format is the principles + critique judgment (`config.principles`) and the
+    policy follows the config (voting@k, meta-guided with a `meta_scorer`, adaptive with
+    `config.adaptive`); pass `format=` or `policy=` to replace either.
+    """
+
     def __init__(self, backend: Backend, config: JudgeConfig | None = None, meta_scorer: MetaScorer | None = None,
                  *, format: Format | None = None, policy: Policy | None = None):
         self.backend = backend
