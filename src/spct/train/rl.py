@@ -89,11 +89,13 @@ class RLSettings:
     report_to: str = "none"
 
 
-def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None):
+def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None,
+                trl_overrides: dict[str, Any] | None = None):
+    """TRL's GRPOConfig from spct's settings; `trl_overrides` sets any other GRPOConfig field (and wins)."""
     from trl import GRPOConfig
 
     on_gpu = torch.cuda.is_available() and not s.use_cpu
-    return GRPOConfig(
+    return GRPOConfig(**{**dict(
         output_dir=str(output_dir),
         model_init_kwargs=model_init_kwargs or None,
         beta=s.beta,
@@ -116,12 +118,15 @@ def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[s
         logging_steps=s.logging_steps,
         save_strategy="no",
         report_to=s.report_to,
-    )
+    ), **(trl_overrides or {})})
 
 
 def train_rl(model: str, examples: list[Example], output_dir: str | Path, settings: RLSettings | None = None,
-             principles: bool = True) -> dict[str, float]:
-    """GRPO from `model` (usually the SFT output); saves the policy to output_dir; returns metrics."""
+             principles: bool = True, trl_overrides: dict[str, Any] | None = None) -> dict[str, float]:
+    """GRPO from `model` (usually the SFT output); saves the policy to output_dir; returns metrics.
+
+    `trl_overrides` sets any TRL GRPOConfig field beyond `settings` (it wins over them).
+    """
     from datasets import Dataset
     from trl import GRPOTrainer
 
@@ -132,7 +137,7 @@ def train_rl(model: str, examples: list[Example], output_dir: str | Path, settin
     path, init_kwargs, tokenizer = resolve_policy(model)
     tokenizer.padding_side = "left"
     peft = lora_config(SFTSettings(lora_r=s.lora_r, lora_alpha=s.lora_alpha)) if s.lora else None
-    trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, init_kwargs),
+    trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, init_kwargs, trl_overrides),
                           train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
     t0 = time.perf_counter()
     result = trainer.train()
