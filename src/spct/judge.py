@@ -15,7 +15,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .backends.base import Backend, GenerationRequest
 from .data import Example, InputError, Judgment, Query, Reward
@@ -41,18 +41,26 @@ def sample_order(seed: int, example_id: str, sample: int, n: int) -> list[int]:
     return order
 
 
+def _opt(default, help: str):
+    """A config field whose help text the CLI shows (cli.common.add_config_arg), like TRL's configs."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class JudgeConfig:
-    k: int = 1
-    temperature: float = 0.5  # used when k > 1; k = 1 is greedy
-    max_new_tokens: int = MAX_NEW_TOKENS
-    seed: int = 0
-    constrain: bool = True  # force a parseable score line (see backends.base.ScoreConstraint)
-    retries: int = 0  # re-sample a failed judgment up to this many times
-    principles: bool = True
-    k_meta: int | None = None  # with a meta scorer: vote over the top k_meta (default k/2)
-    adaptive: str | None = None  # "exact" or "bound": adaptive voting with that stop rule (see spct.policies)
-    round_size: int = 1  # adaptive voting: samples drawn per round
+    """How the judge judges; each field's default and help text are the CLI's too."""
+
+    k: int = _opt(1, "judgments sampled per example and voted on; k=1 is one greedy judgment")
+    temperature: float = _opt(0.5, "sampling temperature when k > 1")
+    max_new_tokens: int = _opt(MAX_NEW_TOKENS, "token budget of one judgment")
+    seed: int = _opt(0, "seeds response shuffles and sampling")
+    constrain: bool = _opt(True, "force a parseable score line where the model does not write one")
+    retries: int = _opt(0, "re-sample a failed judgment up to this many times")
+    principles: bool = _opt(True, "write principles before the critique")
+    k_meta: int | None = _opt(None, "with a meta RM: judgments it keeps for the vote (default: k/2)")
+    adaptive: str | None = _opt(None, "sample in rounds and stop an example once more samples cannot (exact) or are unlikely "
+                                      "to (bound) change its winner; Reward.k is then the samples drawn (default: off)")
+    round_size: int = _opt(1, "adaptive voting: samples drawn per round")
 
 
 def policy_for(config: JudgeConfig, meta_scorer: MetaScorer | None = None) -> Policy:

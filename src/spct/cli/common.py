@@ -10,7 +10,6 @@ from ..backends import ENGINES, Backend, load_backend
 from ..data import Example, InputError, InputIssue, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..policies import RULES, MetaScorer
-from ..score_scale import MAX_NEW_TOKENS
 from ..voting import check_rating_scale
 
 
@@ -32,27 +31,39 @@ def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) ->
     add_engine_args(p)
 
 
-def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
-    """Judging options; k=None leaves --k to the command (eval takes several)."""
+def add_config_arg(g: argparse._ArgumentGroup, name: str, default=None, **kwargs) -> None:
+    """A flag for the JudgeConfig field `name`: its help text and default come from the field.
+
+    A boolean field that defaults to on becomes `--no-NAME`; `default` overrides the field's
+    default for one command (a smaller token budget for serving, say).
+    """
+    f = JudgeConfig.__dataclass_fields__[name]
+    value = f.default if default is None else default
+    flag = name.replace("_", "-")
+    if isinstance(f.default, bool):
+        g.add_argument(f"--no-{flag}", dest=name, action="store_false", help=f"do not {f.metadata['help']}")
+        return
+    shown = "" if value is None else f" (default: {value})"  # None-defaults say what they mean in the help
+    g.add_argument(f"--{flag}", default=value, help=f"{f.metadata['help']}{shown}", **kwargs)
+
+
+def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int | None = None) -> None:
+    """Judging options, from JudgeConfig; k=None leaves --k to the command (eval takes several)."""
     g = p.add_argument_group("judging")
     if k is not None:
-        g.add_argument("--k", type=positive_int, default=k,
-                       help=f"judgments sampled per example and voted on (default: {k}; k=1 is greedy)")
-    g.add_argument("--temperature", type=float, default=0.5, help="sampling temperature when k > 1 (default: 0.5)")
-    g.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens, help=f"token budget of one judgment (default: {max_new_tokens})")
-    g.add_argument("--seed", type=int, default=0, help="seeds response shuffles and sampling (default: 0)")
-    g.add_argument("--no-constrain", dest="constrain", action="store_false",
-                   help="do not force a parseable score line (the default forces it)")
-    g.add_argument("--retries", type=int, default=0, help="re-sample a failed judgment up to R times (default: 0)")
-    g.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without writing principles")
+        add_config_arg(g, "k", k, type=positive_int)
+    add_config_arg(g, "temperature", type=float)
+    add_config_arg(g, "max_new_tokens", max_new_tokens, type=positive_int)
+    add_config_arg(g, "seed", type=int)
+    add_config_arg(g, "constrain")
+    add_config_arg(g, "retries", type=int)
+    add_config_arg(g, "principles")
 
 
 def add_adaptive_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("adaptive voting")
-    g.add_argument("--adaptive", default=None, choices=RULES,
-                   help="sample in rounds and stop an example once more samples cannot (exact) or are unlikely to (bound) "
-                        "change its winner; each output line's 'k' is the samples it drew (default: off, plain voting@k)")
-    g.add_argument("--round-size", type=positive_int, default=1, help="adaptive voting: samples drawn per round (default: 1)")
+    add_config_arg(g, "adaptive", choices=RULES)
+    add_config_arg(g, "round_size", type=positive_int)
 
 
 def build_backend(args: argparse.Namespace) -> Backend:
@@ -100,7 +111,7 @@ def build_grm(args: argparse.Namespace, k: int | None = None) -> GenerativeRewar
 def add_meta_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("meta RM")
     g.add_argument("--meta-rm", default=None, help="folder of a meta RM (spct train-meta): vote over its top judgments")
-    g.add_argument("--k-meta", type=int, default=None, help="judgments kept by the meta RM (default: k/2)")
+    add_config_arg(g, "k_meta", type=int)
 
 
 def report_issues(issues: list[InputIssue], limit: int = 20) -> None:
