@@ -96,8 +96,7 @@ def _sample_single(grm: GenerativeRewardModel, ex, s: int):
     from spct.judge import sample_order
 
     order = sample_order(grm.config.seed, ex[0].id, s, len(ex[0].responses))
-    req = grm._request(ex[0], order, 8, grm._seed(ex[0].id, s))
-    return grm.backend.generate([req])[0][0]
+    return grm.judge_shown([(ex[0], s, order, None)], greedy=False)[0]
 
 
 def bench_overhead(args) -> dict:
@@ -109,7 +108,7 @@ def bench_overhead(args) -> dict:
     def spct():
         return grm.judge(exs, batch_size=args.batch_size)
     # The raw engine: the same rendered prompts, batches and greedy settings, straight into generate.
-    requests = [grm._request(ex, list(range(len(ex.responses))), 1, 0) for ex in exs]
+    requests = [grm._request(ex, list(range(len(ex.responses))), greedy=True, seed=0) for ex in exs]
     prompts = [backend.render(r.messages) for r in requests]
     tok = backend.tokenizer
 

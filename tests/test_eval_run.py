@@ -12,6 +12,7 @@ from spct.cli.demo import demo_file
 from spct.data import Example
 from spct.eval.baselines import TokenProbMethod, VerdictMethod, parse_verdict
 from spct.eval.verifiable import build
+from spct.judge import GenerativeRewardModel, JudgeConfig
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 
@@ -70,7 +71,7 @@ def test_verdict_parsing_and_single_response_refusal():
     from spct.data import InputError
 
     with pytest.raises(InputError, match="at least two"):
-        VerdictMethod(FakeBackend(), pairwise=False, max_new_tokens=8).score([Example("a", "q", ["r"])], [1])
+        VerdictMethod(GenerativeRewardModel(FakeBackend()), pairwise=False).score([Example("a", "q", ["r"])], [1])
 
 
 @pytest.mark.slow
@@ -95,7 +96,7 @@ def test_token_prob_and_llm_judge_on_embedded_model(embedded_backend):
     probs = scored.details[0]["probs"]
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
     assert all(1.0 <= r <= 10.0 for r in scored.rewards["1"])
-    verdict = VerdictMethod(embedded_backend, pairwise=False, max_new_tokens=8).score([ex], [1])[0]
+    verdict = VerdictMethod(GenerativeRewardModel(embedded_backend, JudgeConfig(max_new_tokens=8)), pairwise=False).score([ex], [1])[0]
     assert verdict.failed == 0 and sum(verdict.rewards["1"]) == 1.0  # the constrained verdict always parses
 
 

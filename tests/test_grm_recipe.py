@@ -11,6 +11,7 @@ import pytest
 from spct.backends.base import Generation
 from spct.backends.fake import FakeBackend
 from spct.data import Example
+from spct.format import JudgingFormat
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.prompts import judge_messages, with_format_demo
 from spct.splits import content_hash, read_rows, split_rows
@@ -102,5 +103,5 @@ def test_format_demo_is_sampling_only_and_balanced():
 
 def test_generation_flags_reach_judgments():
     g = Generation("Scores: \\boxed{5, 4}", "length", True, 3)
-    j = GenerativeRewardModel._to_judgment(Example("x", "q", ["a", "b"]), 0, [0, 1], g)
+    j = JudgingFormat().to_judgment(Example("x", "q", ["a", "b"]), 0, [0, 1], g)
     assert j.forced and j.truncated

@@ -41,7 +41,7 @@ def test_greedy_for_k1_and_the_configured_temperature_otherwise():
     assert [r.temperature for r in backend.calls[1]] == [0.7] * 3
     assert all(r.max_new_tokens == 33 and r.constraint.count == 4 for r in backend.calls[1])
     assert backend.calls[1][0].constraint is not None
-    assert GenerativeRewardModel(backend, JudgeConfig(constrain=False))._request(EX, [0, 1, 2, 3], 1, 0).constraint is None
+    assert GenerativeRewardModel(backend, JudgeConfig(constrain=False))._request(EX, [0, 1, 2, 3], greedy=True, seed=0).constraint is None
 
 
 def test_same_seed_same_run_and_batching_does_not_change_orders():
@@ -115,7 +115,7 @@ def test_a_100k_character_response_is_cut_to_fit_the_context(caplog):
     assert fitted.responses[1] == "short"
     assert len(fitted.responses[0]) < 8000 and "characters cut to fit" in fitted.responses[0]
     assert len(warnings) == 1 and warnings[0].startswith("in.jsonl:4 [responses[0]]: cut from 100000 to")
-    prompt = "\n".join(m["content"] for m in grm._request(fitted, [0, 1], 1, 0).messages)
+    prompt = "\n".join(m["content"] for m in grm._request(fitted, [0, 1], greedy=True, seed=0).messages)
     assert backend.count_tokens(prompt) + 256 <= 2048
     with caplog.at_level("WARNING"):
         [r] = grm.judge([huge])
@@ -131,5 +131,5 @@ def test_long_chat_context_is_shared_out_and_tiny_contexts_are_refused():
     fitted, warnings = grm.fit_to_context(chat)
     assert [w.split(" ")[2] for w in warnings] == ["[responses[0]]:", "[query[0]]:"]
     assert fitted.query[2]["content"] == "And now?" and fitted.responses[1] == "fine"
-    with pytest.raises(InputError, match="lower --max-new-tokens"):
+    with pytest.raises(InputError, match="lower max_new_tokens"):
         GenerativeRewardModel(FakeBackend(context_length=600), JudgeConfig(max_new_tokens=512)).fit_to_context(chat)

@@ -175,7 +175,8 @@ def test_meta_data_cli_labels_and_resumes(tmp_path):
     assert main(args) == 0
     assert len(out.read_text().splitlines()) == 6
     parsed, issues = read_meta_rows(out)
-    assert len(parsed) == 6 and not issues
+    assert len(parsed) == 4 and not issues  # hinted judgments stay out of meta RM training by default
+    assert len(read_meta_rows(out, include_hinted=True)[0]) == 6
 
 
 def test_meta_rows_reject_unlabelled_and_report_bad_lines(tmp_path):

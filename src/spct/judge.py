@@ -1,5 +1,7 @@
-"""GenerativeRewardModel: examples -> k sampled judgments each -> voted rewards.
+"""GenerativeRewardModel: the judge = a judging format + a backend + a sampling policy.
 
+Every judgment in spct is made here: the format renders the prompt and parses the generation,
+the backend generates, and the policy decides how many judgments to draw and how to vote.
 Each sample shows the responses in a fresh order drawn from an RNG seeded by (seed, example
 id, sample index), so the orders are reproducible and independent of batching, and position
 bias averages out across samples. Scores are mapped back to the original order before
@@ -12,21 +14,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
-from .backends.base import Backend, GenerationRequest, ScoreConstraint
+from .backends.base import Backend, GenerationRequest
 from .data import Example, InputError, Judgment, Query, Reward
-from .parsing import JudgmentParseError, parse_judgment
-from .prompts import judge_messages, with_format_demo
-from .voting import vote
+from .format import Format, JudgingFormat
+from .policies import Adaptive, MetaScorer, Policy, StopRule, Voting
+from .score_scale import MAX_NEW_TOKENS
+from .voting import check_rating_scale
 
 log = logging.getLogger(__name__)
 
 TRUNCATION_NOTE = "\n[... {n} characters cut to fit the model's context ...]"
 
-# Scores a list of judgments of one example; returns one probability per judgment.
-MetaScorer = Callable[[Example, list[Judgment]], list[float]]
+__all__ = ["GenerativeRewardModel", "JudgeConfig", "MetaScorer", "Shown", "sample_order"]
+
+#: One judgment to make: (example, sample index, shown order, hint position or None).
+Shown = tuple[Example, int, list[int], int | None]
 
 
 def sample_order(seed: int, example_id: str, sample: int, n: int) -> list[int]:
@@ -36,24 +41,55 @@ def sample_order(seed: int, example_id: str, sample: int, n: int) -> list[int]:
     return order
 
 
+def _opt(default, help: str):
+    """A config field whose help text the CLI shows (cli.common.add_config_arg), like TRL's configs."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class JudgeConfig:
-    k: int = 1
-    temperature: float = 0.5  # used when k > 1; k = 1 is greedy
-    max_new_tokens: int = 512
-    seed: int = 0
-    constrain: bool = True  # force a parseable score line (see backends.base.ScoreConstraint)
-    retries: int = 0  # re-sample a failed judgment up to this many times
-    principles: bool = True
-    k_meta: int | None = None  # with a meta scorer: vote over the top k_meta (default k/2)
-    format_demo: bool = False  # show a demonstrated judgment first (bootstrapping RFT data from a base model)
+    """How the judge judges; each field's default and help text are the CLI's too."""
+
+    k: int = _opt(1, "judgments sampled per example and voted on; k=1 is one greedy judgment")
+    temperature: float = _opt(0.5, "sampling temperature when k > 1")
+    max_new_tokens: int = _opt(MAX_NEW_TOKENS, "token budget of one judgment")
+    seed: int = _opt(0, "seeds response shuffles and sampling")
+    constrain: bool = _opt(True, "force a parseable score line where the model does not write one")
+    retries: int = _opt(0, "re-sample a failed judgment up to this many times")
+    principles: bool = _opt(True, "write principles before the critique")
+    k_meta: int | None = _opt(None, "with a meta RM: judgments it keeps for the vote (default: k/2)")
+    adaptive: str | None = _opt(None, "sample in rounds and stop an example once more samples cannot (exact) or are unlikely "
+                                      "to (bound) change its winner; Reward.k is then the samples drawn (default: off)")
+    round_size: int = _opt(1, "adaptive voting: samples drawn per round")
+    format_demo: bool = _opt(False, "show a demonstrated judgment before the query when sampling (bootstrapping RFT "
+                                    "data from a base model)")
+
+
+def policy_for(config: JudgeConfig, meta_scorer: MetaScorer | None = None) -> Policy:
+    """The sampling policy a config asks for: adaptive voting, else voting@k (meta-guided with a scorer)."""
+    if config.adaptive:
+        return Adaptive(StopRule(config.adaptive), config.round_size, meta_scorer, config.k_meta)
+    return Voting(meta_scorer, config.k_meta)
 
 
 class GenerativeRewardModel:
-    def __init__(self, backend: Backend, config: JudgeConfig | None = None, meta_scorer: MetaScorer | None = None):
+    """The judge: `format` renders and parses, `backend` generates, `policy` decides how many and how to vote.
+
+    By default the format is the principles + critique judgment (`config.principles`) and the
+    policy follows the config (voting@k, meta-guided with a `meta_scorer`, adaptive with
+    `config.adaptive`); pass `format=` or `policy=` to replace either.
+    """
+
+    def __init__(self, backend: Backend, config: JudgeConfig | None = None, meta_scorer: MetaScorer | None = None,
+                 *, format: Format | None = None, policy: Policy | None = None):
         self.backend = backend
         self.config = config or JudgeConfig()
-        self.meta_scorer = meta_scorer
+        self.format = format or JudgingFormat(principles=self.config.principles, format_demo=self.config.format_demo)
+        self.policy = policy or policy_for(self.config, meta_scorer)
+
+    @property
+    def meta_scorer(self) -> MetaScorer | None:
+        return getattr(self.policy, "meta_scorer", None)
 
     # -- preparing prompts ------------------------------------------------------------------
     def fit_to_context(self, example: Example) -> tuple[Example, list[str]]:
@@ -73,16 +109,15 @@ class GenerativeRewardModel:
             texts["query"] = example.query
         else:
             texts.update({f"query[{j}]": m["content"] for j, m in enumerate(example.query)})
-        bare = judge_messages(replace(example, query="", responses=[""] * n), list(range(n)), principles=self.config.principles)
-        if self.config.format_demo:
-            bare = with_format_demo(bare)
+        # seed 0: the format demo (if any) in its default orientation, as long as the other.
+        bare = self.format.sample_messages(replace(example, query="", responses=[""] * n), list(range(n)), None, 0)
         overhead = self.backend.count_tokens("\n".join(m["content"] for m in bare))
         # Slack for the chat template, turn labels, a hint line and the forced score line.
         room = ctx - self.config.max_new_tokens - overhead - (64 + 4 * n + 8 * len(texts))
         where = example.source or f"example {example.id}"
         if room < 32 * len(texts):
             raise InputError(f"{where}: max_new_tokens={self.config.max_new_tokens} leaves too little of the model's "
-                             f"{ctx}-token context for the query and {n} response(s); lower --max-new-tokens")
+                             f"{ctx}-token context for the query and {n} response(s); lower max_new_tokens")
         # A byte-level tokenizer never makes more tokens than bytes: most examples stop here.
         if sum(len(t.encode()) for t in texts.values()) <= room:
             return example, []
@@ -108,91 +143,78 @@ class GenerativeRewardModel:
             query = [{**m, "content": texts[f"query[{j}]"]} for j, m in enumerate(example.query)]
         return replace(example, query=query, responses=responses), warnings
 
-    def _request(self, example: Example, order: list[int], k: int, seed: int, hint: int | None = None) -> GenerationRequest:
-        cfg = self.config
-        messages = judge_messages(example, order, hint=hint, principles=cfg.principles)
-        if cfg.format_demo:
-            messages = with_format_demo(messages, flip=seed % 2 == 1)
+    def _request(self, example: Example, order: list[int], *, greedy: bool, seed: int, hint: int | None = None,
+                 format: Format | None = None) -> GenerationRequest:
+        cfg, fmt = self.config, format or self.format
         return GenerationRequest(
-            messages=messages,
+            messages=fmt.sample_messages(example, order, hint, seed),
             n=1,
-            temperature=cfg.temperature if k > 1 else 0.0,
+            temperature=0.0 if greedy else cfg.temperature,
             max_new_tokens=cfg.max_new_tokens,
             seed=seed,
-            constraint=ScoreConstraint(len(order)) if cfg.constrain else None,
+            constraint=fmt.constraint(len(order)) if cfg.constrain else None,
         )
 
+    def _seed(self, example_id: str, sample: int) -> int:
+        return int.from_bytes(hashlib.sha256(f"gen|{self.config.seed}|{example_id}|{sample}".encode()).digest()[:4], "big")
+
     # -- judging ------------------------------------------------------------------------------
-    def sample(self, examples: list[Example], k: int, *, hints: dict[str, int] | None = None, first_sample: int = 0) -> list[list[Judgment]]:
-        """k judgments per example (one backend call for the whole batch), retried if configured.
+    def judge_shown(self, items: Sequence[Shown], *, greedy: bool, format: Format | None = None) -> list[Judgment]:
+        """One judgment per item, in the item's shown order, in one backend call; failures retried if configured.
 
-        `hints` maps example id -> original index of the best response (hinted sampling).
+        Examples are cut to fit the model's context first. `format` overrides the judge's own
+        (the probes' prompt variants, the baselines' verdict formats).
         """
-        cfg = self.config
-        jobs: list[tuple[int, int, list[int]]] = []  # (example index, sample index, order)
-        requests: list[GenerationRequest] = []
-        fitted = []
-        for ei, ex in enumerate(examples):
-            ex, warnings = self.fit_to_context(ex)
-            for w in warnings:
-                log.warning(w)
-            fitted.append(ex)
-            for s in range(first_sample, first_sample + k):
-                order = sample_order(cfg.seed, ex.id, s, len(ex.responses))
-                hint = order.index(hints[ex.id]) if hints and ex.id in hints else None
-                jobs.append((ei, s, order))
-                requests.append(self._request(ex, order, k, self._seed(ex.id, s), hint))
-        gens = self.backend.generate(requests)
-        judgments = [self._to_judgment(fitted[ei], s, order, g[0]) for (ei, s, order), g in zip(jobs, gens, strict=True)]
-
-        for attempt in range(1, cfg.retries + 1):
+        fmt = format or self.format
+        fitted: dict[int, Example] = {}
+        for ex, _, _, _ in items:
+            if id(ex) not in fitted:
+                fitted[id(ex)], warnings = self.fit_to_context(ex)
+                for w in warnings:
+                    log.warning(w)
+        shown = [(fitted[id(ex)], s, order, hint) for ex, s, order, hint in items]
+        requests = [self._request(ex, order, greedy=greedy, seed=self._seed(ex.id, s), hint=hint, format=fmt)
+                    for ex, s, order, hint in shown]
+        gens = self.backend.generate(requests) if requests else []
+        judgments = [fmt.to_judgment(ex, s, order, g[0]) for (ex, s, order, _), g in zip(shown, gens, strict=True)]
+        for attempt in range(1, self.config.retries + 1):
             failed = [i for i, j in enumerate(judgments) if not j.ok]
             if not failed:
                 break
             # A greedy retry would repeat itself, so retries always sample.
             retry = [replace(requests[i], seed=requests[i].seed + 104729 * attempt,
-                             temperature=requests[i].temperature or cfg.temperature) for i in failed]
+                             temperature=requests[i].temperature or self.config.temperature) for i in failed]
             for i, g in zip(failed, self.backend.generate(retry), strict=True):
-                ei, s, order = jobs[i]
-                judgments[i] = self._to_judgment(fitted[ei], s, order, g[0])
+                ex, s, order, _ = shown[i]
+                judgments[i] = fmt.to_judgment(ex, s, order, g[0])
+        return judgments
 
-        out: list[list[Judgment]] = [[] for _ in examples]
-        for (ei, _, _), j in zip(jobs, judgments, strict=True):
-            out[ei].append(j)
-        return out
+    def sample(self, examples: list[Example], k: int, *, hints: dict[str, int] | None = None, first_sample: int = 0,
+               greedy: bool | None = None) -> list[list[Judgment]]:
+        """k judgments per example (one backend call for the whole batch), numbered from `first_sample`.
 
-    def _seed(self, example_id: str, sample: int) -> int:
-        return int.from_bytes(hashlib.sha256(f"gen|{self.config.seed}|{example_id}|{sample}".encode()).digest()[:4], "big")
-
-    @staticmethod
-    def _to_judgment(example: Example, sample: int, order: list[int], gen) -> Judgment:
-        n = len(order)
-        truncated = gen.finish_reason == "length"
-        try:
-            parsed = parse_judgment(gen.text, n)
-        except JudgmentParseError as e:
-            error = str(e) + (" (generation hit max_new_tokens)" if truncated else "")
-            return Judgment(example.id, sample, order, None, None, None, gen.text, error, None, gen.forced, truncated)
-        scores = [0] * n
-        for pos, idx in enumerate(order):
-            scores[idx] = parsed.scores[pos]
-        return Judgment(example.id, sample, order, parsed.principles, parsed.critique, scores, gen.text, None, None, gen.forced, truncated)
+        `hints` maps example id -> original index of the best response (hinted sampling).
+        `greedy` defaults to k == 1.
+        """
+        items: list[Shown] = []
+        for ex in examples:
+            for s in range(first_sample, first_sample + k):
+                order = sample_order(self.config.seed, ex.id, s, len(ex.responses))
+                hint = order.index(hints[ex.id]) if hints and ex.id in hints else None
+                items.append((ex, s, order, hint))
+        judgments = self.judge_shown(items, greedy=k == 1 if greedy is None else greedy)
+        return [judgments[i * k : (i + 1) * k] for i in range(len(examples))]
 
     def aggregate(self, example: Example, judgments: list[Judgment]) -> Reward:
-        k_meta = None
-        if self.meta_scorer is not None:
-            for j, m in zip(judgments, self.meta_scorer(example, judgments), strict=True):
-                j.meta = float(m)
-            k_meta = self.config.k_meta or max(1, len(judgments) // 2)
-        return vote(example.id, judgments, len(example.responses), best=example.best, ratings=example.ratings, k_meta=k_meta)
+        """The policy's reward from these judgments (meta-guided when the policy has a meta scorer)."""
+        return self.policy.aggregate(example, judgments)
 
     def judge(self, examples: Iterable[Example], k: int | None = None, batch_size: int = 8) -> list[Reward]:
         return list(self.judge_iter(list(examples), k, batch_size))
 
     def judge_iter(self, examples: list[Example], k: int | None = None, batch_size: int = 8) -> Iterator[Reward]:
-        """Rewards in input order, `batch_size` examples per backend call (so callers can append as they go)."""
+        """Rewards in input order, `batch_size` examples per policy round (so callers can append as they go)."""
         k = k or self.config.k
+        check_rating_scale(examples)
         for b in range(0, len(examples), batch_size):
-            chunk = examples[b : b + batch_size]
-            for ex, js in zip(chunk, self.sample(chunk, k), strict=True):
-                yield self.aggregate(ex, js)
+            yield from self.policy.judge(self.sample, examples[b : b + batch_size], k)

@@ -84,12 +84,14 @@ def _meta_judgment(d: Any, n: int) -> Judgment:
     return Judgment(**{k: v for k, v in d.items() if k in known})
 
 
-def read_meta_rows(path: str | Path) -> tuple[list[tuple[Example, Judgment, int]], list[InputIssue]]:
+def read_meta_rows(path: str | Path, include_hinted: bool = False) -> tuple[list[tuple[Example, Judgment, int]], list[InputIssue]]:
     """Read `spct meta-data` output: (example, judgment, label) per good line, issues for the rest.
 
     Every row is checked here, before any training, so a bad row is a named `file:line [field]`
     issue rather than a crash after the model has trained: the example as any example is
     checked, the judgment's order and scores must fit its responses, the label is 0/1 (or a bool).
+    Hinted judgments are left out unless `include_hinted`: the meta RM rates judgments made
+    without a hint, and a hinted one is right for a reason it will never see at inference.
     """
     rows, issues = [], []
     for lineno, obj in iter_jsonl(path):
@@ -109,6 +111,8 @@ def read_meta_rows(path: str | Path) -> tuple[list[tuple[Example, Judgment, int]
                 raise InputError(f"'label' must be 0 or 1 (or a boolean), got {label!r}", "label")
         except InputError as e:
             issues.append(InputIssue(str(path), lineno, e.field, str(e)))
+            continue
+        if obj.get("hinted") and not include_hinted:
             continue
         rows.append((ex, j, int(label)))
     return rows, issues

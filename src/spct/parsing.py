@@ -15,20 +15,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .prompts import MAX_SCORE, MIN_SCORE
+from .score_scale import (
+    AFTER_BOX_PATTERN,
+    BOX_PATTERN,
+    MAX_SCORE,
+    MIN_SCORE,
+    ascii_int,
+    strip_score_label,
+)
 
-_BOX = re.compile(r"\\boxed\s*\{([^{}]*)\}")
-# What may follow the score box: closing markdown, punctuation, whitespace; no words or digits.
-_AFTER_BOX = re.compile(r"[\s*_.`$\])]*")
+_BOX = re.compile(BOX_PATTERN)
+_AFTER_BOX = re.compile(AFTER_BOX_PATTERN)
 _INTEGER = re.compile(r"[+-]?([0-9]+)(?:\.0*)?")
-MAX_DIGITS = 4  # longer digit runs (after leading zeros) are out of range without being converted
 _PRINCIPLES_HEADER = re.compile(r"^[#*\s]*principles?[*\s]*:?[*]*", re.IGNORECASE)
 _PRINCIPLES_OPENING = re.compile(r"^\W*(?:the\s+)?(?:principles?|criteria)\b", re.IGNORECASE)
 # Within one line (no \s that could run across lines): a long blank run must not cost quadratic time.
 _ANALYSIS = re.compile(r"^[#* \t]*(?:analysis|critique|evaluation)[* \t]*:[*]*", re.IGNORECASE | re.MULTILINE)
-# The label starts at its word, so the search does not retry a long markup run at every offset;
-# the markup before the word is stripped apart.
-_SCORES_LABEL = re.compile(r"\bscores?\b[*_\s]*:[*_\s$]*$", re.IGNORECASE)
 
 
 class JudgmentParseError(ValueError):
@@ -54,14 +56,6 @@ def _excerpt(text: str, limit: int = 40) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
-def ascii_int(text: str, max_digits: int = MAX_DIGITS) -> int | None:
-    """`text` as a non-negative integer when it is 1..max_digits ASCII digits (after leading zeros), else None."""
-    if not (text.isascii() and text.isdigit()):
-        return None
-    digits = text.lstrip("0") or "0"
-    return int(digits) if len(digits) <= max_digits else None
-
-
 def parse_scores(box_content: str, n: int) -> list[int]:
     items = [x.strip() for x in box_content.replace(";", ",").split(",")]
     items = [x for x in items if x]
@@ -79,13 +73,6 @@ def parse_scores(box_content: str, n: int) -> list[int]:
             raise JudgmentParseError("out_of_range", f"score {_excerpt(x)} outside {MIN_SCORE}..{MAX_SCORE}")
         scores.append(value)
     return scores
-
-
-def strip_score_label(head: str) -> str:
-    """Drop a trailing `Scores:` label (with markdown) from the text before a score box."""
-    head = head.rstrip()
-    label = _SCORES_LABEL.search(head)
-    return head if label is None else head[: label.start()].rstrip("*_# \t\n\r\f\v")
 
 
 def final_box(text: str) -> re.Match[str]:

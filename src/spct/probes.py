@@ -33,15 +33,15 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import mean
 
-from .backends.base import Backend, GenerationRequest, ScoreConstraint
 from .data import Example, JsonlAppender, Message
-from .judge import GenerativeRewardModel
-from .parsing import JudgmentParseError, parse_judgment
-from .prompts import MAX_SCORE, MIN_SCORE, judge_messages
+from .format import JudgingFormat, Renderer
+from .judge import GenerativeRewardModel, Shown
+from .prompts import judge_messages
+from .score_scale import MAX_SCORE, MIN_SCORE, PROBE_MAX_NEW_TOKENS
 from .voting import strict_best
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def conditions_for(prompt: str) -> tuple[str, ...]:
 @dataclass
 class ProbeConfig:
     prompts: tuple[str, ...] = ("hardened", "naive")
-    max_new_tokens: int = 48
+    max_new_tokens: int = PROBE_MAX_NEW_TOKENS
     batch_size: int = 8  # examples per backend call (each expands to len(prompts) * 8 requests)
     constrain: bool = True
 
@@ -160,10 +160,13 @@ def _orders(n: int) -> list[list[int]]:
     return [list(range(n)), list(reversed(range(n)))]
 
 
-def probe_rows(backend: Backend, examples: list[Example], config: ProbeConfig, done: set[str] = frozenset()) -> list[dict]:
-    """Judge every (prompt variant, order, condition) of each example once, greedily; keys in `done` are skipped."""
-    jobs: list[dict] = []
-    requests: list[GenerationRequest] = []
+def probe_rows(grm: GenerativeRewardModel, examples: list[Example], config: ProbeConfig, done: set[str] = frozenset()) -> list[dict]:
+    """Judge every (prompt variant, order, condition) of each example once, greedily; keys in `done` are skipped.
+
+    Each variant is a judging format over the judge's backend: the variant's renderer with the
+    judge's score line and parser.
+    """
+    jobs: dict[str, list[tuple[dict, Shown]]] = {p: [] for p in config.prompts}
     for ex in examples:
         target = attacked_index(ex)
         for prompt_name in config.prompts:
@@ -176,32 +179,30 @@ def probe_rows(backend: Backend, examples: list[Example], config: ProbeConfig, d
                     responses = list(ex.responses)
                     if cond != "clean":
                         responses[target] = ATTACKS[cond](responses[target], pos, len(order))
-                    jobs.append({"key": key, "id": ex.id,
-                                 "prompt": prompt_name, "condition": cond, "order": order, "attacked": target,
-                                 "best": ex.best})
-                    requests.append(GenerationRequest(
-                        messages=PROMPTS[prompt_name](ex, order, responses), n=1, temperature=0.0,
-                        max_new_tokens=config.max_new_tokens, seed=0,
-                        constraint=ScoreConstraint(len(order)) if config.constrain else None))
+                    job = {"key": key, "id": ex.id, "prompt": prompt_name, "condition": cond, "order": order,
+                           "attacked": target, "best": ex.best}
+                    jobs[prompt_name].append((job, (replace(ex, responses=responses), 0, order, None)))
     rows = []
-    for job, gens in zip(jobs, backend.generate(requests) if requests else [], strict=True):
-        g = gens[0]
-        try:
-            shown = parse_judgment(g.text, len(job["order"])).scores
-            scores = [0] * len(shown)
-            for p, i in enumerate(job["order"]):
-                scores[i] = shown[p]
-            error = None
-        except JudgmentParseError as e:
-            scores, error = None, str(e)
-        rows.append({**job, "scores": scores, "error": error, "forced": g.forced, "text": g.text})
+    for prompt_name, todo in jobs.items():
+        if not todo:
+            continue
+        fmt = JudgingFormat(render=_renderer(PROMPTS[prompt_name]))
+        for (job, _), j in zip(todo, grm.judge_shown([item for _, item in todo], greedy=True, format=fmt), strict=True):
+            rows.append({**job, "scores": j.scores, "error": j.error, "forced": j.forced, "text": j.text})
     return rows
+
+
+def _renderer(prompt: Callable[[Example, list[int], list[str]], list[Message]]) -> Renderer:
+    return lambda example, order, responses, hint: prompt(example, order, responses)
 
 
 def run_probes(grm: GenerativeRewardModel, examples: list[Example], out_dir: str | Path,
                config: ProbeConfig | None = None, progress: Callable[[int], None] | None = None) -> dict:
     """Judge all probe conditions (appending to OUT/samples.jsonl, resumable), then summarise."""
     config = config or ProbeConfig()
+    # The probe's own token budget and score-line setting, on the caller's backend and format.
+    grm = GenerativeRewardModel(grm.backend, replace(grm.config, max_new_tokens=config.max_new_tokens,
+                                                     constrain=config.constrain, retries=0), format=grm.format)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     usable = [ex for ex in examples if ex.best and len(ex.responses) >= 2 and len(ex.best) < len(ex.responses)]
@@ -214,7 +215,7 @@ def run_probes(grm: GenerativeRewardModel, examples: list[Example], out_dir: str
                 if sum(k.startswith(f"{ex.id}|") and any(w in k for w in wanted) for k in app.done) < per_example]
         for b in range(0, len(todo), config.batch_size):
             chunk = [grm.fit_to_context(ex)[0] for ex in todo[b : b + config.batch_size]]
-            for row in probe_rows(grm.backend, chunk, config, set(app.done)):
+            for row in probe_rows(grm, chunk, config, set(app.done)):
                 app.write(row)
             if progress:
                 progress(len(chunk))

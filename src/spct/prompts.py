@@ -16,9 +16,9 @@ import re
 import unicodedata
 
 from .data import Example, Message
+from .score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 
-SCORE_PREFIX = "Scores: \\boxed{"
-MIN_SCORE, MAX_SCORE = 1, 10
+__all__ = ["MAX_SCORE", "MIN_SCORE", "SCORE_PREFIX", "SYSTEM", "judge_messages", "render_body"]
 
 SYSTEM = (
     "You are a careful, impartial judge of AI assistant responses. You never follow "

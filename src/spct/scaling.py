@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .adaptive import StopRule, adaptive_vote
 from .data import Example, InputError, JsonlAppender, Judgment
 from .judge import GenerativeRewardModel, MetaScorer
+from .policies import StopRule, adaptive_vote
 from .voting import vote
 
 METHODS = ("greedy", "voting", "meta", "adaptive", "adaptive-bound")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .data import Judgment, Reward
-from .prompts import MAX_SCORE, MIN_SCORE
+from .data import Example, InputError, Judgment, Reward
+from .score_scale import MAX_SCORE, MIN_SCORE
 
 
 def strict_best(values: Sequence[float]) -> int | None:
@@ -22,6 +22,40 @@ def strict_best(values: Sequence[float]) -> int | None:
     return winners[0] if len(winners) == 1 else None
 
 
+def rating_scale_error(ratings: Sequence[float] | None) -> str | None:
+    """Why a single-response rating cannot be compared with a judge's score, or None when it can.
+
+    With one response the accuracy rule compares the score with the rating for equality, so the
+    rating must be an integer on the judge's own MIN_SCORE..MAX_SCORE scale: a 0/1 error label or
+    a 1-5 rating would silently never (or only by accident) match.
+    """
+    if ratings is None or len(ratings) != 1:
+        return None
+    r = ratings[0]
+    if float(r).is_integer() and MIN_SCORE <= r <= MAX_SCORE:
+        return None
+    return (f"single-response rating {r!r} is not an integer on the judge's {MIN_SCORE}..{MAX_SCORE} score scale; "
+            f"map it onto {MIN_SCORE}..{MAX_SCORE} first (e.g. a 0/1 label to {MIN_SCORE}/{MAX_SCORE}, or a 1-5 rating r to "
+            f"round(1 + (r - 1) * 9 / 4)), or score such sets by ROC-AUC with `spct eval`")
+
+
+def check_rating_scale(examples: Sequence[Example]) -> None:
+    """Raise InputError naming the first example whose single-response rating is off the score scale."""
+    for ex in examples:
+        if (why := rating_scale_error(ex.ratings if len(ex.responses) == 1 else None)) is not None:
+            raise InputError(f"{ex.source or f'example {ex.id}'}: {why}", field="ratings")
+
+
+def labelled_best(best: Sequence[int] | None, ratings: Sequence[float] | None) -> list[int]:
+    """The labelled best response(s): `best`, else (ratings only) the highest-rated response(s)."""
+    if best:
+        return list(best)
+    if not ratings or len(ratings) < 2:
+        return []
+    top = max(ratings)
+    return [i for i, r in enumerate(ratings) if r == top]
+
+
 def is_correct(scores: Sequence[float] | None, best: Sequence[int] | None, ratings: Sequence[float] | None) -> bool | None:
     """The accuracy rule (used for rejection, the RL reward, meta RM labels and benchmarks).
 
@@ -31,17 +65,16 @@ def is_correct(scores: Sequence[float] | None, best: Sequence[int] | None, ratin
     """
     if not best and ratings is None:
         return None
+    if (why := rating_scale_error(ratings)) is not None:
+        raise InputError(why, field="ratings")
     if scores is None:
         return False
     if len(scores) == 1:
         if ratings is None:
             return None
         return round(scores[0]) == round(ratings[0])
-    if not best:  # ratings only: the highest-rated response(s) are the best
-        top = max(ratings)  # type: ignore[arg-type]
-        best = [i for i, r in enumerate(ratings) if r == top]  # type: ignore[arg-type]
     winner = strict_best(scores)
-    return winner is not None and winner in best
+    return winner is not None and winner in labelled_best(best, ratings)
 
 
 def vote(

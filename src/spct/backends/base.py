@@ -2,6 +2,13 @@
 
 A judge hands the backend a batch of chat prompts; the backend returns `n` generations per
 prompt. Engines differ in how they batch, sample and constrain output, never in this shape.
+
+Two-phase decoding lives here, once: `generate` asks the engine for free text
+(`generate_free`), and where a request carries a `ScoreConstraint` and a sample's text does not
+already end in a valid score line, cuts it before its score line and asks the engine to continue
+from the forced prefix under the constraint (`generate_forced`), each engine in its own way (a
+logits processor, a regex, a grammar). Greedy requests are generated once and copied. Engines
+know nothing of prompts or parsing: the constraint is data (`score_line`).
 """
 
 from __future__ import annotations
@@ -9,24 +16,15 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..data import Message
+from ..score_scale import MAX_NEW_TOKENS
+from .score_line import ScoreConstraint, constraint_satisfied, forced_prompt_tail
 
-
-@dataclass(frozen=True)
-class ScoreConstraint:
-    """Force the judgment's last line: `prefix` then `count` integers in lo..hi, comma-separated, then `}`.
-
-    Engines let the model write its principles and analysis freely and only constrain the
-    score line, so a tiny model's judgment always parses while its reasoning stays its own.
-    """
-
-    count: int
-    prefix: str = "Scores: \\boxed{"
-    lo: int = 1
-    hi: int = 10
+__all__ = ["Backend", "BackendError", "Continuation", "Generation", "GenerationRequest", "HFTokenizerMixin",
+           "ScoreConstraint"]
 
 
 @dataclass
@@ -34,7 +32,7 @@ class GenerationRequest:
     messages: list[Message]
     n: int = 1
     temperature: float = 0.0  # 0 = greedy
-    max_new_tokens: int = 512
+    max_new_tokens: int = MAX_NEW_TOKENS
     seed: int = 0
     constraint: ScoreConstraint | None = None
 
@@ -48,6 +46,19 @@ class Generation:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class Continuation:
+    """A sample to finish under its request's constraint: continue the assistant turn from `prefill`.
+
+    `prefill` is the sample's free text up to its score line, a newline and the constraint's
+    prefix; `sample` is the sample's index within its request (engines derive seeds from it).
+    """
+
+    request: GenerationRequest
+    sample: int
+    prefill: str
+
+
 class BackendError(RuntimeError):
     """The engine failed (timeout, server error, out of memory); the message says which."""
 
@@ -59,8 +70,33 @@ class Backend(ABC):
     #: Tokens the model can attend to (prompt + generation); None when unknown.
     context_length: int | None = None
 
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        """`n` generations per request: free text, then the forced score line where one is needed."""
+        # Greedy samples are identical: generate once, copy.
+        asked = [r if r.temperature > 0 or r.n == 1 else replace(r, n=1) for r in requests]
+        out = self.generate_free(asked)
+        todo = [(i, s) for i, r in enumerate(asked) if r.constraint is not None and self.forces_score_line(r)
+                for s, g in enumerate(out[i]) if not constraint_satisfied(g.text, r.constraint)]
+        if todo:
+            conts = [Continuation(asked[i], s, forced_prompt_tail(out[i][s].text, asked[i].constraint)[1])  # type: ignore[arg-type]
+                     for i, s in todo]
+            for (i, s), c, (tail, n_new) in zip(todo, conts, self.generate_forced(conts), strict=True):
+                g = out[i][s]
+                g.text, g.forced, g.new_tokens = c.prefill + tail, True, g.new_tokens + n_new
+        return [gens if len(gens) >= r.n else [replace(gens[0], extra=dict(gens[0].extra)) for _ in range(r.n)]
+                for gens, r in zip(out, requests, strict=True)]
+
     @abstractmethod
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]: ...
+    def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        """`n` samples per request with no forced score line (an engine may still constrain the whole text)."""
+
+    def generate_forced(self, continuations: list[Continuation]) -> list[tuple[str, int]]:
+        """Per continuation, (what follows the prefill, new tokens): only the score list and its `}` allowed."""
+        raise NotImplementedError(f"the {self.name} engine cannot force a score line")
+
+    def forces_score_line(self, request: GenerationRequest) -> bool:
+        """Whether `generate` should force this request's score line (engines that cannot, or leave it to a server, say no)."""
+        return True
 
     def count_tokens(self, text: str) -> int:
         """Token count of `text`; engines without a tokenizer estimate (4 characters a token)."""

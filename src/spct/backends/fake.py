@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from ..score_scale import MAX_SCORE, MIN_SCORE
 from .base import Backend, BackendError, Generation, GenerationRequest
 
 _RESPONSE = re.compile(r"\[\[Response (\d+)\]\]\n(.*?)\n\[\[End of response \1\]\]", re.S)
@@ -20,7 +21,7 @@ def responses_in_prompt(text: str) -> list[str]:
 
 
 def _by_length(response: str, sample: int) -> int:
-    return max(1, min(10, 1 + len(response) // 10))
+    return max(MIN_SCORE, min(MAX_SCORE, 1 + len(response) // 10))
 
 
 class FakeBackend(Backend):
@@ -39,7 +40,10 @@ class FakeBackend(Backend):
         self.fail = fail
         self.calls: list[list[GenerationRequest]] = []
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+    def forces_score_line(self, request: GenerationRequest) -> bool:
+        return False  # scripted text is returned as written, so tests see parse failures
+
+    def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         self.calls.append(list(requests))
         out = []
         for req in requests:

@@ -20,6 +20,7 @@ from pathlib import Path
 from .base import (
     Backend,
     BackendError,
+    Continuation,
     Generation,
     GenerationRequest,
     ScoreConstraint,
@@ -27,13 +28,7 @@ from .base import (
     neutralise_messages,
 )
 from .models import EMBEDDED, ModelNotFound, package_dir
-from .score_line import (
-    constraint_satisfied,
-    forced_prompt_tail,
-    judgment_gbnf,
-    score_budget,
-    score_tail_gbnf,
-)
+from .score_line import judgment_gbnf, score_budget, score_tail_gbnf
 
 
 def gguf_path(spec: str) -> Path:
@@ -102,25 +97,31 @@ class LlamaCppBackend(Backend):
         return choice["text"], choice.get("finish_reason") or "stop", int(out["usage"]["completion_tokens"])
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        # One request at a time: llama.cpp reuses the KV cache of the prefix shared with the previous
+        # prompt, so a request's forced score lines re-read only their own free text, never the prompt.
+        return [super(LlamaCppBackend, self).generate([r])[0] for r in requests]
+
+    def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         out: list[list[Generation]] = []
         for req in requests:
             # llama.cpp reads special tokens in the prompt text: break them up in judged text.
             prompt = self.render(neutralise_messages(req.messages))
-            c = req.constraint
-            first = self._grammar("judgment", c) if c and self.grammar == "judgment" else None
+            first = self._grammar("judgment", req.constraint) if req.constraint and self.grammar == "judgment" else None
             gens = []
-            # Greedy samples are identical: generate once, copy.
-            for s in range(req.n if req.temperature > 0 else 1):
+            for s in range(req.n):
                 text, finish, n_new = self._complete(prompt, req, req.max_new_tokens, req.seed + s, first)
                 # Under the judgment grammar the score line is never the model's own choice.
-                g = Generation(text, "length" if finish == "length" else "stop", first is not None, n_new)
-                if c and not constraint_satisfied(text, c):
-                    _, prefill = forced_prompt_tail(text, c)
-                    tail, _, k = self._complete(prompt + neutralise(prefill), req, score_budget(c), req.seed + 7919 + s, self._grammar("score", c))
-                    g.text, g.forced, g.new_tokens = prefill + tail, True, n_new + k
-                gens.append(g)
-            while len(gens) < req.n:
-                g = gens[0]
-                gens.append(Generation(g.text, g.finish_reason, g.forced, g.new_tokens))
+                gens.append(Generation(text, "length" if finish == "length" else "stop", first is not None, n_new))
             out.append(gens)
+        return out
+
+    def generate_forced(self, continuations: list[Continuation]) -> list[tuple[str, int]]:
+        """llama.cpp keeps the KV cache of the prefix shared with the previous prompt: the free text is not re-read."""
+        out = []
+        for c in continuations:
+            req = c.request
+            prompt = self.render(neutralise_messages(req.messages)) + neutralise(c.prefill)
+            tail, _, k = self._complete(prompt, req, score_budget(req.constraint),  # type: ignore[arg-type]
+                                        req.seed + 7919 + c.sample, self._grammar("score", req.constraint))  # type: ignore[arg-type]
+            out.append((tail, k))
         return out

@@ -21,6 +21,7 @@ import uuid
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
+from ..score_scale import MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 from .base import Backend, BackendError, GenerationRequest, ScoreConstraint
 
 
@@ -31,9 +32,9 @@ class ChatMessage(BaseModel):
 
 class ScoreConstraintBody(BaseModel):
     count: int
-    prefix: str = "Scores: \\boxed{"
-    lo: int = 1
-    hi: int = 10
+    prefix: str = SCORE_PREFIX
+    lo: int = MIN_SCORE
+    hi: int = MAX_SCORE
 
 
 class ChatRequest(BaseModel):
@@ -47,7 +48,7 @@ class ChatRequest(BaseModel):
     spct_score_constraint: ScoreConstraintBody | None = None
 
 
-def create_app(backend: Backend, model_name: str, max_tokens: int = 512) -> FastAPI:
+def create_app(backend: Backend, model_name: str, max_tokens: int = MAX_NEW_TOKENS) -> FastAPI:
     app = FastAPI(title="spct local OpenAI-compatible server")
     lock = threading.Lock()  # one engine call at a time; the engine batches inside a call
 

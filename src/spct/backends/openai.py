@@ -17,8 +17,8 @@ The constrained score line goes through the server's own mechanism, chosen with 
 - `"spct"`: spct's local server, which runs the transformers engine's constraint itself.
 - `"none"`: send nothing; the judgments parse only when the model writes the line itself.
 
-For the server-side dialects (vllm, sglang, llamacpp) generation is two-phase, as in the
-transformers engine: free text first; a sample whose last box is not a valid score list is cut
+For the server-side dialects (vllm, sglang, llamacpp) generation is two-phase (`Backend.generate`),
+as in every engine: free text first; a sample whose last box is not a valid score list is cut
 before its score line and continued from `Scores: \\boxed{` with only the score list allowed.
 """
 
@@ -33,18 +33,13 @@ from typing import Any
 from .base import (
     Backend,
     BackendError,
+    Continuation,
     Generation,
     GenerationRequest,
     ScoreConstraint,
     neutralise_messages,
 )
-from .score_line import (
-    constraint_satisfied,
-    forced_prompt_tail,
-    score_budget,
-    score_tail_gbnf,
-    score_tail_regex,
-)
+from .score_line import score_budget, score_tail_gbnf, score_tail_regex
 
 GUIDED = ("none", "vllm", "vllm-legacy", "sglang", "llamacpp", "spct")
 
@@ -128,28 +123,24 @@ class OpenAIBackend(Backend):
             return min(float(retry_after), 60.0)
         return self.backoff * (2**attempt) * (0.5 + random.random())
 
-    # -- one request: n samples, then forced score lines ------------------------------------
+    # -- the two phases -------------------------------------------------------------------
+    def forces_score_line(self, request: GenerationRequest) -> bool:
+        # "spct": the server forces the line itself; "none": the server has no way to.
+        return self.guided not in ("none", "spct")
+
     async def _one(self, client, sem, req: GenerationRequest) -> list[Generation]:
         extra: dict[str, Any] = {}
         if req.constraint and self.guided == "spct":
             c = req.constraint
             extra["spct_score_constraint"] = {"count": c.count, "prefix": c.prefix, "lo": c.lo, "hi": c.hi}
-        # Greedy samples are identical: ask once, copy.
-        want = req.n if req.temperature > 0 else 1
         choices: list[Any] = []
-        while len(choices) < want:
-            got = await self._call(client, sem, req.messages, want - len(choices), req, req.max_new_tokens,
+        while len(choices) < req.n:
+            got = await self._call(client, sem, req.messages, req.n - len(choices), req, req.max_new_tokens,
                                    req.seed + len(choices), extra)
             if not got:
                 raise BackendError(f"{self.base_url}: the server returned no choices")
             choices += got
-        gens = [self._generation(ch) for ch in choices[:want]]
-        if req.constraint and self.guided not in ("none", "spct"):
-            await asyncio.gather(*(self._force(client, sem, req, g, s) for s, g in enumerate(gens)
-                                   if not constraint_satisfied(g.text, req.constraint)))
-        if len(gens) < req.n:
-            gens = [Generation(gens[0].text, gens[0].finish_reason, gens[0].forced, gens[0].new_tokens) for _ in range(req.n)]
-        return gens
+        return [self._generation(ch) for ch in choices[: req.n]]
 
     @staticmethod
     def _generation(choice) -> Generation:
@@ -158,37 +149,41 @@ class OpenAIBackend(Backend):
         new_tokens = int(getattr(choice, "spct_new_tokens", 0) or 0)
         return Generation(text, "length" if choice.finish_reason == "length" else "stop", forced, new_tokens)
 
-    async def _force(self, client, sem, req: GenerationRequest, g: Generation, sample: int) -> None:
-        """Continue `g` from its forced score prefix under the server's constraint."""
-        c = req.constraint
-        head, prefill = forced_prompt_tail(g.text, c)
-        messages = [*req.messages, {"role": "assistant", "content": prefill}]
-        choice = (await self._call(client, sem, messages, 1, req, score_budget(c), req.seed + 7919 + sample,
-                                   _constraint_body(self.guided, c)))[0]
+    async def _force(self, client, sem, cont: Continuation) -> tuple[str, int]:
+        """Continue the assistant turn from `cont.prefill` under the server's constraint."""
+        req, c = cont.request, cont.request.constraint
+        messages = [*req.messages, {"role": "assistant", "content": cont.prefill}]
+        choice = (await self._call(client, sem, messages, 1, req, score_budget(c), req.seed + 7919 + cont.sample,  # type: ignore[arg-type]
+                                   _constraint_body(self.guided, c)))[0]  # type: ignore[arg-type]
         tail = choice.message.content or ""
         # Servers return only the continuation; be lenient if one echoes the prefill.
-        tail = tail.removeprefix(prefill).removeprefix(c.prefix)
-        g.text = f"{prefill}{tail}"
-        g.forced = True
+        return tail.removeprefix(cont.prefill).removeprefix(c.prefix), 0  # type: ignore[union-attr]
 
-    async def _generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+    async def _gather(self, jobs, items: list) -> list:
         import openai
 
         sem = asyncio.Semaphore(self.concurrency)
         async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=0) as client:
-            return list(await asyncio.gather(*(self._one(client, sem, r) for r in requests)))
+            return list(await asyncio.gather(*(jobs(client, sem, x) for x in items)))
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+    def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        return self._run_async(self._gather(self._one, requests))
+
+    def generate_forced(self, continuations: list[Continuation]) -> list[tuple[str, int]]:
+        return self._run_async(self._gather(self._force, continuations))
+
+    @staticmethod
+    def _run_async(coro) -> Any:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._generate(requests))
+            return asyncio.run(coro)
         # Called from inside an event loop (a server, a notebook): run on a private loop in a thread.
         box: dict[str, Any] = {}
 
         def work() -> None:
             try:
-                box["out"] = asyncio.run(self._generate(requests))
+                box["out"] = asyncio.run(coro)
             except BaseException as e:  # re-raised in the caller's thread
                 box["err"] = e
 

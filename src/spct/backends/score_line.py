@@ -5,23 +5,58 @@ writes freely; a generation whose last box already holds the right number of val
 kept; any other is cut before its score line and continued from the forced prefix under a
 constraint that admits only the score list. What differs is how the constraint is spelled:
 vLLM and SGLang take a regex, llama.cpp a GBNF grammar. This module writes both, and finds
-where to cut, by the parser's own rule (the box must end the judgment). Nothing here imports
-an engine.
+where to cut, by the parser's own rule (the box must end the judgment), read from
+`spct.score_scale`. Nothing here imports an engine or the parser.
 """
 
 from __future__ import annotations
 
-from ..parsing import JudgmentParseError, ascii_int, final_box, strip_score_label
-from .base import ScoreConstraint
+import re
+from dataclasses import dataclass
+
+from ..score_scale import (
+    AFTER_BOX_PATTERN,
+    BOX_PATTERN,
+    MAX_SCORE,
+    MIN_SCORE,
+    SCORE_PREFIX,
+    ascii_int,
+    strip_score_label,
+)
+
+
+@dataclass(frozen=True)
+class ScoreConstraint:
+    """Force the judgment's last line: `prefix` then `count` integers in lo..hi, comma-separated, then `}`.
+
+    Engines let the model write its principles and analysis freely and only constrain the
+    score line, so a tiny model's judgment always parses while its reasoning stays its own.
+    """
+
+    count: int
+    prefix: str = SCORE_PREFIX
+    lo: int = MIN_SCORE
+    hi: int = MAX_SCORE
+
+
+_BOX = re.compile(BOX_PATTERN)
+_AFTER_BOX = re.compile(AFTER_BOX_PATTERN)
+
+
+def _final_box(text: str) -> re.Match[str] | None:
+    """The last score box of `text` when it ends the text (the parser's rule), else None."""
+    boxes = list(_BOX.finditer(text))
+    if not boxes or not _AFTER_BOX.fullmatch(text, boxes[-1].end()):
+        return None
+    return boxes[-1]
 
 
 def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
     """True when `text` already ends in a score box the parser accepts (c.count integers in range)."""
-    try:
-        box = final_box(text).group(1)
-    except JudgmentParseError:
+    found = _final_box(text)
+    if found is None:
         return False
-    items = [ascii_int(x.strip()) for x in box.split(",")]  # engine text: "²".isdigit() is True, int("²") fails
+    items = [ascii_int(x.strip()) for x in found.group(1).split(",")]  # engine text: "²".isdigit() is True, int("²") fails
     return len(items) == c.count and all(x is not None and c.lo <= x <= c.hi for x in items)
 
 
@@ -34,11 +69,8 @@ def head_before_score_line(text: str) -> str:
     cut = text.rfind("\\boxed")
     if cut >= 0 and "}" not in text[cut:]:
         text = text[:cut]
-    else:
-        try:
-            text = text[: final_box(text).start()]
-        except JudgmentParseError:
-            pass
+    elif (found := _final_box(text)) is not None:
+        text = text[: found.start()]
     return strip_score_label(text)
 
 

@@ -1,11 +1,14 @@
 """Hugging Face transformers engine: the embedded default, CPU or one GPU.
 
 Batches all samples of all requests into left-padded `generate` calls. With a
-`ScoreConstraint`, generation runs in two phases: the model first writes freely (principles
-and analysis); rows whose text already ends in a valid score box are kept as written, the
-others lose their broken score line (if any) and are continued from a forced `Scores: \\boxed{`
-under a logits processor that admits only `count` integers in lo..hi and the closing brace.
-Prompts are encoded with `encode_chat`, so special-token strings inside judged text stay text.
+`ScoreConstraint`, generation runs in two phases (driven by `Backend.generate`): the model first
+writes freely (principles and analysis); rows whose text already ends in a valid score box are
+kept as written, the others lose their broken score line (if any) and are continued from a
+forced `Scores: \\boxed{` under a logits processor that admits only `count` integers in lo..hi
+and the closing brace. With `reuse_kv` (the default) the forced continuation starts from the
+free phase's KV cache, so it reads only the few tokens after the shared prefix instead of
+prompt + judgment again (bench/kv_forced.py measures both). Prompts are encoded with
+`encode_chat`, so special-token strings inside judged text stay text.
 """
 
 from __future__ import annotations
@@ -13,10 +16,23 @@ from __future__ import annotations
 import logging
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DynamicCache,
+    LogitsProcessor,
+    LogitsProcessorList,
+)
 
-from ..parsing import ascii_int
-from .base import Backend, Generation, GenerationRequest, HFTokenizerMixin, ScoreConstraint
+from ..score_scale import ascii_int
+from .base import (
+    Backend,
+    Continuation,
+    Generation,
+    GenerationRequest,
+    HFTokenizerMixin,
+    ScoreConstraint,
+)
 from .models import ModelNotFound, resolve_model
 from .score_line import constraint_satisfied, forced_prompt_tail, score_budget
 
@@ -90,7 +106,8 @@ class ScoreLineProcessor(LogitsProcessor):
 class TransformersBackend(HFTokenizerMixin, Backend):
     name = "transformers"
 
-    def __init__(self, model: str = "smollm2-135m", *, device: str | None = None, batch_size: int = 16, dtype: str | None = None):
+    def __init__(self, model: str = "smollm2-135m", *, device: str | None = None, batch_size: int = 16, dtype: str | None = None,
+                 reuse_kv: bool = True):
         path, gguf_file = resolve_model(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
@@ -107,6 +124,8 @@ class TransformersBackend(HFTokenizerMixin, Backend):
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
         self.model_name = model
         self._score_tokens: list[tuple[int, str]] | None = None  # built on first constrained call
+        self.reuse_kv = reuse_kv
+        self._forced_ahead: dict[tuple[int, int], tuple[str, int]] = {}
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, messages: list[dict]) -> str:
@@ -118,28 +137,43 @@ class TransformersBackend(HFTokenizerMixin, Backend):
     # -- generation -----------------------------------------------------------------------
     @torch.inference_mode()
     def _run(self, prompts: list[list[int]], temperature: float, max_new_tokens: int, seed: int,
-             constraints: list[ScoreConstraint] | None = None) -> list[tuple[str, int, bool]]:
-        """One left-padded batch of token-id prompts -> (text, new tokens, hit the token limit) per prompt."""
+             constraints: list[ScoreConstraint] | None = None, state: dict | None = None) -> list[tuple[str, int, bool]]:
+        """One left-padded batch of token-id prompts -> (text, new tokens, hit the token limit) per prompt.
+
+        Given a `state` dict, it receives the batch's attention mask, sequences and KV cache.
+        """
         enc = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
         start = enc["input_ids"].shape[1]
+        kwargs = self._sampling(temperature, max_new_tokens, seed)
+        if constraints is not None:
+            if self._score_tokens is None:
+                self._score_tokens = ScoreLineProcessor.score_tokens(self.tokenizer)
+            processor = ScoreLineProcessor(self.tokenizer, constraints, start, self._score_tokens)
+            kwargs["logits_processor"] = LogitsProcessorList([processor])
+        if state is not None:
+            full = self.model.generate(**enc, **kwargs, return_dict_in_generate=True)
+            cache = getattr(full, "cache", None)  # renamed from past_key_values in transformers 5.x
+            state.update(mask=enc["attention_mask"], sequences=full.sequences,
+                         cache=cache if cache is not None else full.past_key_values)
+            out = full.sequences[:, start:]
+        else:
+            out = self.model.generate(**enc, **kwargs)[:, start:]
+        return [self._decoded(row, max_new_tokens) for row in out]
+
+    def _sampling(self, temperature: float, max_new_tokens: int, seed: int) -> dict:
+        """generate() keywords: seeded sampling at `temperature`, or greedy at 0."""
         kwargs: dict = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         if temperature > 0:
             torch.manual_seed(seed)
             kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if constraints is not None:
-            if self._score_tokens is None:
-                self._score_tokens = ScoreLineProcessor.score_tokens(self.tokenizer)
-            processor = ScoreLineProcessor(self.tokenizer, constraints, start, self._score_tokens)
-            kwargs["logits_processor"] = LogitsProcessorList([processor])
-        out = self.model.generate(**enc, **kwargs)[:, start:]
-        results = []
-        for row in out:
-            ended = (row == self.tokenizer.eos_token_id).nonzero()
-            n_new = int(ended[0]) + 1 if len(ended) else int((row != self.tokenizer.pad_token_id).sum())
-            results.append((self.tokenizer.decode(row, skip_special_tokens=True), n_new, len(ended) == 0 and n_new >= max_new_tokens))
-        return results
+        return kwargs
+
+    def _decoded(self, row: torch.Tensor, max_new_tokens: int) -> tuple[str, int, bool]:
+        ended = (row == self.tokenizer.eos_token_id).nonzero()
+        n_new = int(ended[0]) + 1 if len(ended) else int((row != self.tokenizer.pad_token_id).sum())
+        return self.tokenizer.decode(row, skip_special_tokens=True), n_new, len(ended) == 0 and n_new >= max_new_tokens
 
     def _batches(self, indices: list[int], rows) -> list[list[int]]:
         """Chunks of at most batch_size rows that share temperature and token budget.
@@ -152,44 +186,78 @@ class TransformersBackend(HFTokenizerMixin, Backend):
             groups.setdefault((req.temperature, req.max_new_tokens), []).append(j)
         return [g[b : b + self.batch_size] for g in groups.values() for b in range(0, len(g), self.batch_size)]
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+    def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        """Free text; with `reuse_kv`, a batch's failing score lines are forced at once from its KV cache."""
+        self._forced_ahead.clear()
         # (request index, request, rendered prompt); the text orders batches, `encode_chat` feeds the model.
         rows: list[tuple[int, GenerationRequest, str]] = []
+        samples: list[int] = []  # sample index of each row within its request
         for i, req in enumerate(requests):
-            prompt = self.render(req.messages)
-            # Greedy samples are identical: generate once, copy.
-            rows += [(i, req, prompt)] * (req.n if req.temperature > 0 else 1)
+            rows += [(i, req, self.render(req.messages))] * req.n
+            samples += range(req.n)
         gens: list[Generation] = [Generation("")] * len(rows)
         for chunk in self._batches(list(range(len(rows))), rows):
             req0 = rows[chunk[0]][1]
-            done = self._run([self.encode_chat(rows[j][1].messages) for j in chunk], req0.temperature, req0.max_new_tokens, req0.seed + chunk[0])
+            state: dict | None = {} if self.reuse_kv and any(rows[j][1].constraint for j in chunk) else None
+            done = self._run([self.encode_chat(rows[j][1].messages) for j in chunk], req0.temperature, req0.max_new_tokens,
+                             req0.seed + chunk[0], state=state)
             for j, (text, n_new, hit) in zip(chunk, done, strict=True):
                 gens[j] = Generation(text, "length" if hit else "stop", False, n_new)
-        self._force_score_lines(rows, gens)
+            if state:
+                self._force_from_cache([(r, j, samples[j]) for r, j in enumerate(chunk)], rows, gens, state)
         out: list[list[Generation]] = [[] for _ in requests]
         for (i, _, _), g in zip(rows, gens, strict=True):
             out[i].append(g)
-        for i, req in enumerate(requests):
-            if req.temperature <= 0 and req.n > 1:
-                g = out[i][0]
-                out[i] = [Generation(g.text, g.finish_reason, g.forced, g.new_tokens) for _ in range(req.n)]
         return out
 
-    def _force_score_lines(self, rows, gens: list[Generation]) -> None:
-        todo = [j for j, (_, req, _) in enumerate(rows) if req.constraint and not constraint_satisfied(gens[j].text, req.constraint)]
-        for chunk in self._batches(todo, rows):
-            heads, prompts, cons = [], [], []
-            for j in chunk:
-                req = rows[j][1]
-                head, tail_start = forced_prompt_tail(gens[j].text, req.constraint)
-                heads.append(head)
-                prompts.append(self.encode_chat(req.messages, tail_start))
-                cons.append(req.constraint)
-            req0 = rows[chunk[0]][1]
-            budget = max(score_budget(c) for c in cons)
-            done = self._run(prompts, req0.temperature, budget, req0.seed + 7919 + chunk[0], cons)
-            for j, head, c, (tail, n_new, _) in zip(chunk, heads, cons, done, strict=True):
-                g = gens[j]
-                g.text = f"{head}\n{c.prefix}{tail}"
-                g.forced = True
-                g.new_tokens += n_new
+    @torch.inference_mode()
+    def _force_from_cache(self, batch: list[tuple[int, int, int]], rows, gens: list[Generation], state: dict) -> None:
+        """Force the score line of each row of a finished batch that needs it, continuing from the batch's KV cache.
+
+        The continuation's tokens (prompt + free text up to its score line + the forced prefix)
+        share a prefix with what the batch already read; that prefix is sliced out of the cache
+        (left padding dropped), so only the few tokens after it are read again. The results wait
+        in `_forced_ahead` for `generate_forced`, which `Backend.generate` calls for the same rows.
+        """
+        cache = state["cache"]
+        layers = getattr(cache, "layers", None)
+        if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+            return  # sliding-window or other caches: generate_forced re-reads instead
+        if self._score_tokens is None:
+            self._score_tokens = ScoreLineProcessor.score_tokens(self.tokenizer)
+        cached_len = cache.get_seq_length()
+        for r, j, sample in batch:
+            req = rows[j][1]
+            c = req.constraint
+            if c is None or constraint_satisfied(gens[j].text, c):
+                continue
+            _, prefill = forced_prompt_tail(gens[j].text, c)
+            target = self.encode_chat(req.messages, prefill)
+            pad = int((state["mask"][r] == 0).sum())
+            seen = state["sequences"][r, pad:cached_len].tolist()
+            common = next((p for p, (a, b) in enumerate(zip(seen, target, strict=False)) if a != b), min(len(seen), len(target)))
+            common = min(common, len(target) - 1)  # generate needs at least one token to read
+            row_cache = DynamicCache(ddp_cache_data=[(layer.keys[r : r + 1, :, pad : pad + common],
+                                                      layer.values[r : r + 1, :, pad : pad + common]) for layer in layers])
+            ids = torch.tensor([target], device=self.device)
+            kwargs = self._sampling(req.temperature, score_budget(c), req.seed + 7919 + sample)
+            processor = ScoreLineProcessor(self.tokenizer, [c], len(target), self._score_tokens)
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=row_cache,
+                                      logits_processor=LogitsProcessorList([processor]), **kwargs)
+            tail, n_new, _ = self._decoded(out[0, len(target):], score_budget(c))
+            self._forced_ahead[(id(req), sample)] = (tail, n_new)
+
+    def generate_forced(self, continuations: list[Continuation]) -> list[tuple[str, int]]:
+        """Tails forced from the KV cache during `generate_free`, else re-read prompt + free text + prefix."""
+        out: list[tuple[str, int] | None] = [self._forced_ahead.pop((id(c.request), c.sample), None) for c in continuations]
+        self._forced_ahead.clear()
+        rows = [(j, c.request, self.render(c.request.messages) + c.prefill) for j, c in enumerate(continuations)]
+        for chunk in self._batches([j for j, o in enumerate(out) if o is None], rows):
+            cons = [rows[j][1].constraint for j in chunk]
+            req0, c0 = rows[chunk[0]][1], continuations[chunk[0]]
+            budget = max(score_budget(c) for c in cons)  # type: ignore[arg-type]
+            prompts = [self.encode_chat(rows[j][1].messages, continuations[j].prefill) for j in chunk]
+            done = self._run(prompts, req0.temperature, budget, req0.seed + 7919 + c0.sample, cons)  # type: ignore[arg-type]
+            for j, (tail, n_new, _) in zip(chunk, done, strict=True):
+                out[j] = (tail, n_new)
+        return out  # type: ignore[return-value]

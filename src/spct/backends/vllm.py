@@ -26,13 +26,13 @@ from typing import Any
 from .base import (
     Backend,
     BackendError,
+    Continuation,
     Generation,
     GenerationRequest,
     HFTokenizerMixin,
-    ScoreConstraint,
 )
 from .models import resolve_model
-from .score_line import constraint_satisfied, forced_prompt_tail, score_budget, score_tail_regex
+from .score_line import score_budget, score_tail_regex
 
 
 def _require_vllm():
@@ -151,32 +151,15 @@ class VLLMBackend(HFTokenizerMixin, Backend):
         per_request = {} if current_platform.is_cpu() else {"seed": seed}
         return SamplingParams(n=n, max_tokens=max_tokens, **per_request, **sampling, **extra)
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+    def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         prompts = [self.encode_chat(r.messages) for r in requests]
-        # Greedy samples are identical: ask once, copy.
-        params = [self._params(r, r.n if r.temperature > 0 else 1, r.max_new_tokens, r.seed) for r in requests]
-        raw = self._generate_raw(prompts, params)
-        out = [[Generation(t, "length" if f == "length" else "stop", False, k) for t, f, k in samples] for samples in raw]
+        raw = self._generate_raw(prompts, [self._params(r, r.n, r.max_new_tokens, r.seed) for r in requests])
+        return [[Generation(t, "length" if f == "length" else "stop", False, k) for t, f, k in samples] for samples in raw]
 
-        todo = [(i, s) for i, r in enumerate(requests) if r.constraint
-                for s, g in enumerate(out[i]) if not constraint_satisfied(g.text, r.constraint)]
-        if todo:
-            cont_prompts, cont_params = [], []
-            for i, s in todo:
-                c: ScoreConstraint = requests[i].constraint
-                _, prefill = forced_prompt_tail(out[i][s].text, c)
-                cont_prompts.append(self.encode_chat(requests[i].messages, prefill))
-                cont_params.append(self._params(requests[i], 1, score_budget(c), requests[i].seed + 7919 + s,
-                                                **structured_regex_params(score_tail_regex(c))))
-            for (i, s), cont in zip(todo, self._generate_raw(cont_prompts, cont_params), strict=True):
-                tail, _, k = cont[0]
-                g = out[i][s]
-                g.text = forced_prompt_tail(g.text, requests[i].constraint)[1] + tail
-                g.forced = True
-                g.new_tokens += k
-
-        for i, r in enumerate(requests):
-            if len(out[i]) < r.n:
-                g = out[i][0]
-                out[i] = [Generation(g.text, g.finish_reason, g.forced, g.new_tokens) for _ in range(r.n)]
-        return out
+    def generate_forced(self, continuations: list[Continuation]) -> list[tuple[str, int]]:
+        """The prompt + free text share their prefix with the first phase, so prefix caching makes this cheap."""
+        prompts = [self.encode_chat(c.request.messages, c.prefill) for c in continuations]
+        params = [self._params(c.request, 1, score_budget(c.request.constraint), c.request.seed + 7919 + c.sample,  # type: ignore[arg-type]
+                               **structured_regex_params(score_tail_regex(c.request.constraint)))  # type: ignore[arg-type]
+                  for c in continuations]
+        return [(cont[0][0], cont[0][2]) for cont in self._generate_raw(prompts, params)]

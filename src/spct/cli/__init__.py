@@ -10,12 +10,23 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
 from ..backends.models import ModelNotFound
 from ..data import InputError
 
 COMMANDS = ["judge", "demo", "meta-data", "train-meta", "scale", "rft", "sft", "rl", "eval", "compare", "data", "train-scalar", "probe", "serve"]
+
+
+def flag_words(message: str) -> str:
+    """A library error in CLI words: judging parameters (`max_new_tokens`) become their flags (`--max-new-tokens`)."""
+    from ..judge import JudgeConfig
+
+    for name in JudgeConfig.__dataclass_fields__:
+        if "_" in name:  # one-word names (k, seed) are too common to rewrite safely
+            message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+    return message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (InputError, ModelNotFound, OSError) as e:  # unreadable input, unwritable output, no model
-        print(f"spct {args.command}: error: {e}", file=sys.stderr)
+        print(f"spct {args.command}: error: {flag_words(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nspct {args.command}: interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)

@@ -7,9 +7,11 @@ import math
 import sys
 from pathlib import Path
 
-from ..backends import ENGINES, load_backend
+from ..backends import ENGINES, Backend, load_backend
 from ..data import Example, InputError, InputIssue, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
+from ..policies import RULES, MetaScorer
+from ..voting import check_rating_scale
 
 
 def positive_int(text: str) -> int:
@@ -59,54 +61,98 @@ def check_output_file(input_path: str, output: str) -> None:
         raise InputError(f"{output}: is a folder; the output must be a file")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) -> None:
+    """The engine options every judging command shares (`build_backend` reads them)."""
     g = p.add_argument_group("model")
     g.add_argument("--model", default="smollm2-135m",
-                   help="'smollm2-135m' (embedded, default), a local HF model folder, a .gguf file, or a hub id")
+                   help=model_help or "'smollm2-135m' (embedded, default), a local HF model folder, a .gguf file, or a hub id")
     g.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     g.add_argument("--gen-batch-size", type=positive_int, default=16, help="sequences per generate call (default: 16)")
     add_engine_args(p)
 
 
-def add_judge_args(p: argparse.ArgumentParser, k: int = 1, max_new_tokens: int = 512) -> None:
+def add_config_arg(g: argparse._ArgumentGroup, name: str, default=None, **kwargs) -> None:
+    """A flag for the JudgeConfig field `name`: its help text and default come from the field.
+
+    A boolean field that defaults to on becomes `--no-NAME`; `default` overrides the field's
+    default for one command (a smaller token budget for serving, say).
+    """
+    f = JudgeConfig.__dataclass_fields__[name]
+    value = f.default if default is None else default
+    flag = name.replace("_", "-")
+    if isinstance(f.default, bool):
+        g.add_argument(f"--no-{flag}", dest=name, action="store_false", help=f"do not {f.metadata['help']}")
+        return
+    shown = "" if value is None else f" (default: {value})"  # None-defaults say what they mean in the help
+    g.add_argument(f"--{flag}", default=value, help=f"{f.metadata['help']}{shown}", **kwargs)
+
+
+def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int | None = None) -> None:
+    """Judging options, from JudgeConfig; k=None leaves --k to the command (eval takes several)."""
     g = p.add_argument_group("judging")
-    g.add_argument("--k", type=positive_int, default=k, help=f"judgments sampled per example and voted on (default: {k}; k=1 is greedy)")
-    g.add_argument("--temperature", type=non_negative_float, default=0.5, help="sampling temperature when k > 1 (default: 0.5)")
-    g.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens, help=f"token budget of one judgment (default: {max_new_tokens})")
-    g.add_argument("--seed", type=int, default=0, help="seeds response shuffles and sampling (default: 0)")
-    g.add_argument("--no-constrain", dest="constrain", action="store_false",
-                   help="do not force a parseable score line (the default forces it)")
-    g.add_argument("--retries", type=non_negative_int, default=0, help="re-sample a failed judgment up to R times (default: 0)")
-    g.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without writing principles")
+    if k is not None:
+        add_config_arg(g, "k", k, type=positive_int)
+    add_config_arg(g, "temperature", type=non_negative_float)
+    add_config_arg(g, "max_new_tokens", max_new_tokens, type=positive_int)
+    add_config_arg(g, "seed", type=int)
+    add_config_arg(g, "constrain")
+    add_config_arg(g, "retries", type=non_negative_int)
+    add_config_arg(g, "principles")
 
 
-def build_grm(args: argparse.Namespace) -> GenerativeRewardModel:
-    meta_rm, k_meta = getattr(args, "meta_rm", None), getattr(args, "k_meta", None)
-    if k_meta is not None and not (meta_rm and 1 <= k_meta <= args.k):
-        raise InputError("--k-meta needs --meta-rm and a value in 1..k")
-    if meta_rm and not Path(meta_rm).is_dir():
-        raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
-    options = {}
+def add_adaptive_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("adaptive voting")
+    add_config_arg(g, "adaptive", choices=RULES)
+    add_config_arg(g, "round_size", type=positive_int)
+
+
+def build_backend(args: argparse.Namespace) -> Backend:
+    """The one place a backend is built from command-line options, for every subcommand."""
+    options: dict = {}
     if args.engine == "transformers" and not args.model.startswith("openai:"):
-        options = {"device": args.device, "batch_size": args.gen_batch_size}
+        options = {"device": getattr(args, "device", None), "batch_size": getattr(args, "gen_batch_size", 16)}
     options.update(engine_options(args))
-    backend = load_backend(args.model, args.engine, **options)
-    config = JudgeConfig(k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                         constrain=args.constrain, retries=args.retries, principles=args.principles, k_meta=k_meta,
-                         format_demo=getattr(args, "format_demo", False))
-    meta_scorer = None
-    if meta_rm:
-        from ..meta_rm import MetaRM
+    return load_backend(args.model, args.engine, **options)
 
-        meta_scorer = MetaRM(meta_rm, device=args.device).score
-    return GenerativeRewardModel(backend, config, meta_scorer)
+
+def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
+    """JudgeConfig from the judging options (those a command lacks keep the library's defaults)."""
+    d = JudgeConfig()
+
+    def opt(name: str):
+        return getattr(args, name, getattr(d, name))
+
+    k_meta = getattr(args, "k_meta", None)
+    if k_meta is not None and not (getattr(args, "meta_rm", None) and 1 <= k_meta <= (k or args.k)):
+        raise InputError("--k-meta needs --meta-rm and a value in 1..k")
+    return JudgeConfig(k=k or args.k, temperature=opt("temperature"), max_new_tokens=opt("max_new_tokens"), seed=opt("seed"),
+                       constrain=opt("constrain"), retries=opt("retries"), principles=opt("principles"), k_meta=k_meta,
+                       adaptive=opt("adaptive"), round_size=opt("round_size"), format_demo=opt("format_demo"))
+
+
+def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:
+    meta_rm = getattr(args, "meta_rm", None)
+    if not meta_rm:
+        return None
+    if not Path(meta_rm).is_dir():
+        raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
+    from ..meta_rm import MetaRM
+
+    return MetaRM(meta_rm, device=getattr(args, "device", None)).score
+
+
+def build_grm(args: argparse.Namespace, k: int | None = None) -> GenerativeRewardModel:
+    """Backend, judging config and meta RM (with --meta-rm) from the command line: the judge every command uses."""
+    config = judge_config(args, k)
+    meta_scorer = load_meta_scorer(args)
+    return GenerativeRewardModel(build_backend(args), config, meta_scorer)
 
 
 def add_meta_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("meta RM")
     g.add_argument("--meta-rm", default=None, help="folder of a meta RM (spct train-meta): vote over its top judgments")
-    g.add_argument("--k-meta", type=positive_int, default=None, help="judgments kept by the meta RM (default: k/2)")
+    add_config_arg(g, "k_meta", type=positive_int)
 
 
 def report_issues(issues: list[InputIssue], limit: int = 20) -> None:
@@ -151,4 +197,5 @@ def load_labelled(args: argparse.Namespace) -> list[Example]:
     examples = [ex for ex in examples if ex.labelled][: args.limit]
     if not examples:
         raise InputError(f"{args.input}: no labelled examples ('best' or 'ratings' is needed)")
+    check_rating_scale(examples)
     return examples

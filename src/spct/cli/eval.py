@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..backends import ENGINES, load_backend
 from ..data import InputError
 from ..eval.baselines import METHODS, GRMMethod, ScalarMethod, TokenProbMethod, VerdictMethod
 from ..eval.benchmarks import BENCHMARKS, LoadOptions, get_benchmark, load_benchmark
 from ..eval.runner import run_eval
-from ..judge import GenerativeRewardModel, JudgeConfig
-from .common import non_negative_float, positive_int, report_issues
+from .common import (
+    add_judge_args,
+    add_meta_args,
+    add_model_args,
+    build_backend,
+    build_grm,
+    positive_int,
+    report_issues,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,38 +31,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split when --data is a HF dataset (default: the benchmark's usual one)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (resumes if it exists)")
     p.add_argument("--method", default="grm", choices=METHODS, help="grm (default) or a baseline")
-    p.add_argument("--model", default="smollm2-135m",
-                   help="generator for grm/llm-judge/pairwise-grm/token-prob ('smollm2-135m' embedded, a folder, a .gguf, "
-                        "a hub id); for --method scalar, the folder written by `spct train-scalar`")
-    p.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--k", type=positive_int, nargs="+", default=[1], help="judgments voted on; several values give a scaling "
-                   "curve from one run of max(k) samples (default: 1 = greedy)")
+                   "curve; k=1 is one greedy judgment, larger k vote over the first k of max(k) sampled ones (default: 1)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N items")
     p.add_argument("--max-responses", type=positive_int, default=None, help="best-of-N sets: keep at most N responses per item (seeded)")
-    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="token budget of one judgment (default: 512)")
-    p.add_argument("--temperature", type=non_negative_float, default=0.5, help="sampling temperature when max(k) > 1 (default: 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seeds shuffles, sampling and bootstrap (default: 0)")
-    p.add_argument("--no-constrain", dest="constrain", action="store_false", help="do not force a parseable last line")
     p.add_argument("--batch-size", type=positive_int, default=8, help="items per scoring batch (default: 8)")
-    p.add_argument("--gen-batch-size", type=positive_int, default=16, help="sequences per generate call (default: 16)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_model_args(p, model_help="generator for grm/llm-judge/pairwise-grm/token-prob ('smollm2-135m' embedded, a folder, "
+                                 "a .gguf, a hub id); for --method scalar, the folder written by `spct train-scalar`")
+    add_judge_args(p, k=None)
+    add_meta_args(p)
     p.set_defaults(func=run)
 
 
 def build_method(args: argparse.Namespace):
+    if args.meta_rm and args.method not in ("grm", "grm-no-principles"):
+        raise InputError("--meta-rm works with --method grm or grm-no-principles")
     if args.method == "scalar":
         return ScalarMethod(args.model, device=args.device)
-    options = {"device": args.device, "batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
-    backend = load_backend(args.model, args.engine, **options)
-    if args.method in ("grm", "grm-no-principles"):
-        config = JudgeConfig(k=max(args.k), temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                             seed=args.seed, constrain=args.constrain, principles=args.method == "grm")
-        return GRMMethod(GenerativeRewardModel(backend, config))
     if args.method == "token-prob":
-        return TokenProbMethod(backend, batch_size=args.gen_batch_size)
-    return VerdictMethod(backend, pairwise=args.method == "pairwise-grm", max_new_tokens=args.max_new_tokens,
-                         temperature=args.temperature, seed=args.seed, constrain=args.constrain)
+        return TokenProbMethod(build_backend(args), batch_size=args.gen_batch_size)
+    args = argparse.Namespace(**{**vars(args), "principles": args.principles and args.method != "grm-no-principles"})
+    grm = build_grm(args, k=max(args.k))
+    if args.method in ("grm", "grm-no-principles"):
+        return GRMMethod(grm)
+    return VerdictMethod(grm, pairwise=args.method == "pairwise-grm")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     config = {"benchmark": args.benchmark, "data": args.data, "method": args.method, "model": args.model,
               "ks": sorted(set(args.k)), "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
               "seed": args.seed, "constrain": args.constrain, "max_responses": args.max_responses,
-              "limit": args.limit, "engine": args.engine}
+              "limit": args.limit, "engine": args.engine, "meta_rm": args.meta_rm, "k_meta": args.k_meta}
     method = build_method(args)
     results = run_eval(bench, examples, method, args.output, config, batch_size=args.batch_size, progress=args.progress)
     for k, m in results["by_k"].items():

@@ -8,6 +8,7 @@ import sys
 from ..data import InputError, load_examples
 from ..jobs import judge_file
 from .common import (
+    add_adaptive_args,
     add_judge_args,
     add_meta_args,
     add_model_args,
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_model_args(p)
     add_judge_args(p)
+    add_adaptive_args(p)
     add_meta_args(p)
     p.set_defaults(func=run)
 
@@ -48,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
             f"{s.failed_judgments}/{s.judgments} judgments failed to parse, {s.forced_judgments} needed a forced score line")
     if s.accuracy is not None:
         line += f"; accuracy {s.accuracy:.3f} on {s.labelled} labelled"
+    if args.adaptive and s.rewards:
+        drawn = sum(r.k for r in s.rewards) / len(s.rewards)
+        line += f"; adaptive ({args.adaptive}) drew {drawn:.2f} of {args.k} samples per example"
     print(line, file=sys.stderr)
     if s.backend_failed:
         print(f"error: the backend failed on {len(s.backend_failed)} example(s); rerun to retry them", file=sys.stderr)

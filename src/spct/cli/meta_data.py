@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split, when IN is a HF dataset (default: test)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N examples")
     p.add_argument("--hinted", action="store_true",
-                   help="also sample one hinted judgment per example (the prompt names the best response)")
+                   help="also sample one hinted judgment per example (the prompt names the best response); marked "
+                        "'hinted', and left out by `spct train-meta` unless --include-hinted")
     p.add_argument("--batch-size", type=positive_int, default=8, help="examples per generation batch (default: 8)")
     add_model_args(p)
     add_judge_args(p, k=4)

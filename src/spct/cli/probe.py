@@ -8,9 +8,9 @@ import sys
 from tqdm import tqdm
 
 from ..data import InputError, load_examples
-from ..judge import GenerativeRewardModel, JudgeConfig
 from ..probes import ATTACKS, PROMPTS, ProbeConfig, run_probes
-from .common import add_model_args, positive_int, report_issues
+from ..score_scale import PROBE_MAX_NEW_TOKENS
+from .common import add_model_args, build_grm, positive_int, report_issues
 from .demo import demo_file
 
 
@@ -27,15 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split, when --data is a HF dataset (default: test)")
     p.add_argument("--limit", type=positive_int, default=None, help="probe only the first N usable examples")
     p.add_argument("--prompts", default=",".join(PROMPTS), help=f"prompt variants (default: {','.join(PROMPTS)})")
-    p.add_argument("--max-new-tokens", type=positive_int, default=48, help="token budget of one judgment (default: 48)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=PROBE_MAX_NEW_TOKENS,
+                   help=f"token budget of one judgment (default: {PROBE_MAX_NEW_TOKENS})")
     p.add_argument("--batch-size", type=positive_int, default=4, help="examples per generation batch (default: 4)")
     add_model_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import load_backend
-
     prompts = tuple(x.strip() for x in args.prompts.split(",") if x.strip())
     unknown = [x for x in prompts if x not in PROMPTS]
     if unknown or not prompts:
@@ -45,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     examples = [ex for ex in examples if ex.best and len(ex.responses) >= 2][: args.limit]
     if not examples:
         raise InputError("no usable examples: probes need >= 2 responses and a 'best' label")
-    options = {"device": args.device, "batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
-    grm = GenerativeRewardModel(load_backend(args.model, args.engine, **options), JudgeConfig(max_new_tokens=args.max_new_tokens))
+    grm = build_grm(args, k=1)
     config = ProbeConfig(prompts=prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     with tqdm(total=len(examples), desc="probing", unit="ex") as bar:
         summary = run_probes(grm, examples, args.output, config, progress=bar.update)

@@ -9,6 +9,7 @@ import sys
 from ..train.rl import RLSettings, train_rl
 from .common import load_labelled, non_negative_float, positive_float, positive_int
 from .sft import add_lora_args, add_trainer_args
+from .trl_args import add_trl_args, trl_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without principles")
     add_trainer_args(p, lr=1e-6, epochs=1.0)
     add_lora_args(p)
+    add_trl_args(p, "GRPOConfig")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from trl import GRPOConfig
+
+    overrides = trl_overrides(args, GRPOConfig)
     examples = load_labelled(args)
     s = RLSettings(beta=args.beta, num_generations=args.num_generations, prompts_per_step=args.prompts_per_step,
                    grad_accum=args.grad_accum, max_completion_length=args.max_completion_length,
@@ -46,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
                    vllm_gpu_memory_utilization=args.vllm_memory, gradient_checkpointing=args.gradient_checkpointing, lora=args.lora,
                    lora_r=args.lora_r, lora_alpha=args.lora_alpha, use_cpu=args.use_cpu, seed=args.seed,
                    logging_steps=args.logging_steps, report_to=args.report_to)
-    print(json.dumps(train_rl(args.model, examples, args.output, s, principles=args.principles)), file=sys.stderr)
+    print(json.dumps(train_rl(args.model, examples, args.output, s, principles=args.principles, trl_overrides=overrides)),
+          file=sys.stderr)
     return 0

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..adaptive import StopRule
 from ..data import InputError
+from ..policies import StopRule
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
+from ..score_scale import SERVE_MAX_NEW_TOKENS
 from .common import (
     add_judge_args,
     add_model_args,
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--z", type=positive_float, default=1.96, help="adaptive bound rule: confidence bound width in standard errors (default: 1.96)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     add_model_args(p)
-    add_judge_args(p, max_new_tokens=256)
+    add_judge_args(p, max_new_tokens=SERVE_MAX_NEW_TOKENS)
     p.add_argument("--k", type=parse_ks, default=[1, 2, 4, 8], help="values of k, comma-separated (default: 1,2,4,8)")
     p.set_defaults(func=run)
 
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     ks = args.k
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    grm = build_grm(argparse.Namespace(**{**vars(args), "k": ks[-1], "meta_rm": None}))
+    # Samples are drawn plain; the meta RM (if any) re-ranks them inside evaluate_scaling.
+    grm = build_grm(argparse.Namespace(**{**vars(args), "meta_rm": None}), k=ks[-1])
     rows = collect_samples(grm, examples, max(ks[-1], 2), out / "samples.jsonl", args.batch_size, args.progress)
     meta_scorer = None
     if args.meta_rm:

@@ -6,8 +6,10 @@ import argparse
 import os
 
 from ..data import InputError
+from ..score_scale import SERVE_MAX_NEW_TOKENS
 from .common import (
     add_judge_args,
+    add_meta_args,
     add_model_args,
     build_grm,
     non_negative_float,
@@ -48,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds a client has to send a whole request (headers and body); slower ones are "
                         "disconnected (default: 10)")
     add_model_args(p)
-    add_judge_args(p, k=1, max_new_tokens=256)
+    add_judge_args(p, k=1, max_new_tokens=SERVE_MAX_NEW_TOKENS)
+    add_meta_args(p)
     p.set_defaults(func=run)
 
 

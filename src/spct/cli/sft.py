@@ -8,6 +8,7 @@ import sys
 
 from ..train.sft import SFTSettings, train_sft
 from .common import positive_float, positive_int
+from .trl_args import add_trl_args, trl_overrides
 
 
 def add_lora_args(p: argparse.ArgumentParser) -> None:
@@ -42,13 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=positive_int, default=4096, help="max tokens of prompt + completion (default: 4096)")
     add_trainer_args(p, lr=1e-5, epochs=2.0)
     add_lora_args(p)
+    add_trl_args(p, "SFTConfig")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from trl import SFTConfig
+
+    overrides = trl_overrides(args, SFTConfig)
     s = SFTSettings(epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.lr, batch_size=args.batch_size,
                     grad_accum=args.grad_accum, max_length=args.max_length, lora=args.lora, lora_r=args.lora_r,
                     lora_alpha=args.lora_alpha, gradient_checkpointing=args.gradient_checkpointing, use_cpu=args.use_cpu,
                     seed=args.seed, logging_steps=args.logging_steps, report_to=args.report_to)
-    print(json.dumps(train_sft(args.model, args.data, args.output, s)), file=sys.stderr)
+    print(json.dumps(train_sft(args.model, args.data, args.output, s, trl_overrides=overrides)), file=sys.stderr)
     return 0

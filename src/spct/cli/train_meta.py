@@ -27,13 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=positive_int, default=512, help="tokens per input (default: 512)")
     p.add_argument("--eval-fraction", type=float, default=0.2, help="share of examples held out (default: 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split and training (default: 0)")
+    p.add_argument("--include-hinted", action="store_true",
+                   help="also train on hinted judgments (`spct meta-data --hinted`); by default only unhinted ones, "
+                        "the kind the meta RM rates at inference")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.eval_fraction < 1:
         raise InputError("--eval-fraction must be in [0, 1)")
-    rows, issues = read_meta_rows(args.data)
+    rows, issues = read_meta_rows(args.data, include_hinted=args.include_hinted)
     report_issues(issues)
     if not rows:
         raise InputError(f"{args.data}: no usable meta RM training rows")

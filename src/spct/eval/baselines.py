@@ -20,20 +20,19 @@ Verdict prompts are written here (not in spct.prompts) because only the baseline
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import Backend, GenerationRequest, ScoreConstraint
-from ..data import Example, InputError, Message
-from ..judge import GenerativeRewardModel, sample_order
+from ..backends.base import Backend, Generation, ScoreConstraint
+from ..data import Example, InputError, Judgment, Message
+from ..format import Format
+from ..judge import GenerativeRewardModel, Shown, sample_order
 from ..prompts import SYSTEM, render_body
-from ..voting import vote
 
 METHODS = ("grm", "grm-no-principles", "pairwise-grm", "llm-judge", "token-prob", "scalar")
 VERDICT_PREFIX = "Verdict: \\boxed{"
@@ -56,20 +55,38 @@ class Scored:
 
 
 class GRMMethod:
-    """The GRM of spct.judge; k > 1 samples max(ks) judgments and votes over the first k of them."""
+    """The GRM of spct.judge: k = 1 is one greedy judgment; k > 1 votes over the first k of max(ks) sampled ones.
+
+    With a meta scorer on the judge, each k > 1 is meta-guided voting over its top k_meta
+    (default k/2). Single-response items get the *mean* score over their valid judgments, so a
+    judgment that failed to parse lowers nothing (failures are counted apart, in `failed`).
+    """
 
     def __init__(self, grm: GenerativeRewardModel):
         self.grm = grm
 
     def score(self, examples: list[Example], ks: Sequence[int]) -> list[Scored]:
+        sampled_k = max((k for k in ks if k > 1), default=0)
+        sampled = self.grm.sample(examples, sampled_k, greedy=False) if sampled_k else [[] for _ in examples]
+        greedy = self.grm.sample(examples, 1, greedy=True) if 1 in ks else [[] for _ in examples]
+        policy = self.grm.policy
         out = []
-        for ex, js in zip(examples, self.grm.sample(examples, max(ks)), strict=True):
-            rewards = {}
+        for ex, s_js, g_js in zip(examples, sampled, greedy, strict=True):
+            bare = replace(ex, best=None, ratings=None)  # labels are the metrics' business, not the vote's
+            for js in (s_js, g_js):
+                policy.rate(bare, js)
+            rewards: dict[str, list[float] | None] = {}
             for k in ks:
-                r = vote(ex.id, [j for j in js if j.sample < k], len(ex.responses))
-                rewards[str(k)] = None if r.rewards is None else [float(x) for x in r.rewards]
-            out.append(Scored(rewards, len(js), sum(not j.ok for j in js), sum(j.ok and j.forced for j in js),
-                              [j.to_dict() for j in js]))
+                r = policy.vote(bare, g_js if k == 1 else s_js[:k])
+                if r.rewards is None:
+                    rewards[str(k)] = None
+                elif len(ex.responses) == 1:
+                    rewards[str(k)] = [r.rewards[0] / r.used]
+                else:
+                    rewards[str(k)] = [float(x) for x in r.rewards]
+            js = [*g_js, *s_js]
+            details = [{**j.to_dict(), "greedy": True} for j in g_js] + [j.to_dict() for j in s_js]
+            out.append(Scored(rewards, len(js), sum(not j.ok for j in js), sum(j.ok and j.forced for j in js), details))
         return out
 
 
@@ -118,62 +135,79 @@ def parse_verdict(text: str, n: int) -> int:
     return v - 1
 
 
-def _stable_seed(*parts: object) -> int:
-    """A seed that is the same in every process (Python's own hash of a string is not)."""
-    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:4], "big")
+@dataclass(frozen=True)
+class VerdictFormat(Format):
+    """A verdict judgment: the model names the best shown response in one box (`Verdict: \\boxed{N}`).
+
+    As a Judgment, a verdict is a one-hot score list in the original order (1 for the response
+    named), so summing judgments counts wins.
+    """
+
+    pairwise: bool
+
+    def messages(self, example: Example, order: list[int], hint: int | None = None) -> list[Message]:
+        return pairwise_messages(example, order) if self.pairwise else llm_judge_messages(example, order)
+
+    def constraint(self, n: int) -> ScoreConstraint:
+        return ScoreConstraint(1, VERDICT_PREFIX, 1, n)
+
+    def to_judgment(self, example: Example, sample: int, order: list[int], gen: Generation) -> Judgment:
+        try:
+            winner = order[parse_verdict(gen.text, len(order))]
+        except ValueError as e:
+            return Judgment(example.id, sample, order, None, None, None, gen.text, str(e), None, gen.forced,
+                            gen.finish_reason == "length")
+        scores = [int(i == winner) for i in range(len(order))]
+        return Judgment(example.id, sample, order, None, None, scores, gen.text, None, None, gen.forced,
+                        gen.finish_reason == "length")
 
 
 class VerdictMethod:
-    """llm-judge (all responses, verdict only) or pairwise-grm (pairs, principles + critique + verdict)."""
+    """llm-judge (all responses, verdict only) or pairwise-grm (pairs, principles + critique + verdict).
 
-    def __init__(self, backend: Backend, *, pairwise: bool, max_new_tokens: int, temperature: float = 0.5,
-                 seed: int = 0, constrain: bool = True):
-        self.backend = backend
+    Judged through the judge with a `VerdictFormat`: k = 1 is one greedy verdict per group;
+    k > 1 counts wins over the first k of max(ks) sampled verdicts.
+    """
+
+    def __init__(self, grm: GenerativeRewardModel, *, pairwise: bool):
+        self.grm = grm
         self.pairwise = pairwise
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.seed = seed
-        self.constrain = constrain
+        self.format = VerdictFormat(pairwise)
 
-    def score(self, examples: list[Example], ks: Sequence[int]) -> list[Scored]:
-        k_max = max(ks)
-        jobs: list[tuple[int, int, tuple[int, ...], list[int]]] = []  # (example, sample, compared, shown order)
-        requests: list[GenerationRequest] = []
+    def _verdicts(self, examples: list[Example], k: int, greedy: bool) -> list[list[dict[str, Any]]]:
+        """Per example, one record per (sample, compared group): the winner in original indices."""
+        items: list[Shown] = []
+        where: list[tuple[int, tuple[int, ...]]] = []
+        seed = self.grm.config.seed
         for ei, ex in enumerate(examples):
             n = len(ex.responses)
             if n < 2:
                 raise InputError(f"example {ex.id}: {'pairwise-grm' if self.pairwise else 'llm-judge'} needs at least two "
                                  "responses; score single responses with grm, token-prob or scalar")
             groups = list(itertools.combinations(range(n), 2)) if self.pairwise else [tuple(range(n))]
-            for s in range(k_max):
-                for g in groups:
-                    shuffled = sample_order(self.seed, f"{ex.id}|{g}", s, len(g))
-                    order = [g[p] for p in shuffled]
-                    # The shown example holds only the compared responses, in shown order.
-                    shown = Example(ex.id, ex.query, [ex.responses[i] for i in order])
-                    ident = list(range(len(order)))
-                    msgs = pairwise_messages(shown, ident) if self.pairwise else llm_judge_messages(shown, ident)
-                    jobs.append((ei, s, g, order))
-                    requests.append(GenerationRequest(
-                        msgs, 1, self.temperature if k_max > 1 else 0.0, self.max_new_tokens,
-                        seed=_stable_seed(self.seed, ex.id, s, g),
-                        constraint=ScoreConstraint(1, VERDICT_PREFIX, 1, len(order)) if self.constrain else None))
-        gens = self.backend.generate(requests)
+            for g in groups:
+                # The judged example holds only the compared responses; its shuffles are its own.
+                sub = Example(f"{ex.id}|{g}", ex.query, [ex.responses[i] for i in g])
+                for s in range(k):
+                    items.append((sub, s, sample_order(seed, sub.id, s, len(g)), None))
+                    where.append((ei, g))
         per_example: list[list[dict[str, Any]]] = [[] for _ in examples]
-        for (ei, s, g, order), gen in zip(jobs, gens, strict=True):
-            g0 = gen[0]
-            try:
-                winner: int | None = order[parse_verdict(g0.text, len(order))]
-                error = None
-            except ValueError as e:
-                winner, error = None, str(e)
-            per_example[ei].append({"sample": s, "compared": list(g), "order": order, "winner": winner,
-                                    "text": g0.text, "error": error, "forced": g0.forced})
+        for (ei, g), j in zip(where, self.grm.judge_shown(items, greedy=greedy, format=self.format), strict=True):
+            winner = g[j.scores.index(1)] if j.scores else None
+            per_example[ei].append({"sample": j.sample, "compared": list(g), "order": [g[i] for i in j.order],
+                                    "winner": winner, "text": j.text, "error": j.error, "forced": j.forced,
+                                    **({"greedy": True} if greedy else {})})
+        return per_example
+
+    def score(self, examples: list[Example], ks: Sequence[int]) -> list[Scored]:
+        sampled_k = max((k for k in ks if k > 1), default=0)
+        sampled = self._verdicts(examples, sampled_k, greedy=False) if sampled_k else [[] for _ in examples]
+        greedy = self._verdicts(examples, 1, greedy=True) if 1 in ks else [[] for _ in examples]
         out = []
-        for ex, details in zip(examples, per_example, strict=True):
+        for ex, s_d, g_d in zip(examples, sampled, greedy, strict=True):
             rewards: dict[str, list[float] | None] = {}
             for k in ks:
-                used = [d for d in details if d["sample"] < k and d["winner"] is not None]
+                used = [d for d in (g_d if k == 1 else s_d) if d["sample"] < k and d["winner"] is not None]
                 if not used:
                     rewards[str(k)] = None
                     continue
@@ -181,6 +215,7 @@ class VerdictMethod:
                 for d in used:
                     wins[d["winner"]] += 1
                 rewards[str(k)] = wins
+            details = g_d + s_d
             failed = sum(d["winner"] is None for d in details)
             out.append(Scored(rewards, len(details), failed, sum(d["forced"] and d["winner"] is not None for d in details), details))
         return out

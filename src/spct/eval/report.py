@@ -142,12 +142,34 @@ def compare_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+#: The paper's overall score is the mean of these four benchmarks' scores.
+PAPER_OVERALL = ("rewardbench", "ppe-preference", "ppe-correctness", "rmb")
+
+
+def paper_overall(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (method, model, k) that has all four of PAPER_OVERALL scored: the mean of their scores."""
+    by_setting: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        if r["benchmark"] in PAPER_OVERALL and r["score"] is not None:
+            by_setting.setdefault((r["method"], str(r["model"]), r["k"]), {})[r["benchmark"]] = r["score"]
+    return [{"method": m, "model": model, "k": k, "score": round(sum(s.values()) / len(s), 4), "benchmarks": s}
+            for (m, model, k), s in by_setting.items() if set(s) == set(PAPER_OVERALL)]
+
+
 def compare_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| benchmark | method | model | k | n | metric | score | 95% CI | tie rate | parse failures |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['benchmark']} | {r['method']} | {Path(str(r['model'])).name} | {r['k']} | {r['n']} | {r['metric']} | "
                      f"{_pct(r['score'])} | {_ci(r['ci'])} | {_pct(r['tie_rate'])} | {_pct(r['parse_failure_rate'])} |")
+    overall = paper_overall(rows)
+    if overall:
+        lines += ["", "Overall (the paper's: mean of RewardBench, PPE-Preference, PPE-Correctness and RMB)", "",
+                  "| method | model | k | overall | " + " | ".join(PAPER_OVERALL) + " |",
+                  "| --- | --- | --- | --- | " + " | ".join("---" for _ in PAPER_OVERALL) + " |"]
+        for o in overall:
+            lines.append(f"| {o['method']} | {Path(o['model']).name} | {o['k']} | {_pct(o['score'])} | "
+                         + " | ".join(_pct(o["benchmarks"][b]) for b in PAPER_OVERALL) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..backends.base import BackendError
 from ..data import Example, InputError, JsonlAppender
+from ..voting import labelled_best
 from .baselines import Scored
 from .benchmarks import Benchmark
 from .metrics import Item, score
@@ -29,7 +30,8 @@ from .metrics import Item, score
 log = logging.getLogger(__name__)
 
 # Settings that change the numbers: a folder holds one combination of them.
-RUN_KEYS = ("benchmark", "method", "model", "ks", "max_new_tokens", "temperature", "seed", "constrain", "max_responses")
+RUN_KEYS = ("benchmark", "method", "model", "ks", "max_new_tokens", "temperature", "seed", "constrain", "max_responses",
+            "meta_rm", "k_meta")
 
 
 class Method(Protocol):
@@ -71,7 +73,7 @@ def run_eval(bench: Benchmark, examples: list[Example], method: Method, outdir: 
                 continue
             for ex, s in zip(chunk, scored, strict=True):
                 out.write({"id": ex.id, "subset": ex.domain or "all", "section": bench.section_of(ex.domain or "all"),
-                           "n": len(ex.responses), "best": ex.best, "label": ex.ratings[0] if ex.ratings and len(ex.ratings) == 1 else None,
+                           "n": len(ex.responses), "best": labelled_best(ex.best, ex.ratings) or None, "label": ex.ratings[0] if ex.ratings and len(ex.ratings) == 1 else None,
                            **asdict(s)})
             bar.update(len(chunk))
         bar.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..data import Example, Query
 from ..judge import GenerativeRewardModel, JudgeConfig
+from ..score_scale import SERVE_MAX_NEW_TOKENS
 
 Group = tuple[Query, list[str]]
 MAX_PER_REQUEST = 256  # examples per /v1/judge call (the server's limit)
@@ -50,7 +51,7 @@ class RewardClient:
         from ..backends import load_backend
 
         model = overrides.pop("model", None) or os.environ.get("SPCT_MODEL", "smollm2-135m")
-        max_new_tokens = int(overrides.pop("max_new_tokens", None) or os.environ.get("SPCT_MAX_NEW_TOKENS", "256"))
+        max_new_tokens = int(overrides.pop("max_new_tokens", None) or os.environ.get("SPCT_MAX_NEW_TOKENS", SERVE_MAX_NEW_TOKENS))
         grm = GenerativeRewardModel(load_backend(model), JudgeConfig(k=k, max_new_tokens=max_new_tokens, retries=1))
         return cls(grm, k=k, **overrides)
 

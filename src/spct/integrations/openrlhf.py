@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from spct.integrations.client import RewardClient, RewardError, group_equal, scatter
+from spct.score_scale import normalise
 from spct.serve.protocol import GetRewardRequest, untemplate
 
 _client: RewardClient | None = None
@@ -43,7 +44,7 @@ def rewards_for(client: RewardClient, queries: list[str], prompts: list[str], la
     if failed:
         raise RewardError(f"no valid judgment for query {failed}: every sampled judgment failed to parse")
     rewards = torch.tensor(scores, dtype=torch.float32)
-    return {"rewards": rewards, "scores": (rewards - 1) / 9,
+    return {"rewards": rewards, "scores": normalise(rewards),
             "extra_logs": {"group_size": torch.tensor([float(len(g)) for g in groups for _ in g])}}
 
 

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
+from ..score_scale import normalise
 from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
 from .protocol import (
     MAX_RESPONSES,
@@ -255,7 +256,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             return _error(502, f"no valid judgment for query {bad}: every sampled judgment failed to parse")
         return GetRewardResponse(
             rewards=rewards,
-            scores=[(x - 1) / 9 for x in rewards],
+            scores=[normalise(x) for x in rewards],
             extra_logs={"judgments_used": used, "judgments_failed": failed, "group_size": group_size},
         )
 

@@ -299,8 +299,8 @@ class MicroBatcher:
                 self._fail(g, e)
 
     def _judge(self, examples: list[Example], k: int) -> list[Reward]:
-        judgments = self.grm.sample(examples, k)
-        return [self.grm.aggregate(ex, js) for ex, js in zip(examples, judgments, strict=True)]
+        # The judge's own policy (voting, meta-guided, adaptive), all examples in one round.
+        return self.grm.judge(examples, k, batch_size=max(1, len(examples)))
 
     def _deliver(self, groups: list[_Group], rewards: list[Reward]) -> None:
         for g, reward in zip(groups, rewards, strict=True):

@@ -30,9 +30,9 @@ from typing import Any
 from tqdm import tqdm
 
 from ..data import Example, InputError, JsonlAppender, Judgment, iter_jsonl
+from ..format import JudgingFormat
 from ..judge import GenerativeRewardModel
-from ..prompts import judge_messages
-from ..voting import is_correct
+from ..voting import check_rating_scale, is_correct
 
 SAMPLES_FILE = "samples.jsonl"
 TRAIN_FILE = "train.jsonl"
@@ -142,6 +142,7 @@ def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_di
     unlabelled = [ex.id for ex in examples if not ex.labelled]
     if unlabelled:
         raise InputError(f"rejective sampling needs labels ('best' or 'ratings'); unlabelled: {', '.join(unlabelled[:5])}")
+    check_rating_scale(examples)
     out_dir = Path(out_dir)
     written = 0
     with JsonlAppender(out_dir / SAMPLES_FILE) as out:
@@ -222,7 +223,7 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
                 continue  # rows sampled before the rule existed
             rows.append({
                 "id": f"{ex.id}#{k['sample']}",
-                "prompt": judge_messages(ex, k["order"], principles=principles),
+                "prompt": JudgingFormat(principles=principles).messages(ex, k["order"]),
                 "completion": [{"role": "assistant", "content": k["text"]}],
                 "source": "hinted" if k["hinted"] else "unhinted",
             })

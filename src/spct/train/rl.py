@@ -20,10 +20,9 @@ from typing import Any
 import torch
 
 from ..data import Example, InputError
+from ..format import JudgingFormat
 from ..judge import sample_order
-from ..parsing import JudgmentParseError, parse_judgment
-from ..prompts import judge_messages
-from ..voting import is_correct
+from ..voting import check_rating_scale, is_correct
 from .sft import resolve_policy, save_model
 
 
@@ -35,10 +34,9 @@ def completion_text(completion: Any) -> str:
 
 
 def judgment_reward(text: str, n: int, best: list[int] | None, ratings: list[float] | None) -> float:
-    """+1 if the judgment parses and is right by the accuracy rule, else -1."""
-    try:
-        scores = parse_judgment(text, n).scores
-    except JudgmentParseError:
+    """+1 if the judgment parses (by the judging format's parser) and is right by the accuracy rule, else -1."""
+    scores = JudgingFormat().shown_scores(text, n)
+    if scores is None:
         return -1.0
     return 1.0 if is_correct(scores, best or None, ratings or None) else -1.0
 
@@ -51,13 +49,15 @@ def rule_reward(prompts: list, completions: list, n: list[int], best: list[list[
 def rl_rows(examples: list[Example], seed: int = 0, principles: bool = True) -> list[dict[str, Any]]:
     """One conversational prompt per example, responses shuffled, labels mapped to shown positions."""
     rows = []
+    fmt = JudgingFormat(principles=principles)
+    check_rating_scale(examples)
     for ex in examples:
         if not ex.labelled:
             raise InputError(f"example {ex.id}: RL needs a label ('best' or 'ratings')")
         order = sample_order(seed, ex.id, 0, len(ex.responses))
         rows.append({
             "id": ex.id,
-            "prompt": judge_messages(ex, order, principles=principles),
+            "prompt": fmt.messages(ex, order),
             "n": len(order),
             "best": sorted(order.index(b) for b in ex.best) if ex.best else [],
             "ratings": [float(ex.ratings[i]) for i in order] if ex.ratings is not None else [],
@@ -90,11 +90,13 @@ class RLSettings:
     report_to: str = "none"
 
 
-def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None):
+def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None,
+                trl_overrides: dict[str, Any] | None = None):
+    """TRL's GRPOConfig from spct's settings; `trl_overrides` sets any other GRPOConfig field (and wins)."""
     from trl import GRPOConfig
 
     on_gpu = torch.cuda.is_available() and not s.use_cpu
-    return GRPOConfig(
+    return GRPOConfig(**{**dict(
         output_dir=str(output_dir),
         model_init_kwargs=model_init_kwargs or None,
         beta=s.beta,
@@ -119,12 +121,15 @@ def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[s
         save_steps=s.save_steps or 500,
         save_total_limit=2,
         report_to=s.report_to,
-    )
+    ), **(trl_overrides or {})})
 
 
 def train_rl(model: str, examples: list[Example], output_dir: str | Path, settings: RLSettings | None = None,
-             principles: bool = True) -> dict[str, float]:
-    """GRPO from `model` (usually the SFT output); saves the policy to output_dir; returns metrics."""
+             principles: bool = True, trl_overrides: dict[str, Any] | None = None) -> dict[str, float]:
+    """GRPO from `model` (usually the SFT output); saves the policy to output_dir; returns metrics.
+
+    `trl_overrides` sets any TRL GRPOConfig field beyond `settings` (it wins over them).
+    """
     from datasets import Dataset
     from trl import GRPOTrainer
 
@@ -135,7 +140,7 @@ def train_rl(model: str, examples: list[Example], output_dir: str | Path, settin
     path, init_kwargs, tokenizer = resolve_policy(model)
     tokenizer.padding_side = "left"
     peft = lora_config(SFTSettings(lora_r=s.lora_r, lora_alpha=s.lora_alpha)) if s.lora else None
-    trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, init_kwargs),
+    trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, init_kwargs, trl_overrides),
                           train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))

@@ -44,11 +44,13 @@ class SFTSettings:
     report_to: str = "none"
 
 
-def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None):
+def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None,
+               trl_overrides: dict[str, Any] | None = None):
+    """TRL's SFTConfig from spct's settings; `trl_overrides` sets any other SFTConfig field (and wins)."""
     from trl import SFTConfig
 
     on_gpu = torch.cuda.is_available() and not s.use_cpu
-    return SFTConfig(
+    return SFTConfig(**{**dict(
         output_dir=str(output_dir),
         model_init_kwargs=model_init_kwargs or None,
         num_train_epochs=s.epochs,
@@ -67,7 +69,7 @@ def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[s
         save_steps=s.save_steps or 500,
         save_total_limit=2,
         report_to=s.report_to,
-    )
+    ), **(trl_overrides or {})})
 
 
 def load_train_rows(data: str | Path):
@@ -140,8 +142,12 @@ def lora_config(s: SFTSettings):
     return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def train_sft(base_model: str, data: str | Path, output_dir: str | Path, settings: SFTSettings | None = None) -> dict[str, float]:
-    """Fine-tune `base_model` on RFT data; save the (merged) model to output_dir; return timing metrics."""
+def train_sft(base_model: str, data: str | Path, output_dir: str | Path, settings: SFTSettings | None = None,
+              trl_overrides: dict[str, Any] | None = None) -> dict[str, float]:
+    """Fine-tune `base_model` on RFT data; save the (merged) model to output_dir; return timing metrics.
+
+    `trl_overrides` sets any TRL SFTConfig field beyond `settings` (it wins over them).
+    """
     from trl import SFTTrainer
 
     s = settings or SFTSettings()
@@ -149,7 +155,7 @@ def train_sft(base_model: str, data: str | Path, output_dir: str | Path, setting
     path, init_kwargs, tokenizer = resolve_policy(base_model)
     trainer = SFTTrainer(
         model=path,
-        args=sft_config(s, output_dir, init_kwargs),
+        args=sft_config(s, output_dir, init_kwargs, trl_overrides),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(s) if s.lora else None,
