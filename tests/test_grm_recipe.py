@@ -101,6 +101,17 @@ def test_format_demo_is_sampling_only_and_balanced():
     assert flips == {True, False}  # both orientations appear across samples
 
 
+def test_format_demo_lives_in_the_format_and_costs_context():
+    ex = Example("x", "Is this fine? " + "word " * 400, ["yes " * 200, "no " * 200])
+    fmt = JudgingFormat(format_demo=True)
+    assert fmt.messages(ex, [0, 1]) == judge_messages(ex, [0, 1])  # training rows never carry the demo
+    assert fmt.sample_messages(ex, [0, 1], None, seed=3) == with_format_demo(judge_messages(ex, [0, 1]), flip=True)
+    backend = FakeBackend(context_length=1200)
+    plain, _ = GenerativeRewardModel(backend, JudgeConfig(max_new_tokens=64)).fit_to_context(ex)
+    demo, _ = GenerativeRewardModel(backend, JudgeConfig(max_new_tokens=64, format_demo=True)).fit_to_context(ex)
+    assert sum(map(len, demo.responses)) < sum(map(len, plain.responses))  # the demo's tokens leave less room
+
+
 def test_generation_flags_reach_judgments():
     g = Generation("Scores: \\boxed{5, 4}", "length", True, 3)
     j = JudgingFormat().to_judgment(Example("x", "q", ["a", "b"]), 0, [0, 1], g)
