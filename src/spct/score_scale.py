@@ -3,7 +3,9 @@
 Scores are integers MIN_SCORE..MAX_SCORE; a judgment ends with `SCORE_PREFIX a, b, ...}`. The two
 patterns state the parser's rule for a final score box (the last `\\boxed{...}`, followed only by
 closing markdown, punctuation or whitespace); the parser and the engines' constrained decoding
-both read them from here, so engines need not import the parser. Nothing here imports spct.
+both read them from here, so engines need not import the parser. So do the two checks both apply
+to untrusted score text (`ascii_int`: ASCII digits, bounded length; `strip_score_label`, linear
+time). Nothing here imports spct.
 """
 
 from __future__ import annotations
