@@ -116,3 +116,24 @@ def test_generation_flags_reach_judgments():
     g = Generation("Scores: \\boxed{5, 4}", "length", True, 3)
     j = JudgingFormat().to_judgment(Example("x", "q", ["a", "b"]), 0, [0, 1], g)
     assert j.forced and j.truncated
+
+
+@pytest.mark.slow
+def test_shipped_judge_writes_its_own_score_line(tmp_path, monkeypatch):
+    """The shipped adapter loads offline over the embedded base and judges with the constraint off."""
+    from spct.backends.models import DEFAULT_JUDGE, adapter_dir, resolve_model
+    from spct.backends.transformers import TransformersBackend
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert (adapter_dir(DEFAULT_JUDGE) / "adapter_model.safetensors").stat().st_size <= 25 * 1024 * 1024
+    path, _ = resolve_model(DEFAULT_JUDGE)
+    assert path != resolve_model("smollm2-135m")[0]  # base + adapter, merged into its own folder
+    pairs = [Example("p1", "How do I make a cup of tea?",
+                     ["Boil water, pour it over a tea bag, wait three minutes, then remove the bag.", "Tea is a drink."],
+                     best=[0]),
+             Example("p2", "What is 7 + 5?", ["12", "The answer is 75."], best=[0])]
+    grm = GenerativeRewardModel(TransformersBackend(DEFAULT_JUDGE), JudgeConfig(k=1, max_new_tokens=160, constrain=False))
+    judgments = [js[0] for js in grm.sample(pairs, 1)]
+    for j in judgments:
+        assert j.ok, (j.error, j.text)
+        assert not j.forced and len(j.scores) == 2

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                    use_vllm=args.use_vllm, vllm_tensor_parallel_size=args.vllm_tp,
                    vllm_gpu_memory_utilization=args.vllm_memory, gradient_checkpointing=args.gradient_checkpointing, lora=args.lora,
                    lora_r=args.lora_r, lora_alpha=args.lora_alpha, use_cpu=args.use_cpu, seed=args.seed,
-                   logging_steps=args.logging_steps, report_to=args.report_to)
+                   logging_steps=args.logging_steps, save_steps=args.save_steps, report_to=args.report_to)
     print(json.dumps(train_rl(args.model, examples, args.output, s, principles=args.principles, trl_overrides=overrides)),
           file=sys.stderr)
     return 0

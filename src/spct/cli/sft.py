@@ -13,7 +13,7 @@ from .trl_args import add_trl_args, trl_overrides
 
 def add_lora_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LoRA (PEFT)")
-    g.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
+    g.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model; the adapter alone in OUT/adapter)")
     g.add_argument("--lora-r", type=positive_int, default=16, help="LoRA rank (default: 16)")
     g.add_argument("--lora-alpha", type=positive_int, default=32, help="LoRA alpha (default: 32)")
 
@@ -29,6 +29,8 @@ def add_trainer_args(p: argparse.ArgumentParser, lr: float, epochs: float) -> No
     g.add_argument("--cpu", dest="use_cpu", action="store_true", help="train on CPU even when a GPU is present")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--logging-steps", type=positive_int, default=10)
+    g.add_argument("--save-steps", type=int, default=0,
+                   help="checkpoint every N steps into the output folder; a rerun resumes from the newest (default: 0, off)")
     g.add_argument("--report-to", default="none", help="trackers for transformers (e.g. wandb, tensorboard; default: none)")
 
 
@@ -54,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
     s = SFTSettings(epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.lr, batch_size=args.batch_size,
                     grad_accum=args.grad_accum, max_length=args.max_length, lora=args.lora, lora_r=args.lora_r,
                     lora_alpha=args.lora_alpha, gradient_checkpointing=args.gradient_checkpointing, use_cpu=args.use_cpu,
-                    seed=args.seed, logging_steps=args.logging_steps, report_to=args.report_to)
+                    seed=args.seed, logging_steps=args.logging_steps, save_steps=args.save_steps, report_to=args.report_to)
     print(json.dumps(train_sft(args.model, args.data, args.output, s, trl_overrides=overrides)), file=sys.stderr)
     return 0

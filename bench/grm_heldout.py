@@ -1,0 +1,99 @@
+"""Held-out figures for a GRM: strict accuracy with a 95% bootstrap CI, tie rate, own-score-line rate.
+
+Judges held-out files with one model (greedy, k = 1, or voting@k) under the score-line
+constraint, appending to OUT/<name>.jsonl as it goes (a rerun resumes). Both views come from
+the same run: the constrained figures use every judgment; the *unconstrained* ones count a
+judgment only when the model wrote its own score line (not `forced`, not cut), which is
+exactly what `--no-constrain` would have returned, since the free phase is generated first.
+
+    python bench/grm_heldout.py --model spct-grm-135m --data runs/grm/data/hh/heldout.jsonl \
+        --name hh --out runs/grm/eval/shipped --limit 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spct.backends import load_backend
+from spct.data import Reward, iter_jsonl, read_examples
+from spct.jobs import judge_file
+from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.voting import is_correct, vote
+
+
+def bootstrap_ci(hits: list[bool], n_boot: int = 2000, seed: int = 0) -> list[float]:
+    if not hits:
+        return [float("nan"), float("nan")]
+    a = np.asarray(hits, dtype=float)
+    means = np.random.default_rng(seed).choice(a, size=(n_boot, len(a))).mean(axis=1)
+    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+
+
+def summarise(path: Path, examples: dict) -> dict:
+    rewards = [Reward.from_dict(obj) for _, obj in iter_jsonl(path)]
+    correct, own_correct, ties, own, judged = [], [], 0, 0, 0
+    for r in rewards:
+        ex = examples[r.id]
+        correct.append(bool(r.correct))
+        ties += r.rewards is not None and r.best is None
+        own_js = [j for j in r.judgments if j.ok and not j.forced and not j.truncated]
+        own += len(own_js)
+        judged += len(r.judgments)
+        own_vote = vote(r.id, own_js, len(ex.responses), best=ex.best, ratings=ex.ratings)
+        own_correct.append(bool(own_vote.rewards is not None and is_correct(own_vote.rewards, ex.best, ex.ratings)))
+    n = len(rewards)
+    return {
+        "items": n,
+        "strict_accuracy": round(sum(correct) / n, 4) if n else None,
+        "ci95": bootstrap_ci(correct),
+        "tie_rate": round(ties / n, 4) if n else None,
+        "own_score_line_rate": round(own / judged, 4) if judged else None,
+        "accuracy_unconstrained": round(sum(own_correct) / n, 4) if n else None,
+        "ci95_unconstrained": bootstrap_ci(own_correct),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, nargs="+", help="held-out JSONL file(s)")
+    p.add_argument("--name", required=True, nargs="+", help="one name per data file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--k", type=int, default=1)
+    p.add_argument("--limit", type=int, nargs="+", default=None, help="first N items of each file")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--gen-batch-size", type=int, default=48)
+    p.add_argument("--meta-rm", default=None, help="meta RM folder: meta-guided voting over the top k/2")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = load_backend(args.model, "transformers", batch_size=args.gen_batch_size)
+    meta = None
+    if args.meta_rm:
+        from spct.meta_rm import MetaRM
+
+        meta = MetaRM(args.meta_rm).score
+    grm = GenerativeRewardModel(backend, JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens), meta)
+    results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    for i, (data, name) in enumerate(zip(args.data, args.name, strict=True)):
+        examples, _ = read_examples(data)
+        if args.limit:
+            examples = examples[: args.limit[min(i, len(args.limit) - 1)]]
+        t0, load0 = time.perf_counter(), os.getloadavg()[0]
+        judge_file(grm, examples, out / f"{name}.jsonl", k=args.k, batch_size=max(1, args.gen_batch_size // args.k))
+        row = summarise(out / f"{name}.jsonl", {ex.id: ex for ex in examples})
+        row.update(model=args.model, k=args.k, meta_rm=args.meta_rm, wall_s_this_run=round(time.perf_counter() - t0, 1),
+                   load_avg_start=round(load0, 2), load_avg_end=round(os.getloadavg()[0], 2))
+        results[name] = row
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(name, json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
