@@ -2,7 +2,7 @@
 
     python bench/plot_training.py runs/grm -o bench/training_curves.png
 
-Reads RUN/sft/log_history.json and RUN/rl/log_history.json (written by `spct sft` / `spct rl`).
+Reads RUN/sft*/log_history.json (SFT rounds, laid end to end) and RUN/rl/log_history.json (written by `spct sft` / `spct rl`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sft = [h for h in load(Path(args.run) / "sft" / "log_history.json") if "loss" in h]
+    # SFT rounds (sft, sft2, ...) continue one another: their steps are laid end to end.
+    sft: list[dict] = []
+    for d in sorted(Path(args.run).glob("sft*"), key=lambda d: (len(d.name), d.name)):
+        rows = [h for h in load(d / "log_history.json") if "loss" in h]
+        offset = sft[-1]["step"] if sft else 0
+        sft += [{**h, "step": h["step"] + offset} for h in rows]
     rl = [h for h in load(Path(args.run) / "rl" / "log_history.json") if "reward" in h]
     panels = 1 + (2 if rl else 0)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)

@@ -11,7 +11,7 @@
 #   2. rft    rejective sampling, N_RFT = 3 at T = 0.5, with a demonstrated judgment before the
 #             query (--format-demo: the base model never writes its own score line otherwise);
 #             forced, cut, wrong and too-easy samples rejected, one hinted sample where none is right
-#   3. sft    LoRA SFT (PEFT, completion-only loss) on the kept rows, plain prompt
+#   3. sft    LoRA SFT (PEFT, completion-only loss) on the kept rows, plain prompt, two rounds
 #   4. rl     GRPO from the SFT model (beta 0.08, G = 4, +1/-1 rule reward), a fresh LoRA on the
 #             SFT-merged weights, checkpointed so a rerun continues (RL_STEPS=0 skips it)
 #   5. ship   SFT (+ RL) adapters stacked into one adapter -> src/spct/assets/spct-grm-135m/
@@ -22,8 +22,7 @@ PY=${PY:-.venv/bin/python}
 SPCT=${SPCT:-.venv/bin/spct}
 RUN=${RUN:-runs/grm}
 DATA=$RUN/data
-RFT_EXAMPLES=${RFT_EXAMPLES:-1000}
-SFT_EPOCHS=${SFT_EPOCHS:-2}
+RFT_EXAMPLES=${RFT_EXAMPLES:-336}   # the shipped round; the target is 1000
 RL_STEPS=${RL_STEPS:-0}
 HH=${HH:-../shared/data/hh-rlhf-harmless/test.jsonl.gz}
 mkdir -p "$DATA"
@@ -61,22 +60,27 @@ fi
 nice -n 5 $SPCT rft "$DATA/rft_mix.jsonl" -o "$RUN/rft" --limit "$RFT_EXAMPLES" --format-demo --no-constrain \
   --max-new-tokens 128 --batch-size 64 --engine "${ENGINE:-transformers}"
 
-# 3. sft --------------------------------------------------------------------------------------
+# 3. sft: two LoRA rounds (the second on the first's merged weights), as shipped ----------------
 if [ ! -f "$RUN/sft/adapter/adapter_model.safetensors" ]; then
-  nice -n 5 $SPCT sft "$RUN/rft" -o "$RUN/sft" --lora --lora-r 16 --lora-alpha 32 --lr 2e-4 \
-    --epochs "$SFT_EPOCHS" --batch-size 4 --grad-accum 2 --max-length 1536 --cpu --logging-steps 1 --save-steps 20
+  nice -n 5 $SPCT sft "$RUN/rft" -o "$RUN/sft" --lora --lora-r 16 --lora-alpha 32 --lr 3e-4 --max-steps 12 \
+    --batch-size 1 --grad-accum 8 --max-length 1536 --cpu --logging-steps 1 --save-steps 4
+fi
+if [ ! -f "$RUN/sft2/adapter/adapter_model.safetensors" ]; then
+  nice -n 5 $SPCT sft "$RUN/rft" -o "$RUN/sft2" --model "$RUN/sft" --lora --lora-r 16 --lora-alpha 32 --lr 2e-4 \
+    --max-steps 10 --batch-size 1 --grad-accum 8 --max-length 1536 --cpu --logging-steps 1 --save-steps 4 --seed 1
 fi
 
 # 4. rl ---------------------------------------------------------------------------------------
 if [ "$RL_STEPS" -gt 0 ] && [ ! -f "$RUN/rl/adapter/adapter_model.safetensors" ]; then
-  nice -n 5 $SPCT rl "$DATA/rft_mix.jsonl" --model "$RUN/sft" -o "$RUN/rl" --lora --max-steps "$RL_STEPS" \
+  nice -n 5 $SPCT rl "$DATA/rft_mix.jsonl" --model "$RUN/sft2" -o "$RUN/rl" --lora --max-steps "$RL_STEPS" \
     --max-completion-length 128 --grad-accum 1 --cpu --logging-steps 1 --save-steps 5
 fi
 
 # 5. ship -------------------------------------------------------------------------------------
-ADAPTERS=("$RUN/sft/adapter")
+ADAPTERS=("$RUN/sft/adapter" "$RUN/sft2/adapter")
 [ -f "$RUN/rl/adapter/adapter_model.safetensors" ] && ADAPTERS+=("$RUN/rl/adapter")
-$PY -c "import sys; from spct.train.adapters import stack_adapters; stack_adapters(sys.argv[2:], sys.argv[1])" \
+# fp16 keeps the rank-32 adapter under 25 MB
+$PY -c "import sys, torch; from spct.train.adapters import stack_adapters; stack_adapters(sys.argv[2:], sys.argv[1], torch.float16)" \
   src/spct/assets/spct-grm-135m "${ADAPTERS[@]}"
 $PY bench/plot_training.py "$RUN" -o bench/training_curves.png
 ls -la src/spct/assets/spct-grm-135m

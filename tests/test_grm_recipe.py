@@ -137,3 +137,28 @@ def test_shipped_judge_writes_its_own_score_line(tmp_path, monkeypatch):
     for j in judgments:
         assert j.ok, (j.error, j.text)
         assert not j.forced and len(j.scores) == 2
+
+
+def test_stacked_adapters_equal_the_sum_of_their_updates(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from spct.train.adapters import stack_adapters
+
+    key = "base_model.model.model.layers.0.self_attn.q_proj"
+    expected = torch.zeros(6, 5)
+    folders = []
+    for i, (r, alpha) in enumerate(((2, 4), (3, 3))):
+        a, b = torch.randn(r, 5), torch.randn(6, r)
+        expected += (alpha / r) * b @ a
+        d = tmp_path / f"a{i}"
+        d.mkdir()
+        save_file({f"{key}.lora_A.weight": a, f"{key}.lora_B.weight": b}, str(d / "adapter_model.safetensors"))
+        (d / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": r, "lora_alpha": alpha,
+                                                           "target_modules": ["q_proj"]}))
+        folders.append(d)
+    out = stack_adapters(folders, tmp_path / "stacked")
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    w = load_file(str(out / "adapter_model.safetensors"))
+    assert cfg["r"] == 5 and cfg["lora_alpha"] == 5  # scaling 1
+    assert torch.allclose(w[f"{key}.lora_B.weight"] @ w[f"{key}.lora_A.weight"], expected, atol=1e-5)

@@ -1,6 +1,7 @@
 """Generation engines behind one interface (`Backend`). `load_backend` picks one from a model spec.
 
-- `transformers` (default): the embedded SmolLM2 or any local/hub causal LM, CPU or one GPU.
+- `transformers` (default): the embedded judge (`spct-grm-135m`, SmolLM2-135M + spct's adapter), its
+  base `smollm2-135m`, or any local/hub causal LM, CPU or one GPU.
 - `openai`: any OpenAI-compatible server (`--model openai:NAME --base-url URL`).
 - `vllm`: vLLM's offline engine on GPUs (tensor / data parallel, Ray for several nodes).
 - `llamacpp`: llama.cpp through llama-cpp-python, GGUF files on CPU (extra `spct[llamacpp]`).
@@ -15,7 +16,7 @@ from .base import Backend, BackendError, Generation, GenerationRequest, ScoreCon
 ENGINES = ("transformers", "openai", "vllm", "llamacpp", "fake")
 
 
-def load_backend(model: str = "smollm2-135m", engine: str = "transformers", **options) -> Backend:
+def load_backend(model: str = "spct-grm-135m", engine: str = "transformers", **options) -> Backend:
     """`model` may name its engine: `openai:NAME` always goes to an OpenAI-compatible server."""
     if model.startswith("openai:"):
         engine = "openai"

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     from . import load_backend
 
     p = argparse.ArgumentParser(prog="python -m spct.backends.local_server", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="smollm2-135m", help="model spec for the engine (default: the embedded SmolLM2)")
+    p.add_argument("--model", default="spct-grm-135m", help="model spec for the engine (default: the embedded judge)")
     p.add_argument("--engine", default="transformers", help="spct engine serving it (default: transformers)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

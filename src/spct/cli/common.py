@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..backends import ENGINES, Backend, load_backend
+from ..backends.models import BASE_MODEL, DEFAULT_JUDGE
 from ..data import Example, InputError, InputIssue, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..policies import RULES, MetaScorer
@@ -64,8 +65,9 @@ def check_output_file(input_path: str, output: str) -> None:
 def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) -> None:
     """The engine options every judging command shares (`build_backend` reads them)."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="smollm2-135m",
-                   help=model_help or "'smollm2-135m' (embedded, default), a local HF model folder, a .gguf file, or a hub id")
+    g.add_argument("--model", default=DEFAULT_JUDGE,
+                   help=model_help or f"'{DEFAULT_JUDGE}' (embedded SPCT-trained judge, default), '{BASE_MODEL}' (its "
+                                      "untrained base), a local HF model folder, a .gguf file, or a hub id")
     g.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     g.add_argument("--gen-batch-size", type=positive_int, default=16, help="sequences per generate call (default: 16)")

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-responses", type=positive_int, default=None, help="best-of-N sets: keep at most N responses per item (seeded)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="items per scoring batch (default: 8)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    add_model_args(p, model_help="generator for grm/llm-judge/pairwise-grm/token-prob ('smollm2-135m' embedded, a folder, "
+    add_model_args(p, model_help="generator for grm/llm-judge/pairwise-grm/token-prob ('spct-grm-135m' embedded judge, default; 'smollm2-135m' its base; a folder, "
                                  "a .gguf, a hub id); for --method scalar, the folder written by `spct train-scalar`")
     add_judge_args(p, k=None)
     add_meta_args(p)

@@ -49,8 +49,9 @@ class RewardClient:
         if url:
             return cls(url=url, api_key=overrides.pop("api_key", None) or os.environ.get("SPCT_API_KEY"), k=k, **overrides)
         from ..backends import load_backend
+        from ..backends.models import DEFAULT_JUDGE
 
-        model = overrides.pop("model", None) or os.environ.get("SPCT_MODEL", "smollm2-135m")
+        model = overrides.pop("model", None) or os.environ.get("SPCT_MODEL", DEFAULT_JUDGE)
         max_new_tokens = int(overrides.pop("max_new_tokens", None) or os.environ.get("SPCT_MAX_NEW_TOKENS", SERVE_MAX_NEW_TOKENS))
         grm = GenerativeRewardModel(load_backend(model), JudgeConfig(k=k, max_new_tokens=max_new_tokens, retries=1))
         return cls(grm, k=k, **overrides)
