@@ -102,6 +102,8 @@ def test_demo_prints_the_table_and_rates(capsys):
     out = capsys.readouterr().out
     assert "hh-harmless" in out and "accuracy vs human label" in out and "a tie counts as wrong" in out
     assert "parse failures: 0/16" in out and "unconstrained parse rate" in out
+    assert out.count("accuracy vs human label") == 2  # the trained judge and its base, side by side
+    assert "spct-grm-135m" in out and "smollm2-135m" in out
 
 
 @pytest.mark.parametrize(("model", "message"), [("{tmp}/missing.gguf", "no such GGUF file"),

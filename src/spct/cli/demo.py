@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     for model in models:
         s = summaries[model]
         acc = f"{s.accuracy:.2f} ({s.correct}/{s.labelled}, a tie counts as wrong)" if s.accuracy is not None else "-"
-        console.print(f"[cyan]{model}[/]: accuracy vs human label {acc}; parse failures "
-                      f"{s.failed_judgments}/{s.judgments}; own score line (unconstrained parse rate) "
-                      f"{s.unconstrained_parse_rate:.0%}")
+        console.print(f"[cyan]{model}[/]: accuracy vs human label {acc}")
+        console.print(f"  parse failures: {s.failed_judgments}/{s.judgments}; "
+                      f"unconstrained parse rate (own score line): {s.unconstrained_parse_rate:.0%}")
     console.print("8 pairs say little: held-out figures with confidence intervals are in docs/model-card.md.")
     return 0
