@@ -24,7 +24,7 @@ from spct.backends import load_backend
 from spct.data import Reward, iter_jsonl, read_examples
 from spct.jobs import judge_file
 from spct.judge import GenerativeRewardModel, JudgeConfig
-from spct.voting import is_correct, vote
+from spct.voting import vote
 
 
 def bootstrap_ci(hits: list[bool], n_boot: int = 2000, seed: int = 0) -> list[float]:
@@ -45,8 +45,7 @@ def summarise(path: Path, examples: dict) -> dict:
         own_js = [j for j in r.judgments if j.ok and not j.forced and not j.truncated]
         own += len(own_js)
         judged += len(r.judgments)
-        own_vote = vote(r.id, own_js, len(ex.responses), best=ex.best, ratings=ex.ratings)
-        own_correct.append(bool(own_vote.rewards is not None and is_correct(own_vote.rewards, ex.best, ex.ratings)))
+        own_correct.append(bool(vote(r.id, own_js, len(ex.responses), best=ex.best, ratings=ex.ratings).correct))
     n = len(rewards)
     return {
         "items": n,

@@ -47,3 +47,30 @@ def running_server(app, **options):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def cli_server(*args: str, env: dict | None = None):
+    """`spct serve --engine fake ARGS` in a subprocess on a free port; yields (port, first /health response)."""
+    import subprocess
+    import sys
+
+    import httpx
+    import pytest
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "spct", "serve", "--engine", "fake", "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        for _ in range(300):
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"server did not start: {proc.stderr.read1().decode() if proc.poll() is not None else ''}")
+        yield port, health
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

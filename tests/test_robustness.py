@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _server import SlowFake, free_port, running_server
+from _server import SlowFake, cli_server, running_server
 from fastapi.testclient import TestClient
 
 from spct.backends.base import ScoreConstraint
@@ -377,23 +377,9 @@ def test_health_is_minimal_without_the_key():
 
 
 def test_cli_serve_on_loopback_refuses_a_foreign_host_header():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "spct", "serve", "--engine", "fake", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-    try:
-        for _ in range(300):
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not start")
-        assert r.status_code == 200
+    with cli_server(env=_env()) as (port, health):
+        assert health.status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/health", headers={"host": "rebound.example"}).status_code == 400
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_cli_serve_gives_uvicorn_a_request_deadline_and_limits(monkeypatch):

@@ -3,14 +3,11 @@ timeouts, failure isolation and the API key, over FakeBackend; one real run on t
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from _server import SlowFake, free_port, running_server
+from _server import SlowFake, cli_server, running_server
 from fastapi.testclient import TestClient
 
 from spct.backends.fake import FakeBackend, responses_in_prompt
@@ -198,24 +195,10 @@ def test_backend_failure_mid_batch_fails_only_the_poisoned_request():
 
 
 def test_cli_serve_binds_loopback_and_answers(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "spct", "serve", "--engine", "fake", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for _ in range(300):
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"server did not start: {proc.stderr.read1().decode() if proc.poll() is not None else ''}")
-        assert r.json()["status"] == "ok"
+    with cli_server() as (port, health):
+        assert health.json()["status"] == "ok"
         r = httpx.post(f"http://127.0.0.1:{port}/get_reward", json={"query": ["p answer"], "prompts": ["p"]})
         assert r.status_code == 200 and r.json()["rewards"] == [1.0]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 # -- the real embedded model ---------------------------------------------------------------------------

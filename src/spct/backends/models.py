@@ -77,13 +77,18 @@ def _convert_embedded(name: str) -> Path:
                     delattr(obj, attr)
                 except AttributeError:
                     setattr(obj, attr, None)
+    return _save_atomically(model, tok, target)
+
+
+def _save_atomically(model, tokenizer, target: Path) -> Path:
+    """Save into a temporary sibling, then rename: a concurrent or interrupted save never leaves half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
     try:
-        tmp.rename(target)  # atomic: a concurrent or interrupted conversion never leaves half a model
-    except OSError:
+        tmp.rename(target)
+    except OSError:  # another process got there first
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
@@ -108,14 +113,7 @@ def _merge_embedded_adapter(name: str) -> Path:
     base = _convert_embedded(base_name)
     log.info("Merging the %s adapter into %s in %s (once)", name, base_name, target)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), src).merge_and_unload()
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
-    model.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
-    try:
-        tmp.rename(target)  # atomic, as for the base
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return _save_atomically(model, AutoTokenizer.from_pretrained(base), target)
 
 
 def resolve_model(spec: str) -> tuple[str, str | None]:
