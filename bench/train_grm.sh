@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Reproduce the shipped judge (spct-grm-135m) end to end from the data, on CPU.
+# The SPCT recipe for the embedded judge on CPU, every stage resumable (the first shipped round
+# was trained this way). The adapter shipped now came from the same stages on one GPU:
+# bench/gpu_grm.sh (RFT round 2 sampled by round 1's judge, SFT, GRPO; see docs/model-card.md).
 #
 #   bash bench/train_grm.sh            # every stage resumes where a stopped run left off
 #   RFT_EXAMPLES=1000 bash bench/train_grm.sh
@@ -10,7 +12,9 @@
 #             200 held-out items from seed 2, training rows whose question is held out dropped)
 #   2. rft    rejective sampling, N_RFT = 3 at T = 0.5, with a demonstrated judgment before the
 #             query (--format-demo: the base model never writes its own score line otherwise);
-#             forced, cut, wrong and too-easy samples rejected, one hinted sample where none is right
+#             forced, cut, wrong and too-easy samples rejected, one hinted sample where none is
+#             right. The committed samples (bench/artifacts/grm/) hold rows 1-528 of the mix:
+#             1-336 drawn by the base, 337-528 by round 1's judge.
 #   3. sft    LoRA SFT (PEFT, completion-only loss) on the kept rows, plain prompt, two rounds
 #   4. rl     GRPO from the SFT model (beta 0.08, G = 4, +1/-1 rule reward), a fresh LoRA on the
 #             SFT-merged weights, checkpointed so a rerun continues (RL_STEPS=0 skips it)
@@ -22,7 +26,7 @@ PY=${PY:-.venv/bin/python}
 SPCT=${SPCT:-.venv/bin/spct}
 RUN=${RUN:-runs/grm}
 DATA=$RUN/data
-RFT_EXAMPLES=${RFT_EXAMPLES:-336}   # the shipped round; the issue's target is 1000
+RFT_EXAMPLES=${RFT_EXAMPLES:-528}   # what the committed samples cover
 RL_STEPS=${RL_STEPS:-0}
 HH=${HH:-../shared/data/hh-rlhf-harmless/test.jsonl.gz}
 mkdir -p "$DATA"
@@ -57,7 +61,7 @@ if [ ! -s "$RUN/rft/samples.jsonl" ] && [ -f bench/artifacts/grm/rft_samples.jso
   mkdir -p "$RUN/rft" && gunzip -c bench/artifacts/grm/rft_samples.jsonl.gz > "$RUN/rft/samples.jsonl"
 fi
 # ENGINE=vllm samples with vLLM (4x faster here; install: scripts/setup_vllm_cpu.sh, then SPCT=.venv-vllm/bin/spct)
-nice -n 5 $SPCT rft "$DATA/rft_mix.jsonl" -o "$RUN/rft" --limit "$RFT_EXAMPLES" --format-demo --no-constrain \
+nice -n 5 $SPCT rft "$DATA/rft_mix.jsonl" -o "$RUN/rft" --limit "$RFT_EXAMPLES" --model "${RFT_MODEL:-spct-grm-135m}" --format-demo --no-constrain \
   --max-new-tokens 128 --batch-size 64 --engine "${ENGINE:-transformers}"
 
 # 3. sft: two LoRA rounds (the second on the first's merged weights), as shipped ----------------

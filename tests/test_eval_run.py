@@ -115,3 +115,20 @@ def test_train_scalar_then_eval(tmp_path):
                  "-o", str(out), "--no-progress"]) == 0
     rows = _rows(out / "samples.jsonl")
     assert len(rows) == 6 and all(len(r["rewards"]["1"]) == 2 for r in rows)
+
+
+@pytest.mark.slow
+def test_train_scalar_on_the_embedded_lm(tmp_path):
+    """The BT baseline of the model card: the same SmolLM2-135M backbone as the judge, by its embedded name."""
+    data = tmp_path / "gsm.jsonl"
+    with data.open("w") as fh:
+        for item in build("gsm_symbolic", 2, 2, seed=7):
+            fh.write(json.dumps(item) + "\n")
+    rm = tmp_path / "rm"
+    assert main(["train-scalar", "--data", str(data), "--base", "smollm2-135m", "--max-steps", "1", "--batch-size", "2",
+                 "--max-length", "48", "-o", str(rm)]) == 0
+    assert json.loads((rm / "spct_scalar_rm.json").read_text())["base"] == "smollm2-135m"
+    out = tmp_path / "ev"
+    assert main(["eval", "--benchmark", "spct", "--data", str(data), "--method", "scalar", "--model", str(rm),
+                 "-o", str(out), "--no-progress"]) == 0
+    assert len(_rows(out / "samples.jsonl")) == 2

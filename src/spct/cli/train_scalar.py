@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shape of --data (default: spct, i.e. {query, responses, best} or {prompt, chosen, rejected})")
     p.add_argument("--split", default=None, help="split when --data is a HF dataset")
     p.add_argument("-o", "--output", required=True, help="folder for the trained RM")
-    p.add_argument("--base", default=None, help="encoder or LM to start from (default: embedded all-MiniLM-L6-v2)")
+    p.add_argument("--base", default=None, help="encoder or LM to start from: a folder, a hub id, a .gguf or an embedded name such as smollm2-135m (default: embedded all-MiniLM-L6-v2)")
     p.add_argument("--skip", type=non_negative_int, default=0, help="skip the first N items (e.g. those held out for evaluation)")
     p.add_argument("--limit", type=positive_int, default=None, help="train on at most N items (after --skip)")
     p.add_argument("--epochs", type=positive_float, default=1.0, help="epochs (default: 1)")

@@ -345,13 +345,15 @@ def train_scalar_rm(examples: list[Example], out_dir: str | Path, config: Scalar
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from ..backends.models import embedded_encoder_dir
+    from ..backends.models import embedded_encoder_dir, resolve_model
 
-    base = config.base or str(embedded_encoder_dir())
+    # An embedded name (`smollm2-135m`), a folder, a .gguf or a hub id, as everywhere else.
+    base, gguf = resolve_model(config.base) if config.base else (str(embedded_encoder_dir()), None)
+    load = {"gguf_file": gguf} if gguf else {}
     pairs = scalar_pairs(examples)
     if not pairs:
         raise InputError("no labelled pairs to train on (examples need 'best' and at least two responses)")
-    tok = AutoTokenizer.from_pretrained(base)
+    tok = AutoTokenizer.from_pretrained(base, **load)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
 
@@ -359,7 +361,7 @@ def train_scalar_rm(examples: list[Example], out_dir: str | Path, config: Scalar
         return tok(q, r, truncation=True, max_length=config.max_length)["input_ids"]
 
     data = Dataset.from_list([{"chosen_ids": ids(q, c), "rejected_ids": ids(q, r)} for q, c, r in pairs])
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, **load)
     model.config.pad_token_id = tok.pad_token_id
     args = RewardConfig(
         output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
@@ -372,7 +374,7 @@ def train_scalar_rm(examples: list[Example], out_dir: str | Path, config: Scalar
     trainer.save_model(str(out_dir))
     tok.save_pretrained(str(out_dir))
     summary = {"pairs": len(pairs), "steps": result.global_step, "train_loss": round(result.training_loss, 4),
-               "base": base, **{k: v for k, v in asdict(config).items() if k != "base"}}
+               "base": config.base or base, **{k: v for k, v in asdict(config).items() if k != "base"}}
     (Path(out_dir) / "spct_scalar_rm.json").write_text(json.dumps(summary, indent=2))
     return summary
 
