@@ -18,4 +18,4 @@ mkdir -p runs/grm && tar xzf .g2/data.tgz -C runs/grm || exit 6
 export PYTHONPATH=/tmp/site:$PWD/src SPCT_CACHE=/tmp/spct-cache HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 python3 -c "import torch, transformers, trl, peft, datasets, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
 echo "setup took $(( $(date +%s) - T0 )) s"
-BUDGET=$(( ${BUDGET:-560} - ($(date +%s) - T0) )) bash bench/gpu_grm.sh
+BUDGET=$(( ${BUDGET:-560} - ($(date +%s) - T0) )) bash "${STEP:-bench/gpu_grm.sh}"
