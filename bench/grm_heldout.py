@@ -1,4 +1,5 @@
-"""Held-out figures for a GRM: strict accuracy with a 95% bootstrap CI, tie rate, own-score-line rate.
+"""Held-out figures for a GRM: strict accuracy with a 95% bootstrap CI, tie rate, own-score-line rate,
+the share of the most common judgment text and how often the first-shown response wins.
 
 Judges held-out files with one model (greedy, k = 1, or voting@k) under the score-line
 constraint, appending to OUT/<name>.jsonl as it goes (a rerun resumes). Both views come from
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,11 @@ def bootstrap_ci(hits: list[bool], n_boot: int = 2000, seed: int = 0) -> list[fl
 def summarise(path: Path, examples: dict) -> dict:
     rewards = [Reward.from_dict(obj) for _, obj in iter_jsonl(path)]
     correct, own_correct, ties, own, judged = [], [], 0, 0, 0
+    # Degeneracy checks: one judgment text for every input (the second training round wrote one
+    # fixed judgment everywhere and looked perfect on the own-score-line rate), and position bias.
+    texts: Counter[str] = Counter(j.text for r in rewards for j in r.judgments if j.ok)
+    pairs = [j for r in rewards for j in r.judgments if j.ok and len(j.scores) == 2]
+    first_wins = sum(j.scores[j.order[0]] > j.scores[j.order[1]] for j in pairs)
     for r in rewards:
         ex = examples[r.id]
         correct.append(bool(r.correct))
@@ -55,6 +62,8 @@ def summarise(path: Path, examples: dict) -> dict:
         "own_score_line_rate": round(own / judged, 4) if judged else None,
         "accuracy_unconstrained": round(sum(own_correct) / n, 4) if n else None,
         "ci95_unconstrained": bootstrap_ci(own_correct),
+        "top_judgment_share": round(texts.most_common(1)[0][1] / sum(texts.values()), 4) if texts else None,
+        "first_shown_win_rate": round(first_wins / len(pairs), 4) if pairs else None,
     }
 
 

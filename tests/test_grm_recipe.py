@@ -86,6 +86,27 @@ def test_rft_never_keeps_forced_or_truncated_judgments(tmp_path):
     assert (tmp_path / "train.jsonl").read_text() == ""
 
 
+def test_rft_never_keeps_a_copy_of_the_format_demo(tmp_path):
+    """A sampler that copies the demonstration is right half the time by its orientation alone."""
+    from spct.prompts import copies_format_demo, format_demo_answer
+
+    assert copies_format_demo(format_demo_answer(False)) and copies_format_demo(format_demo_answer(True))
+    # The demo's skeleton with the words of another query still counts as a copy...
+    assert copies_format_demo(format_demo_answer(True).replace("boil an egg", "open a bank account"))
+    # ...a judgment of its own does not.
+    own = ("Principles:\n- Refuses to help with harm (60%)\n- Stays polite (40%)\nAnalysis:\nResponse 1 "
+           "explains why it will not help and offers a safe alternative; Response 2 gives the requested "
+           "instructions.\nScores: \\boxed{8, 2}")
+    assert not copies_format_demo(own)
+    examples = [Example("e", "q", ["a long right answer", "no"], best=[0])]
+    copy = format_demo_answer(False)  # its better response is Response 1: right for this label
+    grm = GenerativeRewardModel(FakeBackend(script=lambda req, _s: copy), JudgeConfig(max_new_tokens=64))
+    stats = run_rft(grm, examples, tmp_path, RFTConfig(n_samples=3, hinted=False), progress=False)
+    o = json.loads((tmp_path / "samples.jsonl").read_text())
+    assert o["right"] == 3 and o["usable"] == 0 and o["copied_demo"] == 3 and o["status"] == "rejected"
+    assert stats.copied_demo == 3 and stats.accepted == 0 and stats.train_rows == 0
+
+
 def test_format_demo_is_sampling_only_and_balanced():
     ex = Example("x", "Is this fine?", ["yes", "no"])
     plain = judge_messages(ex, [0, 1])

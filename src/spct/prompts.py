@@ -12,6 +12,7 @@ turns after it (say, an assistant prefill) are shown too, as context after the q
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 
@@ -152,17 +153,32 @@ def with_format_demo(messages: list[Message], flip: bool = False) -> list[Messag
     `flip` swaps the demonstration's responses so its better response is Response 2: drawing it
     per sample keeps the demonstration from teaching a position preference.
     """
-    responses, scores = [_DEMO_GOOD, _DEMO_BAD], [9, 3]
-    if flip:
-        responses, scores = responses[::-1], scores[::-1]
-    good, bad = (2, 1) if flip else (1, 2)
+    responses = [_DEMO_GOOD, _DEMO_BAD][::-1] if flip else [_DEMO_GOOD, _DEMO_BAD]
     demo = judge_messages(Example("format-demo", _DEMO_QUERY, responses), [0, 1])
-    answer = (
+    system, rest = messages[0], messages[1:]
+    return [system, demo[1], {"role": "assistant", "content": format_demo_answer(flip)}, *rest]
+
+
+def format_demo_answer(flip: bool = False) -> str:
+    """The demonstrated judgment; with `flip` its better response is Response 2."""
+    scores = [3, 9] if flip else [9, 3]
+    good, bad = (2, 1) if flip else (1, 2)
+    return (
         "Principles:\n- Answers the question asked (50%)\n- Correct and safe instructions (30%)\n"
         "- Clear and brief (20%)\n"
         f"Analysis:\nResponse {good} gives the steps and the time, so the user can follow it. "
         f"Response {bad} does not say how to boil an egg.\n"
         f"{SCORE_PREFIX}{scores[0]}, {scores[1]}}}"
     )
-    system, rest = messages[0], messages[1:]
-    return [system, demo[1], {"role": "assistant", "content": answer}, *rest]
+
+
+# A judgment this close to the demonstration (difflib's ratio) copies it rather than judging.
+DEMO_COPY_RATIO = 0.6
+
+
+def copies_format_demo(text: str, ratio: float = DEMO_COPY_RATIO) -> bool:
+    """Does `text` reproduce the demonstrated judgment? A model at chance that copies it is
+    right half the time by the demonstration's orientation alone, so rejective sampling would
+    keep the copies and SFT would teach one fixed judgment for every input."""
+    return any(difflib.SequenceMatcher(None, text, format_demo_answer(flip), autojunk=False).ratio() >= ratio
+               for flip in (False, True))

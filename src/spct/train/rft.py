@@ -4,14 +4,18 @@ SPCT's first stage (paper §3.3): per labelled example draw N_RFT (3) judgments 
 shuffled; a judgment is kept when it satisfies the accuracy rule (strict win of the labelled
 best response; n = 1: score equals the rating) *and* the model wrote it whole: a judgment whose
 score line was forced by the constraint, or that was cut at max_new_tokens, is never a training
-target (it would teach the model text it cannot produce). An example on which every sample is
+target (it would teach the model text it cannot produce), and neither is a judgment that copies
+the format demonstration (below). An example on which every sample is
 usable is "too easy" and dropped: it teaches nothing. An example with no usable sample gets one
 *hinted* sample (the prompt names the best response); it is kept if usable, and counted apart
 because hinted trajectories can take shortcuts.
 
 `spct rft --format-demo` (`JudgeConfig.format_demo`) samples with a demonstrated judgment before the query, which lets a
 small base model that never writes its own score line produce usable targets at all; the
-training rows still carry the plain prompt, so the demonstration is distilled away.
+training rows still carry the plain prompt, so the demonstration is distilled away. A sample that
+reproduces the demonstration (`copies_format_demo`) is never a target: a sampler at chance copies
+it and is right half the time by its orientation alone, and SFT on such rows taught the second
+shipped round one fixed judgment for every input (docs/model-card.md).
 
 The run appends one outcome row per example to `samples.jsonl` (resumable with
 `JsonlAppender`), then rebuilds `train.jsonl` (TRL conversational prompt/completion rows) and
@@ -32,6 +36,7 @@ from tqdm import tqdm
 from ..data import Example, InputError, JsonlAppender, Judgment, iter_jsonl
 from ..format import JudgingFormat
 from ..judge import GenerativeRewardModel
+from ..prompts import copies_format_demo
 from ..voting import check_rating_scale, is_correct
 
 SAMPLES_FILE = "samples.jsonl"
@@ -51,10 +56,11 @@ class RFTConfig:
 class RFTStats:
     examples: int = 0
     samples: int = 0  # unhinted samples drawn
-    accepted: int = 0  # unhinted samples kept (right, own score line, not cut)
+    accepted: int = 0  # unhinted samples kept (right, own score line, not cut, not a demo copy)
     right: int = 0  # unhinted samples right by the accuracy rule, usable or not
     forced: int = 0  # unhinted samples whose score line was forced
     truncated: int = 0  # unhinted samples cut at max_new_tokens
+    copied_demo: int = 0  # unhinted samples that reproduce the format demonstration
     too_easy: int = 0  # examples dropped because every sample was right
     hinted_tried: int = 0  # examples that got a hinted sample
     hinted_accepted: int = 0
@@ -89,8 +95,9 @@ def is_right(judgment: Judgment, example: Example) -> bool:
 
 
 def is_usable(judgment: Judgment, example: Example) -> bool:
-    """Right, and written whole by the model: a training target."""
-    return is_right(judgment, example) and not judgment.forced and not judgment.truncated
+    """Right, written whole by the model, and its own (not the format demo's): a training target."""
+    return (is_right(judgment, example) and not judgment.forced and not judgment.truncated
+            and not copies_format_demo(judgment.text))
 
 
 def hint_for(example: Example) -> int | None:
@@ -106,7 +113,8 @@ def hint_for(example: Example) -> int | None:
 
 def _record(j: Judgment, example: Example, hinted: bool) -> dict[str, Any]:
     return {"sample": j.sample, "order": j.order, "text": j.text, "scores": j.scores, "hinted": hinted,
-            "right": is_right(j, example), "forced": j.forced, "truncated": j.truncated, "error": j.error}
+            "right": is_right(j, example), "forced": j.forced, "truncated": j.truncated,
+            "copied_demo": copies_format_demo(j.text), "error": j.error}
 
 
 def _outcome(example: Example, unhinted: list[Judgment], hinted: Judgment | None, cfg: RFTConfig) -> dict[str, Any]:
@@ -126,6 +134,7 @@ def _outcome(example: Example, unhinted: list[Judgment], hinted: Judgment | None
         "right": sum(is_right(j, example) for j in unhinted),
         "forced": sum(j.forced for j in unhinted),
         "truncated": sum(j.truncated for j in unhinted),
+        "copied_demo": sum(copies_format_demo(j.text) for j in unhinted),
         "samples": len(unhinted),
         "hinted_tried": hinted is not None,
         # Every sample with its flags, so the stats can be re-derived; `kept` is what trains.
@@ -213,14 +222,19 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
         stats.hinted_tried += bool(o["hinted_tried"])
         stats.hinted_accepted += o["status"] == "hinted"
         stats.no_right_sample += o["status"] == "rejected"
-        stats.accepted += o.get("usable", o["right"])
+        unhinted = [d for d in o.get("drawn", []) if not d["hinted"]]
+        copied = [copies_format_demo(d["text"]) for d in unhinted]  # re-checked: rows may predate the rule
+        stats.accepted += (sum(d["right"] and not d["forced"] and not d["truncated"] and not c
+                               for d, c in zip(unhinted, copied, strict=True))
+                           if unhinted else o.get("usable", o["right"]))
         stats.right += o["right"]
         stats.forced += o.get("forced", 0)
         stats.truncated += o.get("truncated", 0)
+        stats.copied_demo += sum(copied)
         ex = Example(**o["example"])
         for k in o["kept"]:
-            if k.get("forced") or k.get("truncated"):
-                continue  # rows sampled before the rule existed
+            if k.get("forced") or k.get("truncated") or copies_format_demo(k["text"]):
+                continue  # rows sampled before these rules existed
             rows.append({
                 "id": f"{ex.id}#{k['sample']}",
                 "prompt": JudgingFormat(principles=principles).messages(ex, k["order"]),
