@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from spct.backends.models import embedded_encoder_dir
 from spct.cli import main
 from spct.cli.demo import demo_file
 from spct.data import Example
@@ -101,34 +102,20 @@ def test_token_prob_and_llm_judge_on_embedded_model(embedded_backend):
 
 
 @pytest.mark.slow
-def test_train_scalar_then_eval(tmp_path):
+@pytest.mark.parametrize("base", [None, "smollm2-135m"], ids=["minilm", "smollm2"])
+def test_train_scalar_then_eval(tmp_path, base):
+    """The default encoder, and the judge's own backbone by its embedded name (the model card's BT baseline)."""
     data = tmp_path / "gsm.jsonl"
     with data.open("w") as fh:
         for item in build("gsm_symbolic", 6, 2, seed=5):
             fh.write(json.dumps(item) + "\n")
     rm = tmp_path / "rm"
-    assert main(["train-scalar", "--data", str(data), "--max-steps", "2", "--batch-size", "2", "--max-length", "64",
-                 "-o", str(rm)]) == 0
+    assert main(["train-scalar", "--data", str(data), "--max-steps", "2" if base is None else "1", "--batch-size", "2",
+                 "--max-length", "64" if base is None else "48", "-o", str(rm), *(["--base", base] if base else [])]) == 0
     assert (rm / "config.json").exists()
+    assert json.loads((rm / "spct_scalar_rm.json").read_text())["base"] == (base or str(embedded_encoder_dir()))
     out = tmp_path / "ev"
     assert main(["eval", "--benchmark", "spct", "--data", str(data), "--method", "scalar", "--model", str(rm),
                  "-o", str(out), "--no-progress"]) == 0
     rows = _rows(out / "samples.jsonl")
     assert len(rows) == 6 and all(len(r["rewards"]["1"]) == 2 for r in rows)
-
-
-@pytest.mark.slow
-def test_train_scalar_on_the_embedded_lm(tmp_path):
-    """The BT baseline of the model card: the same SmolLM2-135M backbone as the judge, by its embedded name."""
-    data = tmp_path / "gsm.jsonl"
-    with data.open("w") as fh:
-        for item in build("gsm_symbolic", 2, 2, seed=7):
-            fh.write(json.dumps(item) + "\n")
-    rm = tmp_path / "rm"
-    assert main(["train-scalar", "--data", str(data), "--base", "smollm2-135m", "--max-steps", "1", "--batch-size", "2",
-                 "--max-length", "48", "-o", str(rm)]) == 0
-    assert json.loads((rm / "spct_scalar_rm.json").read_text())["base"] == "smollm2-135m"
-    out = tmp_path / "ev"
-    assert main(["eval", "--benchmark", "spct", "--data", str(data), "--method", "scalar", "--model", str(rm),
-                 "-o", str(out), "--no-progress"]) == 0
-    assert len(_rows(out / "samples.jsonl")) == 2
