@@ -13,8 +13,8 @@
 #   2. sft   a fresh rank-16 LoRA on the *base* (smollm2-135m) over every kept row
 #   3. rl    GRPO from the SFT model on the next RL_PROMPTS rows of the mix (never used by RFT):
 #            beta 0.08, G = 4, +1/-1 rule reward, a fresh rank-16 LoRA, checkpoints every 2 steps
-#   4. eval  greedy held-out figures (512 HH + 200 gsm) for RL, SFT; then the BT scalar RM and
-#            the base; the token-probability baseline last
+#   4. eval  greedy held-out figures (512 HH + 200 gsm) for RL, SFT and the base; then the BT
+#            scalar RM and the token-probability baseline (bench/gpu_baselines.sh)
 # Outputs under $OUT (tarballs, for a machine whose files must be fetched back): rft.tgz,
 # sft.tgz and rl.tgz (float16 adapters + logs), eval.tgz. Shipping is one step on any machine:
 #   python -c "import sys, torch; from spct.train.adapters import stack_adapters; \
@@ -36,7 +36,6 @@ TOKENS=${TOKENS:-256}            # judgment budget: RFT samples, GRPO completion
 # Rehearsal knobs (a dry run on a CPU): SLOW, SFT_BATCH, SFT_MAX_STEPS, EVAL_LIMIT (per held-out file), BT_LIMIT
 SFT_STEPS=${SFT_MAX_STEPS:+--max-steps $SFT_MAX_STEPS}
 EVAL_LIMITS=${EVAL_LIMIT:+--limit $EVAL_LIMIT}
-BT_LIMITS=${BT_LIMIT:+--limit $BT_LIMIT}
 START=$(date +%s)
 mkdir -p "$RUN" "$OUT" "$RUN/eval"
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
@@ -85,20 +84,9 @@ heldout() {  # NAME MODEL
 }
 [ -f "$RUN/rl/config.json" ] && heldout rl "$RUN/rl"
 [ -f "$RUN/sft/config.json" ] && heldout sft "$RUN/sft"
-if (( $(left) > 60 )); then  # Bradley-Terry scalar RM on the same training pairs and backbone
-  timeout "$(cap 60 5)" $SPCT train-scalar --data "$DATA/hh/train.jsonl" --base smollm2-135m -o "$RUN/bt" \
-    --max-length 256 --batch-size 32 --epochs 1 --lr 2e-5 $BT_LIMITS
-  log "bt train exit $?"
-  for f in hh gsm; do
-    timeout "$(cap 30 5)" $SPCT eval --benchmark spct --data "$DATA/$f/heldout.jsonl" --method scalar --model "$RUN/bt" \
-      -o "$RUN/eval/bt_$f" --no-progress $EVAL_LIMITS
-  done
-  pack eval.tgz eval
-fi
 heldout base smollm2-135m
-for f in hh gsm; do
-  (( $(left) > 20 )) && timeout "$(cap 40 5)" $SPCT eval --benchmark spct --data "$DATA/$f/heldout.jsonl" \
-    --method token-prob --model smollm2-135m -o "$RUN/eval/tokenprob_$f" --no-progress --gen-batch-size 64 $EVAL_LIMITS
-done
+# Bradley-Terry scalar RM and token probability on the same rows, in what time is left
+(( $(left) > 60 )) && timeout "$(cap 300 0)" env PY="$PY" RUN="$RUN" DATA="$DATA" OUT="$OUT" \
+  EVAL_LIMIT="${EVAL_LIMIT:-}" BT_LIMIT="${BT_LIMIT:-}" bash bench/gpu_baselines.sh
 pack eval.tgz eval
 log "done, $(left) s of the budget left"

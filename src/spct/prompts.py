@@ -13,6 +13,7 @@ turns after it (say, an assistant prefill) are shown too, as context after the q
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 
@@ -176,6 +177,7 @@ def format_demo_answer(flip: bool = False) -> str:
 DEMO_COPY_RATIO = 0.6
 
 
+@functools.lru_cache(maxsize=4096)  # RFT asks about each sample several times (target rule, record, counts)
 def copies_format_demo(text: str, ratio: float = DEMO_COPY_RATIO) -> bool:
     """Does `text` reproduce the demonstrated judgment? A model at chance that copies it is
     right half the time by the demonstration's orientation alone, so rejective sampling would
