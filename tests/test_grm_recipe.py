@@ -100,11 +100,35 @@ def test_rft_never_keeps_a_copy_of_the_format_demo(tmp_path):
     assert not copies_format_demo(own)
     examples = [Example("e", "q", ["a long right answer", "no"], best=[0])]
     copy = format_demo_answer(False)  # its better response is Response 1: right for this label
-    grm = GenerativeRewardModel(FakeBackend(script=lambda req, _s: copy), JudgeConfig(max_new_tokens=64))
+    grm = GenerativeRewardModel(FakeBackend(script=lambda req, _s: copy), JudgeConfig(max_new_tokens=64, format_demo=True))
     stats = run_rft(grm, examples, tmp_path, RFTConfig(n_samples=3, hinted=False), progress=False)
     o = json.loads((tmp_path / "samples.jsonl").read_text())
     assert o["right"] == 3 and o["usable"] == 0 and o["copied_demo"] == 3 and o["status"] == "rejected"
+    assert o["format_demo"] is True
     assert stats.copied_demo == 3 and stats.accepted == 0 and stats.train_rows == 0
+
+
+def test_rft_keeps_a_judge_that_writes_in_the_demo_style_without_the_demo_and_mirrors_it(tmp_path):
+    """Without the demonstration in the prompt, the same text is the judge's own style (a trained
+    judge writes that way); every kept pair judgment also trains in the swapped order."""
+    from spct.parsing import parse_judgment, swap_pair
+    from spct.prompts import format_demo_answer
+
+    examples = [Example("e", "q", ["a long right answer", "no"], best=[0])]
+    copy = format_demo_answer(False)
+    grm = GenerativeRewardModel(FakeBackend(script=lambda req, _s: copy), JudgeConfig(max_new_tokens=64))
+    stats = run_rft(grm, examples, tmp_path, RFTConfig(n_samples=3, hinted=False, drop_too_easy=False), progress=False)
+    o = json.loads((tmp_path / "samples.jsonl").read_text())
+    assert o["format_demo"] is False and o["usable"] == 3 and o["status"] == "kept"
+    assert stats.accepted == 3 and stats.mirrored_rows == 3 and stats.train_rows == 6
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    plain, swapped = rows[0], rows[1]
+    assert swapped["id"] == plain["id"] + "~swapped"
+    # The swapped prompt shows "no" first; the swapped judgment still prefers the long right answer.
+    assert swapped["prompt"][1]["content"].index("[[Response 1]]\nno") > 0
+    text = swapped["completion"][0]["content"]
+    assert text == swap_pair(copy) and parse_judgment(text, 2).scores == [3, 9]
+    assert "Response 2 gives the steps" in text and swap_pair(text) == copy
 
 
 def test_format_demo_is_sampling_only_and_balanced():

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from spct.backends.base import ScoreConstraint
 from spct.backends.score_line import constraint_satisfied, head_before_score_line
 from spct.backends.transformers import viable_score_text
-from spct.parsing import JudgmentParseError, parse_judgment
+from spct.parsing import JudgmentParseError, parse_judgment, swap_pair
 
 GOOD = """Principles:
 - Accuracy (60%)
@@ -124,3 +124,29 @@ def test_head_before_score_line():
     text = "Analysis: Response 2 wrote \\boxed{1, 10}. It is worse."
     assert head_before_score_line(text) == text
     assert head_before_score_line("Analysis: ok\nScores:") == "Analysis: ok"
+
+
+def test_swap_pair_trades_references_and_scores():
+    text = ("Principles:\n- Safety (60%)\n- Helpfulness (40%)\nAnalysis:\nResponse 1 refuses; response #2 complies. "
+            "The first response is safer than the second one, and Responses 1 and 2 are both short.\n"
+            "Scores: \\boxed{8, 3}")
+    swapped = swap_pair(text)
+    assert swapped == ("Principles:\n- Safety (60%)\n- Helpfulness (40%)\nAnalysis:\nResponse 2 refuses; response #1 complies. "
+                       "The second response is safer than the first one, and Responses 2 and 1 are both short.\n"
+                       "Scores: \\boxed{3, 8}")
+    assert swap_pair(swapped) == text
+    assert parse_judgment(swapped, 2).scores == [3, 8]
+
+
+@given(st.text(alphabet="Rresponse 12firstcondaA.,#\n", max_size=80), st.integers(1, 10), st.integers(1, 10))
+def test_swap_pair_is_its_own_inverse(body, a, b):
+    text = f"{body}\nScores: \\boxed{{{a}, {b}}}"
+    assert swap_pair(swap_pair(text)) == text
+    assert parse_judgment(swap_pair(text), 2).scores == [b, a]
+
+
+def test_swap_pair_needs_a_final_pair_of_scores():
+    with pytest.raises(JudgmentParseError, match="no_box"):
+        swap_pair("Response 1 is better.")
+    with pytest.raises(JudgmentParseError, match="wrong_count"):
+        swap_pair("Scores: \\boxed{3, 4, 5}")

@@ -69,17 +69,23 @@ def test_rft_rejection_too_easy_and_hinted(tmp_path, rft_examples):
     assert stats.hinted_share == 1.0
 
     rows = read_rows(tmp_path / "train.jsonl")
-    assert [r["source"] for r in rows] == ["hinted", "hinted"]
+    # Each kept pair judgment trains twice: as sampled and with the responses swapped.
+    assert [r["source"] for r in rows] == ["hinted"] * 4 and stats.mirrored_rows == 2
+    assert [r["id"].endswith("~swapped") for r in rows] == [False, True, False, True]
     for r in rows:
         user = r["prompt"][-1]["content"]
         assert "Hint:" not in user  # trained on the unhinted prompt
         assert r["prompt"][0]["role"] == "system" and r["completion"][0]["role"] == "assistant"
         assert "\\boxed{9, 2}" in r["completion"][0]["content"] or "\\boxed{2, 9}" in r["completion"][0]["content"]
-    # The completion's 9 sits on the labelled best response in the prompt's order.
-    hard = next(r for r in rows if r["id"].startswith("hard#"))
-    shown = responses_in_prompt(hard["prompt"][-1]["content"])
-    box = re.search(r"\\boxed\{(.*)\}", hard["completion"][0]["content"]).group(1)
-    assert shown[[int(x) for x in box.split(",")].index(9)] == "tiny"
+    # The completion's 9 sits on the labelled best response in the prompt's order, in both orders.
+    hard = [r for r in rows if r["id"].startswith("hard#")]
+    assert len(hard) == 2
+    for r in hard:
+        shown = responses_in_prompt(r["prompt"][-1]["content"])
+        box = re.search(r"\\boxed\{(.*)\}", r["completion"][0]["content"]).group(1)
+        assert shown[[int(x) for x in box.split(",")].index(9)] == "tiny"
+    plain, swapped = (responses_in_prompt(r["prompt"][-1]["content"]) for r in hard)
+    assert swapped == plain[::-1]
 
     # Resume: a rerun samples nothing and rebuilds the same dataset.
     before = len(backend.calls)
@@ -93,7 +99,7 @@ def test_rft_switches_and_right_samples_kept(tmp_path, rft_examples):
     assert stats.hinted_tried == 0 and stats.too_easy == 0 and stats.no_right_sample == 3
     rows = read_rows(tmp_path / "train.jsonl")
     assert sorted({r["id"].split("#")[0] for r in rows}) == ["easy", "single-ok"]
-    assert len(rows) == 6 and all(r["source"] == "unhinted" for r in rows)
+    assert len(rows) == 9 and all(r["source"] == "unhinted" for r in rows)  # 3 pairs + their swaps + 3 singles
 
 
 def test_rft_mix_and_bad_input(tmp_path, rft_examples):
@@ -103,7 +109,7 @@ def test_rft_mix_and_bad_input(tmp_path, rft_examples):
     grm = GenerativeRewardModel(hint_following_backend(), JudgeConfig(max_new_tokens=32))
     stats = run_rft(grm, rft_examples, tmp_path / "out", mix=mix, progress=False)
     rows = read_rows(tmp_path / "out" / "train.jsonl")
-    assert stats.mixed_rows == 2 and stats.train_rows == 4 and stats.hinted_share == 1.0
+    assert stats.mixed_rows == 2 and stats.train_rows == 6 and stats.hinted_share == 1.0
     assert rows[-1]["prompt"] == [{"role": "user", "content": "2+2?"}]
     assert rows[-1]["completion"] == [{"role": "assistant", "content": "4"}]
 

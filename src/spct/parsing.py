@@ -102,3 +102,34 @@ def parse_judgment(text: str, n: int) -> ParsedJudgment:
     principles = _PRINCIPLES_HEADER.sub("", head[: split.start()], count=1).strip()
     critique = head[split.end():].strip()
     return ParsedJudgment(principles or None, critique or None, scores)
+
+
+# "Response 2", "response #2", "Responses 1 and 2" (each number), "the first/second response".
+_PAIR_REFERENCE = re.compile(
+    r"(?i)\b(responses?\s*#?\s*)([12])(?:(\s*(?:and|or|&|,|vs\.?)\s*#?\s*)([12]))?\b"
+    r"|\b(first|second)(?=\s+(?:response|one|answer)\b)")
+_PAIR_SWAP = {"1": "2", "2": "1", "first": "second", "second": "first"}
+
+
+def swap_pair(text: str) -> str:
+    """A two-response judgment as it would read with the responses shown the other way round.
+
+    References to Response 1 and Response 2 (and "the first/second response") trade places and
+    the final score box is reversed; the wording is otherwise untouched. Rejective fine-tuning
+    trains every kept pair judgment in both orders with it, so a judge cannot lower its loss by
+    preferring a position. Raises JudgmentParseError when the text has no final pair of scores.
+    """
+    last = final_box(text)
+    scores = parse_scores(last.group(1), 2)
+
+    def swap(m: re.Match[str]) -> str:
+        if m.group(2):
+            pair = m.group(3) + _PAIR_SWAP[m.group(4)] if m.group(4) else ""
+            return m.group(1) + _PAIR_SWAP[m.group(2)] + pair
+        word = m.group(5)
+        new = _PAIR_SWAP[word.lower()]
+        return new.capitalize() if word[0].isupper() else new
+
+    head = _PAIR_REFERENCE.sub(swap, text[: last.start()])
+    box = text[last.start() : last.end()].replace(last.group(1), f"{scores[1]}, {scores[0]}")
+    return head + box + text[last.end() :]

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format-demo", action="store_true",
                    help="sample with a demonstrated judgment before the query (bootstraps a base model that never "
                         "writes its own score line); training rows keep the plain prompt")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="train each kept two-response judgment only in its sampled order (by default it also trains "
+                        "with the responses swapped, so the rows favour both positions equally)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_model_args(p)
     add_judge_args(p, k=3)
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.input}: no usable examples")
     grm = build_grm(args)
     cfg = RFTConfig(n_samples=args.k, hinted=args.hinted, drop_too_easy=args.drop_too_easy, batch_size=args.batch_size)
-    stats = run_rft(grm, examples, args.output, cfg, mix=args.mix, mix_limit=args.mix_limit, progress=args.progress)
+    stats = run_rft(grm, examples, args.output, cfg, mix=args.mix, mix_limit=args.mix_limit, progress=args.progress,
+                    mirror=args.mirror)
     print(json.dumps(stats.to_dict()), file=sys.stderr)
     return 0

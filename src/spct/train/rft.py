@@ -36,6 +36,7 @@ from tqdm import tqdm
 from ..data import Example, InputError, JsonlAppender, Judgment, iter_jsonl
 from ..format import JudgingFormat
 from ..judge import GenerativeRewardModel
+from ..parsing import swap_pair
 from ..prompts import copies_format_demo
 from ..voting import check_rating_scale, is_correct
 
@@ -65,6 +66,7 @@ class RFTStats:
     hinted_tried: int = 0  # examples that got a hinted sample
     hinted_accepted: int = 0
     no_right_sample: int = 0  # examples left with nothing to train on
+    mirrored_rows: int = 0  # kept pair judgments added again in the swapped order
     mixed_rows: int = 0  # general instruction rows mixed in
     train_rows: int = 0
 
@@ -80,7 +82,7 @@ class RFTStats:
     @property
     def hinted_share(self) -> float:
         """Share of the kept judgment rows that came from hinted sampling."""
-        judged = self.train_rows - self.mixed_rows
+        judged = self.train_rows - self.mixed_rows - self.mirrored_rows
         return self.hinted_accepted / judged if judged else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,10 +96,15 @@ def is_right(judgment: Judgment, example: Example) -> bool:
     return judgment.ok and is_correct(judgment.scores, example.best, example.ratings) is True
 
 
-def is_usable(judgment: Judgment, example: Example) -> bool:
-    """Right, written whole by the model, and its own (not the format demo's): a training target."""
+def is_usable(judgment: Judgment, example: Example, format_demo: bool = True) -> bool:
+    """Right, written whole by the model, and its own: a training target.
+
+    "Its own" matters when the sampler was shown the format demonstration (`format_demo`): a
+    judgment that reproduces the demonstration copied its prompt. Without the demonstration, a
+    judge that writes in that style (it was trained on such rows) is judging in its own words.
+    """
     return (is_right(judgment, example) and not judgment.forced and not judgment.truncated
-            and not copies_format_demo(judgment.text))
+            and not (format_demo and copies_format_demo(judgment.text)))
 
 
 def hint_for(example: Example) -> int | None:
@@ -117,13 +124,14 @@ def _record(j: Judgment, example: Example, hinted: bool) -> dict[str, Any]:
             "copied_demo": copies_format_demo(j.text), "error": j.error}
 
 
-def _outcome(example: Example, unhinted: list[Judgment], hinted: Judgment | None, cfg: RFTConfig) -> dict[str, Any]:
-    usable = [is_usable(j, example) for j in unhinted]
+def _outcome(example: Example, unhinted: list[Judgment], hinted: Judgment | None, cfg: RFTConfig,
+             format_demo: bool) -> dict[str, Any]:
+    usable = [is_usable(j, example, format_demo) for j in unhinted]
     if all(usable) and cfg.drop_too_easy:
         status, kept = "too_easy", []
     elif any(usable):
         status, kept = "kept", [j for j, u in zip(unhinted, usable, strict=True) if u]
-    elif hinted is not None and is_usable(hinted, example):
+    elif hinted is not None and is_usable(hinted, example, format_demo):
         status, kept = "hinted", [hinted]
     else:
         status, kept = "rejected", []
@@ -137,6 +145,7 @@ def _outcome(example: Example, unhinted: list[Judgment], hinted: Judgment | None
         "copied_demo": sum(copies_format_demo(j.text) for j in unhinted),
         "samples": len(unhinted),
         "hinted_tried": hinted is not None,
+        "format_demo": format_demo,
         # Every sample with its flags, so the stats can be re-derived; `kept` is what trains.
         "drawn": [_record(j, example, False) for j in unhinted] + ([_record(hinted, example, True)] if hinted else []),
         "kept": [_record(j, example, j is hinted) for j in kept],
@@ -153,6 +162,7 @@ def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_di
         raise InputError(f"rejective sampling needs labels ('best' or 'ratings'); unlabelled: {', '.join(unlabelled[:5])}")
     check_rating_scale(examples)
     out_dir = Path(out_dir)
+    demo = getattr(grm.format, "format_demo", False)
     written = 0
     with JsonlAppender(out_dir / SAMPLES_FILE) as out:
         todo = [ex for ex in examples if ex.id not in out]
@@ -164,7 +174,7 @@ def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_di
             if cfg.hinted:
                 for ex, js in zip(chunk, unhinted, strict=True):
                     h = hint_for(ex)
-                    if h is not None and not any(is_usable(j, ex) for j in js):
+                    if h is not None and not any(is_usable(j, ex, demo) for j in js):
                         hints[ex.id] = h
             hinted: dict[str, Judgment] = {}
             if hints:
@@ -173,7 +183,7 @@ def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_di
                 for ex, js in zip(need, grm.sample(need, 1, hints=hints, first_sample=cfg.n_samples), strict=True):
                     hinted[ex.id] = js[0]
             for ex, js in zip(chunk, unhinted, strict=True):
-                out.write(_outcome(ex, js, hinted.get(ex.id), cfg))
+                out.write(_outcome(ex, js, hinted.get(ex.id), cfg, demo))
                 written += 1
             bar.update(len(chunk))
         bar.close()
@@ -208,8 +218,13 @@ def _instruction_rows(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path | None = None,
-                  mix_limit: int | None = None) -> RFTStats:
-    """Rebuild OUT/train.jsonl and OUT/stats.json from OUT/samples.jsonl (plus optional instruction data)."""
+                  mix_limit: int | None = None, mirror: bool = True) -> RFTStats:
+    """Rebuild OUT/train.jsonl and OUT/stats.json from OUT/samples.jsonl (plus optional instruction data).
+
+    With `mirror`, every kept judgment of two responses trains twice: as sampled, and with the
+    responses shown the other way round (`swap_pair`: references and scores trade places). Rows
+    then favour each position equally often, so SFT cannot lower its loss by preferring one.
+    """
     out_dir = Path(out_dir)
     stats = RFTStats()
     rows: list[dict[str, Any]] = []
@@ -224,7 +239,8 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
         stats.no_right_sample += o["status"] == "rejected"
         unhinted = [d for d in o.get("drawn", []) if not d["hinted"]]
         copied = [copies_format_demo(d["text"]) for d in unhinted]  # re-checked: rows may predate the rule
-        stats.accepted += (sum(d["right"] and not d["forced"] and not d["truncated"] and not c
+        demo = o.get("format_demo", True)  # rows from before the flag were all sampled with the demonstration
+        stats.accepted += (sum(d["right"] and not d["forced"] and not d["truncated"] and not (demo and c)
                                for d, c in zip(unhinted, copied, strict=True))
                            if unhinted else o.get("usable", o["right"]))
         stats.right += o["right"]
@@ -233,14 +249,15 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
         stats.copied_demo += sum(copied)
         ex = Example(**o["example"])
         for k in o["kept"]:
-            if k.get("forced") or k.get("truncated") or copies_format_demo(k["text"]):
+            if k.get("forced") or k.get("truncated") or (demo and copies_format_demo(k["text"])):
                 continue  # rows sampled before these rules existed
-            rows.append({
-                "id": f"{ex.id}#{k['sample']}",
-                "prompt": JudgingFormat(principles=principles).messages(ex, k["order"]),
-                "completion": [{"role": "assistant", "content": k["text"]}],
-                "source": "hinted" if k["hinted"] else "unhinted",
-            })
+            fmt, source = JudgingFormat(principles=principles), "hinted" if k["hinted"] else "unhinted"
+            rows.append({"id": f"{ex.id}#{k['sample']}", "prompt": fmt.messages(ex, k["order"]),
+                         "completion": [{"role": "assistant", "content": k["text"]}], "source": source})
+            if mirror and len(k["order"]) == 2:
+                rows.append({"id": f"{ex.id}#{k['sample']}~swapped", "prompt": fmt.messages(ex, k["order"][::-1]),
+                             "completion": [{"role": "assistant", "content": swap_pair(k["text"])}], "source": source})
+                stats.mirrored_rows += 1
     if mix is not None:
         mixed = list(_instruction_rows(mix))[:mix_limit]
         stats.mixed_rows = len(mixed)
@@ -254,6 +271,7 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
 
 
 def run_rft(grm: GenerativeRewardModel, examples: list[Example], out_dir: str | Path, cfg: RFTConfig | None = None,
-            mix: str | Path | None = None, mix_limit: int | None = None, progress: bool = True) -> RFTStats:
+            mix: str | Path | None = None, mix_limit: int | None = None, progress: bool = True,
+            mirror: bool = True) -> RFTStats:
     rejective_sample(grm, examples, out_dir, cfg, progress)
-    return build_dataset(out_dir, principles=grm.config.principles, mix=mix, mix_limit=mix_limit)
+    return build_dataset(out_dir, principles=grm.config.principles, mix=mix, mix_limit=mix_limit, mirror=mirror)
