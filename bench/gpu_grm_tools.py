@@ -2,8 +2,11 @@
 
     python bench/gpu_grm_tools.py rft-finish RUN/rft      # train.jsonl + stats.json from samples so far
     python bench/gpu_grm_tools.py fp16 ADAPTER OUT        # a LoRA adapter saved in float16 (half the bytes)
-    python bench/gpu_grm_tools.py rl-finish RUN           # RL stopped by its time limit: newest checkpoint
-                                                          # -> RUN/rl/adapter, log, merged model in RUN/rl
+    python bench/gpu_grm_tools.py finish RUN STAGE BASE   # SFT or RL stopped by its time limit: newest
+                                                          # checkpoint -> RUN/STAGE/adapter, log, and the
+                                                          # adapter merged into BASE (e.g. smollm2-135m, sft)
+    python bench/gpu_grm_tools.py pick EVAL_DIR A B       # the model (A or B) more accurate on the
+                                                          # validation slice (EVAL_DIR/val_A, val_B); A on a tie
 """
 
 from __future__ import annotations
@@ -28,33 +31,47 @@ def fp16(src: str, out: str) -> None:
     stack_adapters([src], out, torch.float16)
 
 
-def rl_finish(run: str) -> None:
-    """Make RUN/rl look like a finished `spct rl --lora` from its newest checkpoint."""
+def finish(run: str, stage: str, base: str) -> None:
+    """Make RUN/STAGE look like a finished `spct sft|rl --lora` from its newest checkpoint: the
+    adapter, the log and the adapter merged into BASE (a model spct resolves, or RUN/<stage>)."""
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from spct.backends.models import resolve_model
     from spct.train.sft import ADAPTER_DIR, LOG_FILE, last_checkpoint
 
-    rl = Path(run) / "rl"
-    if (rl / ADAPTER_DIR / "adapter_model.safetensors").exists() and (rl / "config.json").exists():
-        print("rl finished normally")
+    out = Path(run) / stage
+    if (out / ADAPTER_DIR / "adapter_model.safetensors").exists() and (out / "config.json").exists():
+        print(f"{stage} finished normally")
         return
-    ckpt = last_checkpoint(rl)
+    ckpt = last_checkpoint(out)
     if ckpt is None:
-        sys.exit("rl: no checkpoint to finish from")
-    (rl / ADAPTER_DIR).mkdir(parents=True, exist_ok=True)
+        sys.exit(f"{stage}: no checkpoint to finish from")
+    (out / ADAPTER_DIR).mkdir(parents=True, exist_ok=True)
     for name in ("adapter_model.safetensors", "adapter_config.json"):
-        shutil.copy(Path(ckpt) / name, rl / ADAPTER_DIR / name)
+        shutil.copy(Path(ckpt) / name, out / ADAPTER_DIR / name)
     state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
-    (rl / LOG_FILE).write_text(json.dumps(state["log_history"], indent=1) + "\n")
-    from peft import PeftModel
+    (out / LOG_FILE).write_text(json.dumps(state["log_history"], indent=1) + "\n")
+    base_path = str(Path(run) / base) if (Path(run) / base / "config.json").exists() else resolve_model(base)[0]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), out / ADAPTER_DIR).merge_and_unload()
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base_path).save_pretrained(out)
+    print(f"{stage} finished from {ckpt} (step {state['global_step']})")
 
-    sft = Path(run) / "sft"
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(sft), rl / ADAPTER_DIR).merge_and_unload()
-    model.save_pretrained(rl)
-    AutoTokenizer.from_pretrained(sft).save_pretrained(rl)
-    print(f"rl finished from {ckpt} (step {state['global_step']})")
+
+def pick(eval_dir: str, a: str, b: str) -> None:
+    """Model selection on the validation slice only: strict accuracy over all its items."""
+    def accuracy(name: str) -> float:
+        path = Path(eval_dir) / f"val_{name}" / "results.json"
+        if not path.exists():
+            return -1.0
+        rows = json.loads(path.read_text()).values()
+        items = sum(r["items"] for r in rows)
+        return sum(r["strict_accuracy"] * r["items"] for r in rows) / items if items else -1.0
+
+    print(a if accuracy(a) >= accuracy(b) else b)
 
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"rft-finish": rft_finish, "fp16": fp16, "rl-finish": rl_finish}[cmd](*args)
+    {"rft-finish": rft_finish, "fp16": fp16, "finish": finish, "pick": pick}[cmd](*args)

@@ -9,6 +9,10 @@ exactly what `--no-constrain` would have returned, since the free phase is gener
 
     python bench/grm_heldout.py --model spct-grm-135m --data runs/grm/data/hh/heldout.jsonl \
         --name hh --out runs/grm/eval/shipped --limit 128
+
+`--revote DIR` generates nothing: it re-aggregates the judgments of an earlier voting@k run
+(DIR/<name>.jsonl), so meta-guided voting (`--meta-rm`) is compared with plain voting on the
+very same samples.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 from spct.backends import load_backend
 from spct.data import Reward, iter_jsonl, read_examples
 from spct.jobs import judge_file
-from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.judge import GenerativeRewardModel, JudgeConfig, policy_for
 from spct.voting import vote
 
 
@@ -67,6 +71,15 @@ def summarise(path: Path, examples: dict) -> dict:
     }
 
 
+def revote(stored: Path, examples: dict, policy, out: Path) -> None:
+    """Aggregate the stored judgments of the examples again, with `policy` (voting, meta-guided or not)."""
+    with open(out, "w", encoding="utf-8") as fh:
+        for _, obj in iter_jsonl(stored):
+            r = Reward.from_dict(obj)
+            if r.id in examples:
+                fh.write(json.dumps(policy.aggregate(examples[r.id], r.judgments).to_dict(), ensure_ascii=False) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
@@ -82,24 +95,32 @@ def main() -> None:
     p.add_argument("--no-constrain", dest="constrain", action="store_false",
                    help="no forced score line: accuracy counts the model's own lines only")
     p.add_argument("--meta-rm", default=None, help="meta RM folder: meta-guided voting over the top k/2")
+    p.add_argument("--revote", default=None, metavar="DIR",
+                   help="re-aggregate the judgments stored in DIR/<name>.jsonl instead of generating (with --meta-rm: "
+                        "meta-guided voting on the same samples)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    options = {"batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
-    backend = load_backend(args.model, args.engine, **options)
     meta = None
     if args.meta_rm:
         from spct.meta_rm import MetaRM
 
         meta = MetaRM(args.meta_rm).score
-    grm = GenerativeRewardModel(backend, JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens, constrain=args.constrain), meta)
+    config = JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens, constrain=args.constrain)
+    if args.revote is None:
+        options = {"batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
+        grm = GenerativeRewardModel(load_backend(args.model, args.engine, **options), config, meta)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     for i, (data, name) in enumerate(zip(args.data, args.name, strict=True)):
         examples, _ = read_examples(data)
         if args.limit:
             examples = examples[: args.limit[min(i, len(args.limit) - 1)]]
         t0, load0 = time.perf_counter(), os.getloadavg()[0]
-        judge_file(grm, examples, out / f"{name}.jsonl", k=args.k, batch_size=args.batch_size)
+        if args.revote is None:
+            judge_file(grm, examples, out / f"{name}.jsonl", k=args.k, batch_size=args.batch_size)
+        else:
+            revote(Path(args.revote) / f"{name}.jsonl", {ex.id: ex for ex in examples}, policy_for(config, meta),
+                   out / f"{name}.jsonl")
         row = summarise(out / f"{name}.jsonl", {ex.id: ex for ex in examples})
         row.update(model=args.model, engine=args.engine, constrained=args.constrain, k=args.k, meta_rm=args.meta_rm, wall_s_this_run=round(time.perf_counter() - t0, 1),
                    load_avg_start=round(load0, 2), load_avg_end=round(os.getloadavg()[0], 2))
