@@ -2,7 +2,8 @@
 # network and takes at most 64 MiB per call: the wheels it lacks (trl, datasets, dill, multiprocess,
 # fsspec, gguf, peft; downloaded for Python 3.12 into .whl/), the embedded 98 MB GGUF in two parts
 # (the first copied to /root/gguf.part0 by an earlier call, since only 64 MiB travel per call) and
-# the data splits (.g2/data.tgz of runs/grm/data). How it ran: bench/RESULTS.md, "Second round".
+# the data splits (.g2/data.tgz: runs/grm/data with the validation slices; the third round's tarball
+# lacked them, so its model selection fell back to RL). How it ran: bench/RESULTS.md, "round 3".
 #
 #   BUDGET=560 bash bench/gpu_grm_lent.sh 2>&1 | tee $OUT/log.txt
 set -u

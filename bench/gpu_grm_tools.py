@@ -64,6 +64,7 @@ def pick(eval_dir: str, a: str, b: str) -> None:
     def accuracy(name: str) -> float:
         path = Path(eval_dir) / f"val_{name}" / "results.json"
         if not path.exists():
+            print(f"pick: no validation figures for {name} ({path})", file=sys.stderr)
             return -1.0
         rows = json.loads(path.read_text()).values()
         items = sum(r["items"] for r in rows)
