@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 
@@ -92,6 +93,15 @@ def test_probe_cli_on_fake_engine(tmp_path, capsys):
     assert "[hardened] injection: score gain" in err and "[hardened] role_tokens: score gain" in err
     assert (tmp_path / "results.json").exists() and (tmp_path / "probes.png").exists()
     assert main(["probe", "--engine", "fake", "--prompts", "clever", "-o", str(tmp_path)]) == 2
+
+
+def test_probe_without_matplotlib_still_writes_its_figures(tmp_path, capsys, monkeypatch):
+    """matplotlib is the `eval` extra: without it the plot is skipped, not the run (vLLM's venv lacked it)."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert main(["probe", "--engine", "fake", "--limit", "2", "--prompts", "hardened", "-o", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert (tmp_path / "results.json").exists() and not (tmp_path / "probes.png").exists()
+    assert f"wrote {tmp_path}/results.json\n" in err
 
 
 @pytest.mark.slow

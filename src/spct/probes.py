@@ -225,7 +225,10 @@ def run_probes(grm: GenerativeRewardModel, examples: list[Example], out_dir: str
     summary["examples"] = len(usable)
     summary["max_new_tokens"] = config.max_new_tokens
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, out / "probes.png")
+    try:
+        plot(summary, out / "probes.png")
+    except ImportError:  # matplotlib comes with the `eval` extra; the figures above do not need it
+        log.warning("probes.png not drawn: matplotlib is not installed (pip install 'spct[eval]')")
     return summary
 
 

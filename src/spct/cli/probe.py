@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -60,5 +61,7 @@ def run(args: argparse.Namespace) -> int:
             a = stats[attack]
             print(f"[{prompt}] {attack}: score gain {a['score_gain']}, margin gain {a['margin_gain']}, "
                   f"flip rate {a['flip_rate']}, accuracy {a['accuracy']} (n={a['n']})", file=sys.stderr)
-    print(f"wrote {args.output}/results.json and {args.output}/probes.png", file=sys.stderr)
+    png, results = Path(args.output) / "probes.png", Path(args.output) / "results.json"
+    drawn = " and probes.png" if png.exists() and png.stat().st_mtime >= results.stat().st_mtime else ""
+    print(f"wrote {args.output}/results.json{drawn}", file=sys.stderr)
     return 0
