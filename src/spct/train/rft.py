@@ -227,6 +227,7 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
     """
     out_dir = Path(out_dir)
     stats = RFTStats()
+    fmt = JudgingFormat(principles=principles)
     rows: list[dict[str, Any]] = []
     for _, o in iter_jsonl(out_dir / SAMPLES_FILE):
         if not isinstance(o, dict) or "status" not in o:
@@ -251,7 +252,7 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
         for k in o["kept"]:
             if k.get("forced") or k.get("truncated") or (demo and copies_format_demo(k["text"])):
                 continue  # rows sampled before these rules existed
-            fmt, source = JudgingFormat(principles=principles), "hinted" if k["hinted"] else "unhinted"
+            source = "hinted" if k["hinted"] else "unhinted"
             rows.append({"id": f"{ex.id}#{k['sample']}", "prompt": fmt.messages(ex, k["order"]),
                          "completion": [{"role": "assistant", "content": k["text"]}], "source": source})
             if mirror and len(k["order"]) == 2:
