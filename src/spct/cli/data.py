@@ -41,6 +41,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--pin", default=None, metavar="FILE", help="JSONL whose ids are always held out (e.g. the demo pairs)")
     s.set_defaults(func=run_split)
 
+    d = data_sub.add_parser("verdict", help="verdict rows: the right score line of every labelled example, in both orders",
+                            description="Write TRL prompt/completion rows whose completion is the right score line "
+                                        "(best response 8, others 3; a single response its rating) for every labelled "
+                                        "example, each pair in both response orders. Train on them beside RFT rows: "
+                                        "`spct sft RFT_DIR ROWS.jsonl --verdict-weight W`. Bad lines are reported and skipped; "
+                                        "an example without a label stops the run with its file:line.")
+    d.add_argument("inputs", nargs="+", metavar="FILE", help="labelled JSONL(.gz) files (best or ratings)")
+    d.add_argument("-o", "--output", required=True, metavar="FILE", help="output JSONL of rows (overwritten)")
+    d.add_argument("--max-chars", type=positive_int, default=None,
+                   help="skip examples whose query and responses exceed this many characters (default: keep all)")
+    d.add_argument("--pointwise", action="store_true",
+                   help="one row per response, judged alone (n = 1): best 8, others 3 (default: pairs in both orders)")
+    d.add_argument("--no-principles", dest="principles", action="store_false",
+                   help="rows for the no-principles prompt variant")
+    d.set_defaults(func=run_verdict)
+
 
 def run_split(args: argparse.Namespace) -> int:
     if args.heldout < 0 or args.validation < 0:
@@ -50,6 +66,22 @@ def run_split(args: argparse.Namespace) -> int:
                        args.output, str(args.input))
     print(f"{args.output}: heldout {info['heldout']}, validation {info['validation']}, train {info['train']}",
           file=sys.stderr)
+    return 0
+
+
+def run_verdict(args: argparse.Namespace) -> int:
+    from ..data import read_examples
+    from ..train.verdict import write_verdict_rows
+
+    examples = []
+    for path in args.inputs:
+        found, issues = read_examples(path)
+        for issue in issues:
+            print(f"skipped {issue}", file=sys.stderr)
+        examples += found
+    counts = write_verdict_rows(examples, args.output, args.principles, args.max_chars, args.pointwise)
+    print(f"{args.output}: {counts['rows']} rows from {counts['kept_examples']} of {counts['examples']} examples "
+          f"({counts['skipped_too_long']} longer than --max-chars)", file=sys.stderr)
     return 0
 
 
