@@ -39,12 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Supervised fine-tuning on RFT_DIR/train.jsonl (or any JSONL of TRL prompt/completion "
                                    "rows) with loss on the completion only. Saves a plain model folder (LoRA merged). "
                                    "Multi-GPU: launch with `accelerate launch --config_file configs/accelerate/... -m spct sft ...`.")
-    p.add_argument("data", help="RFT output folder or a prompt/completion JSONL")
+    p.add_argument("data", nargs="+", help="RFT output folder(s) and/or prompt/completion JSONL files (e.g. `spct data "
+                                          "verdict` rows); several are concatenated and shuffled")
     p.add_argument("-o", "--output", required=True, help="folder for the fine-tuned model")
     p.add_argument("--batch-size", type=positive_int, default=4, help="rows per device per step (default: 4)")
     p.add_argument("--max-length", type=positive_int, default=4096, help="max tokens of prompt + completion (default: 4096)")
+    p.add_argument("--verdict-weight", type=float, default=1.0,
+                   help="loss weight of the final score box's values; a verdict row's bare score prefix then weighs 0 "
+                        "(default: 1, plain SFT)")
     add_trainer_args(p, lr=1e-5, epochs=2.0)
     add_lora_args(p)
+    p.add_argument("--lora-top-layers", type=positive_int, default=None,
+                   help="LoRA only in the last N decoder layers, so backward stops there (cheaper; default: every layer)")
     add_trl_args(p, "SFTConfig")
     p.set_defaults(func=run)
 
@@ -55,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = trl_overrides(args, SFTConfig)
     s = SFTSettings(epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.lr, batch_size=args.batch_size,
                     grad_accum=args.grad_accum, max_length=args.max_length, lora=args.lora, lora_r=args.lora_r,
-                    lora_alpha=args.lora_alpha, gradient_checkpointing=args.gradient_checkpointing, use_cpu=args.use_cpu,
-                    seed=args.seed, logging_steps=args.logging_steps, save_steps=args.save_steps, report_to=args.report_to)
+                    lora_alpha=args.lora_alpha, lora_top_layers=args.lora_top_layers, gradient_checkpointing=args.gradient_checkpointing, use_cpu=args.use_cpu,
+                    seed=args.seed, logging_steps=args.logging_steps, save_steps=args.save_steps, report_to=args.report_to,
+                    verdict_weight=args.verdict_weight)
     print(json.dumps(train_sft(args.model, args.data, args.output, s, trl_overrides=overrides)), file=sys.stderr)
     return 0

@@ -36,12 +36,14 @@ class SFTSettings:
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
+    lora_top_layers: int | None = None  # LoRA only in the last N decoder layers: backward stops there (cheap CPU runs)
     gradient_checkpointing: bool = False
     use_cpu: bool = False
     seed: int = 0
     logging_steps: int = 10
     save_steps: int = 0  # > 0: checkpoint every N steps; a rerun resumes from the newest
     report_to: str = "none"
+    verdict_weight: float = 1.0  # loss weight of the final score box's values (1 = plain SFT)
 
 
 def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None,
@@ -72,22 +74,29 @@ def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[s
     ), **(trl_overrides or {})})
 
 
-def load_train_rows(data: str | Path):
-    """RFT_DIR (its train.jsonl) or a JSONL file of prompt/completion rows -> datasets.Dataset."""
-    from datasets import load_dataset
+def load_train_rows(data: str | Path | list[str | Path], seed: int = 0):
+    """RFT_DIR (its train.jsonl) or JSONL files of prompt/completion rows -> one shuffled datasets.Dataset.
 
-    p = Path(data)
-    if p.is_dir():
-        p = p / "train.jsonl"
-    if not p.is_file():
-        raise InputError(f"{p}: no such file (run `spct rft` first)")
-    ds = load_dataset("json", data_files=str(p), split="train")
-    missing = {"prompt", "completion"} - set(ds.column_names)
-    if missing:
-        raise InputError(f"{p}: rows need 'prompt' and 'completion' (missing {', '.join(sorted(missing))})")
-    if len(ds) == 0:
-        raise InputError(f"{p}: no training rows (rejective sampling kept nothing)")
-    return ds.select_columns(["prompt", "completion"])
+    Several sources (RFT rows, verdict rows from `spct data verdict`) are concatenated and
+    shuffled with `seed`, so every batch mixes them.
+    """
+    from datasets import concatenate_datasets, load_dataset
+
+    parts = []
+    for item in data if isinstance(data, list) else [data]:
+        p = Path(item)
+        if p.is_dir():
+            p = p / "train.jsonl"
+        if not p.is_file():
+            raise InputError(f"{p}: no such file (run `spct rft` or `spct data verdict` first)")
+        ds = load_dataset("json", data_files=str(p), split="train")
+        missing = {"prompt", "completion"} - set(ds.column_names)
+        if missing:
+            raise InputError(f"{p}: rows need 'prompt' and 'completion' (missing {', '.join(sorted(missing))})")
+        if len(ds) == 0:
+            raise InputError(f"{p}: no training rows (rejective sampling kept nothing)")
+        parts.append(ds.select_columns(["prompt", "completion"]))
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts).shuffle(seed=seed)
 
 
 def resolve_policy(model: str) -> tuple[str, dict[str, Any], Any]:
@@ -136,29 +145,122 @@ def save_model(trainer, tokenizer, output_dir: str | Path) -> None:
         tokenizer.save_pretrained(output_dir)
 
 
-def lora_config(s: SFTSettings):
+def lora_config(s: SFTSettings, num_layers: int | None = None):
+    """PEFT LoRA on every linear layer, or on those of the last `s.lora_top_layers` decoder layers."""
     from peft import LoraConfig
 
-    return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    layers = None
+    if s.lora_top_layers:
+        if not num_layers:
+            raise InputError("lora_top_layers needs a model whose config states num_hidden_layers", field="lora_top_layers")
+        layers = list(range(max(0, num_layers - s.lora_top_layers), num_layers))
+    return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.05, task_type="CAUSAL_LM",
+                      target_modules="all-linear" if layers is None else
+                      ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                      layers_to_transform=layers)
 
 
-def train_sft(base_model: str, data: str | Path, output_dir: str | Path, settings: SFTSettings | None = None,
+def verdict_weights(input_ids, labels, prefix: str, decode, weight: float):
+    """Per-token loss weights aligned with the shifted labels (`labels[:, 1:]`).
+
+    Completion tokens weigh 1, except the values of the row's final score box (the tokens after
+    its last `boxed{`, up to its `}`), which weigh `weight`. In a row whose whole completion
+    before those values is the bare score prefix (a verdict row), that prefix weighs 0: such rows
+    teach which scores follow the prefix, never to write the prefix before any analysis.
+    Also returns a mask of each row's first score value (the verdict of a pair), for logging.
+    """
+    import torch
+
+    shifted = labels[:, 1:]
+    w = (shifted != -100).to(torch.float32)
+    first_value = torch.zeros_like(w, dtype=torch.bool)
+    for b in range(labels.shape[0]):
+        ids = input_ids[b].tolist()
+        lab = (labels[b] != -100).nonzero()
+        if len(lab) == 0:
+            continue
+        first = int(lab[0])
+        # the last token that completes "boxed{" (read back from text: tokenizers split it differently)
+        end = next((t for t in range(len(ids) - 1, first - 1, -1)
+                    if "{" in decode([ids[t]]) and decode(ids[max(first, t - 5) : t + 1]).endswith("boxed{")), None)
+        if end is None:
+            continue  # no box in this row (instruction data, or the box was cut by max_length)
+        close = next((t for t in range(end + 1, len(ids)) if "}" in decode([ids[t]])), len(ids) - 1)
+        # token t of the row is predicted at shifted position t - 1
+        w[b, end : close] = weight
+        first_value[b, end] = True
+        if decode(ids[first : end + 1]).strip() == prefix.strip():
+            w[b, first - 1 : end] = 0.0
+    return w, first_value
+
+
+def _verdict_trainer_class():
+    """SFTTrainer whose loss weighs the score box's values (`--verdict-weight`); built lazily (TRL is an extra)."""
+    from trl import SFTTrainer
+
+    from ..score_scale import SCORE_PREFIX
+
+    class VerdictWeightedSFTTrainer(SFTTrainer):
+        """TRL's SFT loss with per-token weights: the verdict's values `verdict_weight` times, a verdict row's bare prefix 0.
+
+        The sum is divided by the same token count TRL divides by, so weight 1 is TRL's loss exactly.
+        Logs `verdict_accuracy` and `verdict_loss`: top-1 accuracy and loss on each row's first score value.
+        """
+
+        def __init__(self, *args, verdict_weight: float = 1.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.verdict_weight = verdict_weight
+            self._decode = self.processing_class.decode
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.verdict_weight == 1.0 or return_outputs or "labels" not in inputs or "input_ids" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            mode = "train" if model.training else "eval"
+            inputs["use_cache"] = False
+            weights, first_value = verdict_weights(inputs["input_ids"], inputs["labels"], SCORE_PREFIX, self._decode,
+                                                   self.verdict_weight)
+            weights, first_value = weights.to(inputs["input_ids"].device), first_value.to(inputs["input_ids"].device)
+            outputs = model(**inputs, fused_lm_head=True)
+            num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = (-outputs.log_probs * weights).sum() / torch.as_tensor(num_tokens).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            if first_value.any():  # the top token is the right first score value
+                hits = (outputs.is_top1.bool() & first_value).sum() / first_value.sum()
+                self._metrics[mode]["verdict_accuracy"].append(hits.item())
+                verdict_nll = (-outputs.log_probs * first_value).sum() / first_value.sum()
+                self._metrics[mode]["verdict_loss"].append(verdict_nll.item())
+            valid = outputs.label_mask.sum()
+            self._metrics[mode]["mean_token_accuracy"].append((outputs.is_top1.sum() / valid.clamp(min=1)).item())
+            return loss
+
+    return VerdictWeightedSFTTrainer
+
+
+def _num_layers(path: str, init_kwargs: dict[str, Any]) -> int | None:
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(path, **init_kwargs), "num_hidden_layers", None)
+
+
+def train_sft(base_model: str, data: str | Path | list[str | Path], output_dir: str | Path, settings: SFTSettings | None = None,
               trl_overrides: dict[str, Any] | None = None) -> dict[str, float]:
     """Fine-tune `base_model` on RFT data; save the (merged) model to output_dir; return timing metrics.
 
     `trl_overrides` sets any TRL SFTConfig field beyond `settings` (it wins over them).
     """
-    from trl import SFTTrainer
-
     s = settings or SFTSettings()
-    dataset = load_train_rows(data)
+    if s.verdict_weight < 0:
+        raise InputError("verdict_weight must be >= 0", field="verdict_weight")
+    dataset = load_train_rows(data, s.seed)
     path, init_kwargs, tokenizer = resolve_policy(base_model)
-    trainer = SFTTrainer(
+    trainer = _verdict_trainer_class()(
         model=path,
         args=sft_config(s, output_dir, init_kwargs, trl_overrides),
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=lora_config(s) if s.lora else None,
+        peft_config=lora_config(s, _num_layers(path, init_kwargs)) if s.lora else None,
+        verdict_weight=s.verdict_weight,
     )
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
