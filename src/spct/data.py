@@ -64,6 +64,7 @@ class Judgment:
     meta: float | None = None  # meta RM's probability that this judgment is right
     forced: bool = False  # the score line was completed under constraint
     truncated: bool = False  # generation hit max_new_tokens before the score line
+    expected: list[float] | None = None  # expected score per response under the model's score probabilities (readout)
 
     @property
     def ok(self) -> bool:
@@ -78,7 +79,7 @@ class Reward:
     """Votes of the k sampled judgments of one example."""
 
     id: str
-    rewards: list[int] | None  # summed scores per response; None when every sample failed
+    rewards: list[float] | None  # summed scores (or expected scores) per response; None when every sample failed
     k: int  # judgments sampled
     used: int  # judgments voted on (valid, and kept by the meta RM if any)
     failed: int  # judgments that did not parse

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from .backends.base import Backend, GenerationRequest
+from .backends.base import Backend, GenerationRequest, ScoreQuery
 from .data import Example, InputError, Judgment, Query, Reward
-from .format import Format, JudgingFormat
-from .policies import Adaptive, MetaScorer, Policy, StopRule, Voting
-from .score_scale import MAX_NEW_TOKENS
+from .format import Format, JudgingFormat, to_original
+from .policies import Adaptive, BothOrders, MetaScorer, Pointwise, Policy, StopRule, Voting
+from .score_scale import BOX_PATTERN, MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE
 from .voting import check_rating_scale
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,22 @@ TRUNCATION_NOTE = "\n[... {n} characters cut to fit the model's context ...]"
 
 __all__ = ["GenerativeRewardModel", "JudgeConfig", "MetaScorer", "Shown", "sample_order"]
 
+_BOX = re.compile(BOX_PATTERN)
+
+
+def _last_box(text: str) -> int | None:
+    """Offset just inside the last score box's `{` (where its scores start), or None."""
+    boxes = list(_BOX.finditer(text))
+    return boxes[-1].start(1) if boxes else None
+
+
 #: One judgment to make: (example, sample index, shown order, hint position or None).
 Shown = tuple[Example, int, list[int], int | None]
+
+
+def fixed_order(sample: int, n: int) -> list[int]:
+    """The both-orders policy's order: as given for even samples, reversed for odd ones."""
+    return list(range(n)) if sample % 2 == 0 else list(range(n))[::-1]
 
 
 def sample_order(seed: int, example_id: str, sample: int, n: int) -> list[int]:
@@ -63,12 +79,36 @@ class JudgeConfig:
     round_size: int = _opt(1, "adaptive voting: samples drawn per round")
     format_demo: bool = _opt(False, "show a demonstrated judgment before the query when sampling (bootstrapping RFT "
                                     "data from a base model)")
+    policy: str = _opt("voting", "voting: each judgment shows the responses in a fresh shuffled order; both-orders: half "
+                                 "the judgments show them as given and half reversed (at least 2; greedy when k <= 2), "
+                                 "so neither position is favoured; pointwise: each response judged alone, k judgments "
+                                 "each, rewarded by its mean score")
+    readout: str = _opt("sampled", "a judgment's score per response: the integer it wrote (sampled, the paper's rule) or "
+                                   "its expected score under the model's probabilities of 1..10 (expected: no ties; needs "
+                                   "an engine that gives log-probabilities)")
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise InputError(f"unknown policy {self.policy!r}; choose from {', '.join(POLICIES)}", field="policy")
+        if self.readout not in READOUTS:
+            raise InputError(f"unknown readout {self.readout!r}; choose from {', '.join(READOUTS)}", field="readout")
+        if self.policy != "voting" and self.adaptive:
+            raise InputError(f"adaptive voting draws shuffled orders; it cannot be combined with policy {self.policy}",
+                             field="adaptive")
+
+
+POLICIES = ("voting", "both-orders", "pointwise")
+READOUTS = ("sampled", "expected")
 
 
 def policy_for(config: JudgeConfig, meta_scorer: MetaScorer | None = None) -> Policy:
     """The sampling policy a config asks for: adaptive voting, else voting@k (meta-guided with a scorer)."""
     if config.adaptive:
         return Adaptive(StopRule(config.adaptive), config.round_size, meta_scorer, config.k_meta)
+    if config.policy == "both-orders":
+        return BothOrders(meta_scorer, config.k_meta)
+    if config.policy == "pointwise":
+        return Pointwise(meta_scorer, config.k_meta)
     return Voting(meta_scorer, config.k_meta)
 
 
@@ -187,19 +227,54 @@ class GenerativeRewardModel:
             for i, g in zip(failed, self.backend.generate(retry), strict=True):
                 ex, s, order, _ = shown[i]
                 judgments[i] = fmt.to_judgment(ex, s, order, g[0])
+        if self.config.readout == "expected":
+            self.read_expected(judgments, requests)
         return judgments
 
+    def read_expected(self, judgments: list[Judgment], requests: list[GenerationRequest]) -> None:
+        """Set `expected` on each parsed judgment: per response, the mean score under the model's probabilities.
+
+        For the score at shown position p, the model reads its own judgment up to the final box
+        and the scores it wrote before p, and each value v in MIN..MAX is scored as the text
+        `v,` (or `v}` for the last), so 1 and 10 are told apart; the probabilities of the values
+        are normalised among themselves.
+        """
+        todo, queries = [], []
+        for j, req in zip(judgments, requests, strict=True):
+            box = _last_box(j.text) if j.ok else None
+            if box is None:
+                continue
+            shown = [j.scores[i] for i in j.order]  # type: ignore[index]
+            n = len(shown)
+            cands = [", ".join(str(x) for x in shown[:p]) + (", " if p else "") + f"{v}{',' if p < n - 1 else '}'}"
+                     for p in range(n) for v in range(MIN_SCORE, MAX_SCORE + 1)]
+            todo.append(j)
+            queries.append(ScoreQuery(req.messages, j.text[:box], cands))
+        if not queries:
+            return
+        width = MAX_SCORE - MIN_SCORE + 1
+        for j, lps in zip(todo, self.backend.continuation_logprobs(queries), strict=True):
+            shown_expected = []
+            for p in range(len(lps) // width):
+                group = lps[p * width : (p + 1) * width]
+                top = max(group)
+                weights = [math.exp(x - top) for x in group]
+                shown_expected.append(round(sum((MIN_SCORE + v) * w for v, w in enumerate(weights)) / sum(weights), 4))
+            j.expected = to_original(shown_expected, j.order)  # type: ignore[arg-type]
+
     def sample(self, examples: list[Example], k: int, *, hints: dict[str, int] | None = None, first_sample: int = 0,
-               greedy: bool | None = None) -> list[list[Judgment]]:
+               greedy: bool | None = None, orders: str = "shuffled") -> list[list[Judgment]]:
         """k judgments per example (one backend call for the whole batch), numbered from `first_sample`.
 
         `hints` maps example id -> original index of the best response (hinted sampling).
-        `greedy` defaults to k == 1.
+        `greedy` defaults to k == 1. `orders`: "shuffled" (a seeded shuffle per sample) or "both"
+        (as given for even samples, reversed for odd ones).
         """
         items: list[Shown] = []
         for ex in examples:
             for s in range(first_sample, first_sample + k):
-                order = sample_order(self.config.seed, ex.id, s, len(ex.responses))
+                order = (fixed_order(s, len(ex.responses)) if orders == "both"
+                         else sample_order(self.config.seed, ex.id, s, len(ex.responses)))
                 hint = order.index(hints[ex.id]) if hints and ex.id in hints else None
                 items.append((ex, s, order, hint))
         judgments = self.judge_shown(items, greedy=k == 1 if greedy is None else greedy)

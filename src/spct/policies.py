@@ -3,6 +3,9 @@
 - `Voting` (voting@k): k judgments, each response's scores summed over the valid ones; k = 1
   is one greedy judgment. With a meta scorer it is meta-guided voting: only the k_meta
   judgments the meta RM rates highest are summed.
+- `BothOrders`: k judgments, half showing the responses as given and half reversed (greedy
+  when k = 2), so no position is favoured.
+- `Pointwise`: each response judged alone, k judgments each; the reward is its mean score.
 - `Greedy`: always one greedy judgment, whatever k is asked for.
 - `Adaptive`: judgments drawn in rounds, each example stopping once more samples cannot
   change (`exact`) or are unlikely to change (`bound`) the winner; `Reward.k` is what it drew.
@@ -25,12 +28,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .data import Example, Judgment, Reward
 from .score_scale import MAX_SCORE, MIN_SCORE
-from .voting import vote
+from .voting import is_correct, strict_best, vote
 
 # Scores a list of judgments of one example; returns one probability per judgment.
 MetaScorer = Callable[[Example, list[Judgment]], list[float]]
@@ -42,7 +45,8 @@ RULES = ("exact", "bound")
 class SampleFn(Protocol):
     """The judge's sampler: per example, k judgments numbered from `first_sample`."""
 
-    def __call__(self, examples: list[Example], k: int, *, first_sample: int = 0, greedy: bool = False) -> list[list[Judgment]]: ...
+    def __call__(self, examples: list[Example], k: int, *, first_sample: int = 0, greedy: bool = False,
+                 orders: str = "shuffled") -> list[list[Judgment]]: ...
 
 
 class Policy(Protocol):
@@ -86,6 +90,66 @@ class Voting:
     def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
         drawn = sample(examples, k, greedy=k == 1)
         return [self.aggregate(ex, js) for ex, js in zip(examples, drawn, strict=True)]
+
+
+class BothOrders(Voting):
+    """Half the judgments show the responses as given, half reversed; voted like voting@k.
+
+    k is rounded up to an even number of at least 2; k = 2 is one greedy judgment in each order.
+    Every response is shown in every position equally often, so the first-shown win rate of
+    any judge is 0.5 by construction and a positional preference cancels in the vote.
+    """
+
+    def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
+        k = max(2, k + k % 2)
+        drawn = sample(examples, k, greedy=k == 2, orders="both")
+        return [self.aggregate(ex, js) for ex, js in zip(examples, drawn, strict=True)]
+
+
+class Pointwise(Voting):
+    """Each response judged alone (a one-response judgment), k judgments per response, summed per response.
+
+    No response is ever shown beside another, so there is no position to prefer and nothing to
+    compare against: the judge rates each response on its own, as a scalar reward model does.
+    The Reward's judgments are the single-response ones, each with `id` "EXAMPLE/INDEX".
+    """
+
+    def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
+        singles = [single(ex, i) for ex in examples for i in range(len(ex.responses))]
+        drawn = iter(sample(singles, k, greedy=k == 1))
+        return [self.aggregate(ex, [j for _ in ex.responses for j in next(drawn)]) for ex in examples]
+
+    def aggregate(self, example: Example, judgments: list[Judgment]) -> Reward:
+        """Group the single-response judgments by response (their ids), meta-rate each group, vote."""
+        per_response = [[j for j in judgments if j.id == f"{example.id}/{i}"] for i in range(len(example.responses))]
+        for i, js in enumerate(per_response):
+            self.rate(single(example, i), js)
+        return self.vote_pointwise(example, per_response)
+
+    def vote_pointwise(self, example: Example, per_response: list[list[Judgment]]) -> Reward:
+        """Sum each response's own scores (its top k_meta by meta score with a meta RM)."""
+        n = len(example.responses)
+        judgments = [j for js in per_response for j in js]
+        k_meta = (self.k_meta or max(1, len(per_response[0]) // 2)) if self.meta_scorer is not None else None
+        votes = [vote(f"{example.id}/{i}", js, 1, k_meta=k_meta) for i, js in enumerate(per_response)]
+        failed = sum(v.failed for v in votes)
+        if n == 1:
+            r = vote(example.id, per_response[0], 1, best=example.best, ratings=example.ratings, k_meta=k_meta)
+            return replace(r, judgments=judgments)
+        if any(v.rewards is None for v in votes):
+            return Reward(example.id, None, len(judgments), 0, failed, None, False if example.labelled else None, judgments)
+        rewards = [v.rewards[0] / v.used for v in votes]  # type: ignore[index]  # mean score: equal weight per response
+        rewards = [round(x, 4) for x in rewards]
+        correct = is_correct(rewards, example.best, example.ratings) if example.labelled else None
+        top = sorted(rewards, reverse=True)
+        margin = round(top[0] - top[1], 4)
+        return Reward(example.id, rewards, len(judgments), sum(v.used for v in votes), failed, strict_best(rewards), correct,
+                      judgments, margin, margin / (MAX_SCORE - MIN_SCORE))
+
+
+def single(example: Example, i: int) -> Example:
+    """Response i of an example as a one-response example of its own (id "EXAMPLE/i")."""
+    return Example(f"{example.id}/{i}", example.query, [example.responses[i]], domain=example.domain, source=example.source)
 
 
 class Greedy(Voting):

@@ -2,7 +2,8 @@
 
 Voting sums each response's integer scores over the valid samples (range k..10k), which both
 averages out sampling noise and widens the reward range. Failed samples are counted, never
-read as zeros. Meta-guided voting keeps only the k_meta judgments the meta RM rates highest.
+read as zeros. A judgment read with the expected-score readout votes with its expected scores
+(`Judgment.expected`: real numbers, so two responses almost never tie). Meta-guided voting keeps only the k_meta judgments the meta RM rates highest.
 """
 
 from __future__ import annotations
@@ -96,18 +97,29 @@ def vote(
     if not valid:
         return Reward(example_id, None, len(judgments), 0, failed, None,
                       False if (best or ratings is not None) else None, judgments)
-    rewards = [sum(j.scores[i] for j in valid) for i in range(n)]  # type: ignore[index]
+    rows = [voted_scores(j) for j in valid]
+    rewards = [_tidy(sum(row[i] for row in rows)) for i in range(n)]
     if n == 1:
         mean = [rewards[0] / len(valid)]
         correct = is_correct(mean, best, ratings)
     else:
         correct = is_correct(rewards, best, ratings)
-    margin, conf = vote_confidence([j.scores for j in valid], n)  # type: ignore[misc]
+    margin, conf = vote_confidence(rows, n)
     return Reward(example_id, rewards, len(judgments), len(valid), failed, strict_best(rewards) if n > 1 else 0, correct, judgments,
                   margin, conf)
 
 
-def vote_confidence(score_rows: Sequence[Sequence[int]], n: int) -> tuple[float | None, float]:
+def voted_scores(j: Judgment) -> list[float]:
+    """What a judgment contributes to the vote: its expected scores when it has them, else its integer scores."""
+    return j.expected if j.expected is not None else j.scores  # type: ignore[return-value]
+
+
+def _tidy(x: float) -> float:
+    """Integer sums stay integers; real sums are rounded to 4 places (stable JSON)."""
+    return x if isinstance(x, int) else round(x, 4)
+
+
+def vote_confidence(score_rows: Sequence[Sequence[float]], n: int) -> tuple[float | None, float]:
     """(margin, confidence) of a vote over `score_rows` (one row of n scores per voted judgment).
 
     n >= 2: margin = top summed reward minus the runner-up's (0 on a tie); confidence divides it
@@ -123,6 +135,6 @@ def vote_confidence(score_rows: Sequence[Sequence[int]], n: int) -> tuple[float 
         values = [row[0] for row in score_rows]
         return None, 1.0 - (max(values) - min(values)) / widest
     totals = sorted((sum(row[i] for row in score_rows) for i in range(n)), reverse=True)
-    margin = float(totals[0] - totals[1])
+    margin = round(float(totals[0] - totals[1]), 4)
     return margin, margin / (widest * len(score_rows))
 

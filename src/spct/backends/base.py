@@ -24,7 +24,7 @@ from ..score_scale import MAX_NEW_TOKENS
 from .score_line import ScoreConstraint, constraint_satisfied, forced_prompt_tail
 
 __all__ = ["Backend", "BackendError", "Continuation", "Generation", "GenerationRequest", "HFTokenizerMixin",
-           "ScoreConstraint"]
+           "ScoreConstraint", "ScoreQuery"]
 
 
 @dataclass
@@ -57,6 +57,19 @@ class Continuation:
     request: GenerationRequest
     sample: int
     prefill: str
+
+
+@dataclass
+class ScoreQuery:
+    """Candidate continuations of one prompt whose log-probabilities are wanted (the expected-score readout).
+
+    The model reads `messages` (rendered as for generation), then an assistant turn that starts
+    with `prefill`; each candidate is scored as `prefill + candidate`.
+    """
+
+    messages: list[Message]
+    prefill: str
+    candidates: list[str]
 
 
 class BackendError(RuntimeError):
@@ -93,6 +106,11 @@ class Backend(ABC):
     def generate_forced(self, continuations: list[Continuation]) -> list[tuple[str, int]]:
         """Per continuation, (what follows the prefill, new tokens): only the score list and its `}` allowed."""
         raise NotImplementedError(f"the {self.name} engine cannot force a score line")
+
+    def continuation_logprobs(self, queries: list[ScoreQuery]) -> list[list[float]]:
+        """Per query, the log-probability of each candidate following its prefill (summed over its tokens)."""
+        raise BackendError(f"the {self.name} engine cannot read the model's probabilities of the scores, so it cannot "
+                           "give expected scores; use the transformers or vllm engine, or --readout sampled")
 
     def forces_score_line(self, request: GenerationRequest) -> bool:
         """Whether `generate` should force this request's score line (engines that cannot, or leave it to a server, say no)."""

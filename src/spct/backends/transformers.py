@@ -32,6 +32,7 @@ from .base import (
     GenerationRequest,
     HFTokenizerMixin,
     ScoreConstraint,
+    ScoreQuery,
 )
 from .models import ModelNotFound, resolve_model
 from .score_line import constraint_satisfied, forced_prompt_tail, score_budget
@@ -261,3 +262,31 @@ class TransformersBackend(HFTokenizerMixin, Backend):
             for j, (tail, n_new, _) in zip(chunk, done, strict=True):
                 out[j] = (tail, n_new)
         return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def continuation_logprobs(self, queries: list[ScoreQuery]) -> list[list[float]]:
+        """Read each prompt + prefill once, then every candidate's few tokens from that KV cache, as one batch."""
+        out = []
+        for q in queries:
+            context = self.encode_chat(q.messages, q.prefill)
+            fulls = [self.encode_chat(q.messages, q.prefill + c) for c in q.candidates]
+            # Tokens shared by the context and every candidate (a candidate may merge with the prefill's last token).
+            common = min(next((p for p, (a, b) in enumerate(zip(context, f, strict=False)) if a != b), min(len(context), len(f)))
+                         for f in fulls)
+            common = max(1, min(common, min(len(f) for f in fulls) - 1))
+            head = self.model(input_ids=torch.tensor([context[:common]], device=self.device), use_cache=True)
+            first = torch.log_softmax(head.logits[0, -1].float(), -1)
+            tails = [f[common:] for f in fulls]
+            width = max(len(t) for t in tails)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=self.device)
+            mask = torch.tensor([[1] * (common + len(t)) + [0] * (width - len(t)) for t in tails], device=self.device)
+            cache = head.past_key_values
+            cache.batch_repeat_interleave(len(tails))
+            rest = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits.float(), -1)
+            scores = []
+            for r, t in enumerate(tails):
+                lp = first[t[0]].item() + sum(rest[r, i - 1, t[i]].item() for i in range(1, len(t)))
+                scores.append(lp)
+            out.append(scores)
+        return out

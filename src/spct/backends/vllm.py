@@ -31,6 +31,7 @@ from .base import (
     Generation,
     GenerationRequest,
     HFTokenizerMixin,
+    ScoreQuery,
 )
 from .models import resolve_model
 from .score_line import score_budget, score_tail_regex
@@ -182,3 +183,24 @@ class VLLMBackend(HFTokenizerMixin, Backend):
                                **structured_regex_params(score_tail_regex(c.request.constraint)))  # type: ignore[arg-type]
                   for c in continuations]
         return [(cont[0][0], cont[0][2]) for cont in self._generate_raw(prompts, params)]
+
+    def continuation_logprobs(self, queries: list[ScoreQuery]) -> list[list[float]]:
+        """Each candidate as a prompt with `prompt_logprobs`: prefix caching reads the shared prompt once."""
+        from vllm import SamplingParams
+
+        items = []  # (query index, candidate's token ids, where its own tokens start)
+        for qi, q in enumerate(queries):
+            context = self.encode_chat(q.messages, q.prefill)
+            for c in q.candidates:
+                full = self.encode_chat(q.messages, q.prefill + c)
+                start = next((p for p, (a, b) in enumerate(zip(context, full, strict=False)) if a != b), len(context))
+                items.append((qi, full, max(1, min(start, len(full) - 1))))
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        if self.replicas:
+            raise BackendError("the expected-score readout runs on one vLLM replica (data_parallel_size 1)")
+        outs = self.llm.generate([{"prompt_token_ids": ids} for _, ids, _ in items], params, use_tqdm=False)
+        result: list[list[float]] = [[] for _ in queries]
+        for (qi, ids, start), o in zip(items, outs, strict=True):
+            lps = o.prompt_logprobs  # per prompt position: {token id: Logprob} (None at position 0)
+            result[qi].append(sum(lps[i][ids[i]].logprob for i in range(start, len(ids))))
+        return result

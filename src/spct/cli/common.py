@@ -10,7 +10,7 @@ from pathlib import Path
 from ..backends import ENGINES, Backend, load_backend
 from ..backends.models import BASE_MODEL, DEFAULT_JUDGE
 from ..data import Example, InputError, InputIssue, load_examples
-from ..judge import GenerativeRewardModel, JudgeConfig
+from ..judge import POLICIES, READOUTS, GenerativeRewardModel, JudgeConfig
 from ..policies import RULES, MetaScorer
 from ..voting import check_rating_scale
 
@@ -101,6 +101,8 @@ def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens
     add_config_arg(g, "constrain")
     add_config_arg(g, "retries", type=non_negative_int)
     add_config_arg(g, "principles")
+    add_config_arg(g, "policy", choices=POLICIES)
+    add_config_arg(g, "readout", choices=READOUTS)
 
 
 def add_adaptive_args(p: argparse.ArgumentParser) -> None:
@@ -130,7 +132,8 @@ def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
         raise InputError("--k-meta needs --meta-rm and a value in 1..k")
     return JudgeConfig(k=k or args.k, temperature=opt("temperature"), max_new_tokens=opt("max_new_tokens"), seed=opt("seed"),
                        constrain=opt("constrain"), retries=opt("retries"), principles=opt("principles"), k_meta=k_meta,
-                       adaptive=opt("adaptive"), round_size=opt("round_size"), format_demo=opt("format_demo"))
+                       adaptive=opt("adaptive"), round_size=opt("round_size"), format_demo=opt("format_demo"),
+                       policy=opt("policy"), readout=opt("readout"))
 
 
 def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:
