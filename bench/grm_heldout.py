@@ -29,8 +29,8 @@ import numpy as np
 from spct.backends import load_backend
 from spct.data import Reward, iter_jsonl, read_examples
 from spct.jobs import judge_file
-from spct.judge import GenerativeRewardModel, JudgeConfig, policy_for
-from spct.voting import vote
+from spct.judge import POLICIES, READOUTS, GenerativeRewardModel, JudgeConfig, policy_for
+from spct.voting import voted_scores
 
 
 def bootstrap_ci(hits: list[bool], n_boot: int = 2000, seed: int = 0) -> list[float]:
@@ -41,14 +41,14 @@ def bootstrap_ci(hits: list[bool], n_boot: int = 2000, seed: int = 0) -> list[fl
     return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
 
 
-def summarise(path: Path, examples: dict) -> dict:
+def summarise(path: Path, examples: dict, policy) -> dict:
     rewards = [Reward.from_dict(obj) for _, obj in iter_jsonl(path)]
     correct, own_correct, ties, own, judged = [], [], 0, 0, 0
     # Degeneracy checks: one judgment text for every input (the second training round wrote one
     # fixed judgment everywhere and looked perfect on the own-score-line rate), and position bias.
     texts: Counter[str] = Counter(j.text for r in rewards for j in r.judgments if j.ok)
     pairs = [j for r in rewards for j in r.judgments if j.ok and len(j.scores) == 2]
-    first_wins = sum(j.scores[j.order[0]] > j.scores[j.order[1]] for j in pairs)
+    first_wins = sum(voted_scores(j)[j.order[0]] > voted_scores(j)[j.order[1]] for j in pairs)
     for r in rewards:
         ex = examples[r.id]
         correct.append(bool(r.correct))
@@ -56,7 +56,8 @@ def summarise(path: Path, examples: dict) -> dict:
         own_js = [j for j in r.judgments if j.ok and not j.forced and not j.truncated]
         own += len(own_js)
         judged += len(r.judgments)
-        own_correct.append(bool(vote(r.id, own_js, len(ex.responses), best=ex.best, ratings=ex.ratings).correct))
+        own_correct.append(bool(policy.vote(ex, own_js).correct) if not hasattr(policy, "vote_pointwise") else
+                           bool(policy.aggregate(ex, own_js).correct))
     n = len(rewards)
     return {
         "items": n,
@@ -95,6 +96,8 @@ def main() -> None:
     p.add_argument("--no-constrain", dest="constrain", action="store_false",
                    help="no forced score line: accuracy counts the model's own lines only")
     p.add_argument("--meta-rm", default=None, help="meta RM folder: meta-guided voting over the top k/2")
+    p.add_argument("--policy", default="voting", choices=POLICIES)
+    p.add_argument("--readout", default="sampled", choices=READOUTS)
     p.add_argument("--revote", default=None, metavar="DIR",
                    help="re-aggregate the judgments stored in DIR/<name>.jsonl instead of generating (with --meta-rm: "
                         "meta-guided voting on the same samples)")
@@ -106,7 +109,8 @@ def main() -> None:
         from spct.meta_rm import MetaRM
 
         meta = MetaRM(args.meta_rm).score
-    config = JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens, constrain=args.constrain)
+    config = JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens, constrain=args.constrain, policy=args.policy,
+                         readout=args.readout)
     if args.revote is None:
         options = {"batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
         grm = GenerativeRewardModel(load_backend(args.model, args.engine, **options), config, meta)
@@ -121,8 +125,9 @@ def main() -> None:
         else:
             revote(Path(args.revote) / f"{name}.jsonl", {ex.id: ex for ex in examples}, policy_for(config, meta),
                    out / f"{name}.jsonl")
-        row = summarise(out / f"{name}.jsonl", {ex.id: ex for ex in examples})
-        row.update(model=args.model, engine=args.engine, constrained=args.constrain, k=args.k, meta_rm=args.meta_rm, wall_s_this_run=round(time.perf_counter() - t0, 1),
+        row = summarise(out / f"{name}.jsonl", {ex.id: ex for ex in examples}, policy_for(config, meta))
+        row.update(model=args.model, engine=args.engine, constrained=args.constrain, k=args.k, policy=args.policy,
+                   readout=args.readout, meta_rm=args.meta_rm, wall_s_this_run=round(time.perf_counter() - t0, 1),
                    load_avg_start=round(load0, 2), load_avg_end=round(os.getloadavg()[0], 2))
         results[name] = row
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
