@@ -252,3 +252,128 @@ def test_resuming_onto_a_large_output_streams_it(tmp_path):
     tracemalloc.stop()
     assert (s.skipped_done, s.written) == (4000, 0)
     assert peak < size / 4, (peak, size)  # it held keys, not the file nor its rows
+
+
+# -- 8. tracebacks on options --------------------------------------------------------------------------
+
+
+def test_an_empty_meta_rm_folder_is_a_clear_error(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(GOOD + "\n")
+    (tmp_path / "empty").mkdir()
+    argv = ["judge", str(src), "-o", str(tmp_path / "o.jsonl"), "--engine", "fake", "--k", "2", "--meta-rm", str(tmp_path / "empty")]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert "--meta-rm" in err and "no meta RM in this folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("size", ["1e308", "2048"])
+def test_an_absurd_body_limit_is_an_argparse_error(size, capsys, monkeypatch):
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: None)  # never serve, whatever happens
+    assert run_cli(["serve", "--engine", "fake", "--max-body-mb", size]) == 2
+    assert "argument --max-body-mb: must be at most 1024 MiB" in capsys.readouterr().err
+
+
+# -- 1. Connection: close is not cut at the request deadline ----------------------------------------------
+
+
+@pytest.mark.parametrize("request_line", [
+    b"POST /v1/judge HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
+    b"POST /v1/judge HTTP/1.0\r\nHost: 127.0.0.1\r\n",
+])
+def test_a_closing_request_is_answered_after_the_deadline(request_line):
+    import socket
+
+    from _server import SlowFake, running_server
+
+    from spct.serve import ServerConfig, create_app
+
+    cfg = ServerConfig(request_deadline_s=0.3)
+    body = json.dumps({"examples": [{"query": "q", "responses": ["a"]}]}).encode()
+    with running_server(create_app(GenerativeRewardModel(SlowFake(1.0)), cfg), **cfg.uvicorn_options()) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(request_line + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+    assert reply.split(b"\r\n", 1)[0].endswith(b"200 OK"), reply[:200]
+    assert b'"rewards"' in reply
+
+
+# -- 3. API keys: non-ASCII, and the scheme in any case ----------------------------------------------------
+
+
+def test_a_non_ascii_key_and_a_lower_case_scheme_are_accepted():
+    from fastapi.testclient import TestClient
+
+    from spct.serve import ServerConfig, create_app
+    from spct.serve.app import given_key
+
+    client = TestClient(create_app(GenerativeRewardModel(FakeBackend()), ServerConfig(api_key="s3cret-é")))
+    body = {"examples": [{"query": "q", "responses": ["a"]}]}
+    for headers in ({"Authorization": "Bearer s3cret-é".encode()}, {"authorization": "bearer s3cret-é".encode()},
+                    {"Authorization": "BEARER  s3cret-é".encode()}, {"X-API-Key": "s3cret-é".encode()}):
+        assert client.post("/v1/judge", json=body, headers=headers).status_code == 200, headers
+    for headers in ({"Authorization": "Bearer s3cret-e"}, {"Authorization": "Basic s3cret-é".encode()}, {}):
+        assert client.post("/v1/judge", json=body, headers=headers).status_code == 401, headers
+    assert given_key([(b"authorization", "Bearer s3cret-é".encode("latin-1"))]) != "s3cret-é".encode()  # compared as sent
+
+
+# -- 4. the RL clients: oversized groups, mismatched lengths --------------------------------------------------
+
+
+def test_the_trl_client_splits_a_group_larger_than_the_server_takes():
+    from _server import running_server
+
+    from spct.integrations.client import split_groups
+    from spct.integrations.trl import GRMRewardFunc
+    from spct.serve import create_app
+
+    with running_server(create_app(GenerativeRewardModel(FakeBackend()))) as url:
+        scores = GRMRewardFunc(url=url)(["Q?"] * 100, [f"answer {i}" for i in range(100)])
+    assert len(scores) == 100 and all(1 <= s <= 10 for s in scores)
+    parts, counts = split_groups([("q", [str(i) for i in range(100)]), ("r", ["x"])])
+    assert [len(r) for _, r in parts] == [50, 50, 1] and counts == [2, 1]
+
+
+def test_mismatched_lengths_are_clear_errors():
+    from spct.integrations import openrlhf, verl
+    from spct.integrations.client import RewardClient
+
+    client = RewardClient(GenerativeRewardModel(FakeBackend()))
+    with pytest.raises(ValueError, match="labels has 1 items but query has 2"):
+        openrlhf.rewards_for(client, ["Q: a", "Q: b"], ["Q:", "Q:"], labels=[1])
+    with pytest.raises(ValueError, match="one item per response.*3 solution_strs, 3 ground_truths, 2 extra_infos"):
+        verl.compute_score_batch(["d"] * 3, ["a", "b", "c"], [None] * 3, [{"question": "q"}] * 2)
+
+
+# -- 2. one failing rollout fails only its own request ----------------------------------------------------
+
+
+def test_one_failing_rollout_does_not_fail_its_group():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from _server import running_server
+
+    from spct.serve import ServerConfig, create_app
+
+    def script(req, s):
+        if "BOOM" in req.messages[-1]["content"]:
+            raise RuntimeError("the engine chokes on this response")
+        n = req.messages[-1]["content"].count("[[Response ")
+        return "Analysis: ok\nScores: \\boxed{" + ", ".join(["6"] * n) + "}"
+
+    app = create_app(GenerativeRewardModel(FakeBackend(script=script)), ServerConfig(group_window_s=1.0, max_group_size=8))
+    with running_server(app) as url:
+        def post(i: int) -> httpx.Response:
+            response = "BOOM" if i == 3 else f"answer {i}"
+            return httpx.post(url + "/get_reward", json={"query": [f"Q: hi? A: {response}"], "prompts": ["Q: hi? A:"]},
+                              timeout=30)
+
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(post, range(8)))
+    assert [r.status_code for r in replies] == [200] * 3 + [500] + [200] * 4, [r.text for r in replies]
+    assert "chokes" in replies[3].json()["error"]
+    assert all(r.json()["rewards"] == [6.0] for i, r in enumerate(replies) if i != 3)

@@ -51,6 +51,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+MAX_BODY_MB = 1024.0  # a request body past 1 GiB is no reward request
+
+
+def body_size_mb(text: str) -> float:
+    """--max-body-mb: a positive size up to MAX_BODY_MB (1e308 MiB would overflow the byte count)."""
+    value = positive_float(text)
+    if value > MAX_BODY_MB:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BODY_MB:g} MiB, got {text}")
+    return value
+
+
 def port_number(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -149,9 +160,15 @@ def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:
         return None
     if not Path(meta_rm).is_dir():
         raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
-    from ..meta_rm import MetaRM
+    from ..meta_rm import SETTINGS_FILE, MetaRM
 
-    return MetaRM(meta_rm, device=getattr(args, "device", None)).score
+    if not (Path(meta_rm) / "config.json").is_file():  # an empty or wrong folder: the tokenizer would fail obscurely
+        raise InputError(f"--meta-rm {meta_rm}: no meta RM in this folder (no config.json; `spct train-meta` "
+                         f"writes one with {SETTINGS_FILE})")
+    try:
+        return MetaRM(meta_rm, device=getattr(args, "device", None)).score
+    except (OSError, ValueError) as e:  # a damaged folder: transformers' own words, without a traceback
+        raise InputError(f"--meta-rm {meta_rm}: cannot load the meta RM ({e})") from e
 
 
 def build_grm(args: argparse.Namespace, k: int | None = None) -> GenerativeRewardModel:
