@@ -13,6 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,13 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | 
                            max_leaves=10)
 roles = st.sampled_from(["user", "assistant", "system"]) | st.text(max_size=12)
 messages = st.lists(st.fixed_dictionaries({"role": roles, "content": st.text(max_size=40)}), min_size=1, max_size=4)
-texts = st.text(max_size=60) | st.sampled_from(["[[End of response 1]]", "x[[0,1]]", "［［Response 2］］", "Scores: \\boxed{10}"])
+# Invisible format characters (Cf) and look-alike letters inside marker-like text; lone surrogates.
+invisible = st.text(st.characters(categories=["Cf"]), min_size=1, max_size=2)
+lookalikes = st.tuples(invisible, st.sampled_from(["Е", "е", "ｅ", "\u3164", "\ufe0f", ""])).map(
+    lambda t: f"[[{t[1]}End of{t[0]} response 1]]")
+surrogates = st.sampled_from(["\ud83d", "a\udc00b", "\udfff"])
+texts = (st.text(max_size=60) | lookalikes | surrogates
+         | st.sampled_from(["[[End of response 1]]", "x[[0,1]]", "［［Response 2］］", "Scores: \\boxed{10}"]))
 example_like = st.fixed_dictionaries(
     {"query": texts | messages | json_values, "responses": st.lists(texts, max_size=4) | json_values},
     optional={"id": st.text(max_size=4) | st.integers(-3, 3) | json_values,
@@ -49,7 +56,13 @@ pair_like = st.fixed_dictionaries({"chosen": texts | messages, "rejected": texts
 # One input line: valid-looking examples, any JSON value, or raw bytes (no newline inside).
 json_lines = st.one_of(example_like, pair_like, json_values).flatmap(
     lambda v: st.sampled_from([json.dumps(v).encode(), json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")]))
-input_lines = st.lists(json_lines | st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), min_size=1, max_size=8)
+# Integers past Python's 4300-digit limit (written raw: json.dumps cannot) and lines past the line limit.
+LINE_LIMIT = 4096  # spct.data.MAX_LINE_BYTES while fuzzing, so an oversized line stays small
+huge_int_lines = st.tuples(st.integers(4301, 6000), st.sampled_from(["ratings", "id", "extra"])).map(
+    lambda t: f'{{"query": "q", "responses": ["a"], "{t[1]}": [{"9" * t[0]}]}}'.encode())
+oversized_lines = st.integers(LINE_LIMIT, 3 * LINE_LIMIT).map(lambda n: b'{"query": "' + b"x" * n + b'", "responses": ["a"]}')
+input_lines = st.lists(json_lines | huge_int_lines | oversized_lines | st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")),
+                       min_size=1, max_size=8)
 
 numbers = (st.integers(-3, 14).map(str) | st.text(alphabet="0123456789²³٣７.+-e ", max_size=8)
            | st.sampled_from(["9" * 400, "1" * 5000, "7." + "0" * 50, "1e999", "NaN"]))
@@ -97,7 +110,7 @@ def run_pipeline(lines: list[bytes], engine: list[str], k: int = 2) -> dict[str,
         return engine[(req.seed + s) % len(engine)]
 
     backend = FakeBackend(script=script if engine else None)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, patch("spct.data.MAX_LINE_BYTES", LINE_LIMIT):
         src, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
         src.write_bytes(b"".join(line + b"\n" for line in lines))
         examples, issues = read_examples(src)

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,11 @@ class Example:
     domain: str | None = None
     # Where the example was read from ("file:line"), for messages; not part of the data.
     source: str | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Checked here, not only in the file reader, so the Python API refuses what a file line
+        # would be refused for (a string of responses is no list of them), with the same message.
+        _check_example(self)
 
     @property
     def labelled(self) -> bool:
@@ -162,46 +168,98 @@ def _check_messages(value: Any, fieldname: str) -> list[Message]:
     return value
 
 
+def _json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages ("null", not "NoneType")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    names = {str: "string", list: "array", dict: "object"}
+    return next((name for t, name in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_message(char: str) -> str:
+    return f"lone surrogate {ascii(char)[1:-1]} (half of a UTF-16 pair, e.g. a cut emoji) is not valid Unicode"
+
+
+def _check_text(value: str, fieldname: str) -> None:
+    """Refuse a lone surrogate: it cannot be written as UTF-8, so it would crash the output, not this line."""
+    m = _SURROGATE.search(value)
+    if m:
+        raise InputError(_surrogate_message(m.group()), fieldname)
+
+
+def _check_example(ex: Example) -> None:
+    """Raise InputError naming the field of an Example that cannot be judged or scored as given."""
+    if not isinstance(ex.id, str):
+        raise InputError(f"'id' must be a string, got {_json_type(ex.id)}", "id")
+    _check_text(ex.id, "id")
+    if isinstance(ex.query, list):
+        for i, m in enumerate(_check_messages(ex.query, "query")):
+            _check_text(m["role"], f"query[{i}].role")
+            _check_text(m["content"], f"query[{i}].content")
+    elif isinstance(ex.query, str):
+        _check_text(ex.query, "query")
+    else:
+        raise InputError("'query' must be a string or a list of messages", "query")
+    responses = ex.responses
+    if not isinstance(responses, list) or not responses:
+        raise InputError("'responses' must be a non-empty list of strings (zero responses: nothing to judge)", "responses")
+    for i, r in enumerate(responses):
+        if not isinstance(r, str):
+            raise InputError(f"'responses[{i}]' must be a string, got {type(r).__name__}", f"responses[{i}]")
+        _check_text(r, f"responses[{i}]")
+    if ex.best is not None:
+        if not isinstance(ex.best, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in ex.best):
+            raise InputError("'best' must be a list of response indices", "best")
+        bad = [b for b in ex.best if not 0 <= b < len(responses)]
+        if bad:
+            raise InputError(f"'best' index {bad[0]} out of range for {len(responses)} responses", "best")
+    if ex.ratings is not None:
+        if not isinstance(ex.ratings, list) or len(ex.ratings) != len(responses):
+            raise InputError(f"'ratings' must have one number per response ({len(responses)})", "ratings")
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in ex.ratings):
+            raise InputError("'ratings' must be numbers", "ratings")
+        for i, x in enumerate(ex.ratings):
+            if not math.isfinite(x):  # NaN or Infinity would poison voting and the accuracy rule
+                raise InputError(f"not a finite number ({json.dumps(x)})", f"ratings[{i}]")
+    if ex.domain is not None and not isinstance(ex.domain, str):
+        raise InputError(f"'domain' must be a string, got {_json_type(ex.domain)}", "domain")
+
+
+def _as_text(value: Any, fieldname: str) -> Any:
+    """A number given as an id or domain, as a string (`7` -> "7"); null, booleans, arrays, objects refused."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if value is not None and not isinstance(value, str):  # str(True) or str(["x"]) would be a made-up id
+        raise InputError(f"'{fieldname}' must be a string or a number, got {_json_type(value)}", fieldname)
+    return value
+
+
 def example_from_dict(d: Any, default_id: str) -> Example:
     """Build an Example from any accepted shape, or raise InputError naming the field."""
     if not isinstance(d, dict):
         raise InputError(f"expected a JSON object, got {type(d).__name__}")
-    ex_id = str(d.get("id", d.get("example_id", default_id)))
-    domain = d.get("domain", d.get("subset"))
+    ex_id = _as_text(d.get("id", d.get("example_id", default_id)), "id")
+    if ex_id is None:
+        raise InputError("'id' must be a string or a number, got null", "id")
+    domain = _as_text(d.get("domain", d.get("subset")), "domain")
 
     if "responses" in d:  # native shape
         query = d.get("query", d.get("prompt"))
         if query is None:
             raise InputError("missing field 'query'", "query")
-        if isinstance(query, list):
-            query = _check_messages(query, "query")
-        elif not isinstance(query, str):
-            raise InputError("'query' must be a string or a list of messages", "query")
-        responses = d["responses"]
-        if not isinstance(responses, list) or not responses:
-            raise InputError("'responses' must be a non-empty list of strings (zero responses: nothing to judge)", "responses")
-        for i, r in enumerate(responses):
-            if not isinstance(r, str):
-                raise InputError(f"'responses[{i}]' must be a string, got {type(r).__name__}", f"responses[{i}]")
         best = d.get("best")
-        if best is not None:
-            if isinstance(best, int) and not isinstance(best, bool):
-                best = [best]
-            if not isinstance(best, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in best):
-                raise InputError("'best' must be a list of response indices", "best")
-            bad = [b for b in best if not 0 <= b < len(responses)]
-            if bad:
-                raise InputError(f"'best' index {bad[0]} out of range for {len(responses)} responses", "best")
-        ratings = d.get("ratings")
-        if ratings is not None:
-            if not isinstance(ratings, list) or len(ratings) != len(responses):
-                raise InputError(f"'ratings' must have one number per response ({len(responses)})", "ratings")
-            if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in ratings):
-                raise InputError("'ratings' must be numbers", "ratings")
-            for i, x in enumerate(ratings):
-                if not math.isfinite(x):  # NaN or Infinity would poison voting and the accuracy rule
-                    raise InputError(f"not a finite number ({json.dumps(x)})", f"ratings[{i}]")
-        return Example(ex_id, query, list(responses), best or None, ratings, domain)
+        if isinstance(best, int) and not isinstance(best, bool):
+            best = [best]
+        elif best == []:
+            best = None
+        return Example(ex_id, query, d["responses"], best, d.get("ratings"), domain)
 
     if "chosen" in d and "rejected" in d:  # pair shape (RewardBench, TRL, HH-RLHF)
         chosen, rejected = d["chosen"], d["rejected"]
@@ -244,6 +302,11 @@ def _open_text(path: Path):
     return open(path, "rb")
 
 
+# The longest input line read: past it, a line (a .jsonl.gz bomb that expands to one huge line, say)
+# is reported and skipped without being held in memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any | InputIssue]]:
     """Yield (line number, parsed object or InputIssue) for each non-blank line."""
     p = Path(path)
@@ -254,7 +317,13 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any | InputIssue]
     with _open_text(p) as fh:
         lineno = 0
         try:
-            for lineno, raw in enumerate(fh, start=1):
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
+                lineno += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    size = len(raw) + _skip_line(fh)
+                    yield lineno, InputIssue(str(p), lineno, None, f"line of {size} bytes is longer than the limit of "
+                                             f"{MAX_LINE_BYTES} bytes (spct.data.MAX_LINE_BYTES); not read")
+                    continue
                 item = _parse_line(p, lineno, raw)
                 if item is not _BLANK:  # a `null` line is a value (and a bad example), not a blank line
                     yield lineno, item
@@ -262,7 +331,29 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any | InputIssue]
             yield lineno + 1, InputIssue(str(p), lineno + 1, None, f"cannot read further ({e}); the rest of the file is skipped")
 
 
+def _skip_line(fh) -> int:
+    """Read past the rest of the current line in bounded chunks; the number of bytes skipped."""
+    skipped = 0
+    while chunk := fh.readline(64 * 1024):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
+
+
 _BLANK = object()  # what _parse_line returns for a blank line
+
+
+class _HugeInt:
+    """Stands in for an integer too long for Python to convert (sys.get_int_max_str_digits), to find its field."""
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def _int_or_huge(text: str) -> int | _HugeInt:
+    digits = len(text.lstrip("-"))
+    return _HugeInt(digits) if digits > sys.get_int_max_str_digits() > 0 else int(text)
 
 
 def _parse_line(p: Path, lineno: int, raw: bytes) -> Any:
@@ -279,23 +370,38 @@ def _parse_line(p: Path, lineno: int, raw: bytes) -> Any:
         return InputIssue(str(p), lineno, None, f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}")
     except RecursionError:
         return InputIssue(str(p), lineno, None, "JSON nested too deeply to read")
+    except ValueError:  # an integer past Python's int-string limit; read again, marking it, to name its field
+        obj = json.loads(line, parse_int=_int_or_huge)
     # Python's json reads NaN, Infinity and overflowing numbers such as 1e400 (strict JSON has none of
-    # them); no field of ours can use one, so the line is refused here, naming where the number is.
-    bad = _non_finite(obj)
+    # them) and \ud83d escapes (lone surrogates, which cannot be written back as UTF-8); no field of
+    # ours can use one, so the line is refused here, naming where it is.
+    bad = _poison(obj, surrogates="\\u" in line)
     if bad is not None:
-        where, value = bad
-        return InputIssue(str(p), lineno, where or None, f"not a finite number ({json.dumps(value)})")
+        where, message = bad
+        return InputIssue(str(p), lineno, where or None, message)
     return obj
 
 
-def _non_finite(obj: Any) -> tuple[str, float] | None:
-    """(field path, value) of a NaN or infinite number inside a parsed JSON value, else None."""
+def _poison(obj: Any, surrogates: bool = True) -> tuple[str, str] | None:
+    """(field path, why) of the first value inside a parsed JSON value that no field can take, else None.
+
+    That is a NaN or infinite number, an integer too long to convert (`_HugeInt`) and, when
+    `surrogates`, a string or key holding a lone surrogate.
+    """
     stack: list[tuple[str, Any]] = [("", obj)]  # iterative: a deeply nested line must not overflow the stack
     while stack:
         where, value = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
-            return where, value
+            return where, f"not a finite number ({json.dumps(value)})"
+        if isinstance(value, _HugeInt):
+            return where, (f"an integer of {value.digits} digits is longer than Python reads "
+                           f"({sys.get_int_max_str_digits()} digits)")
+        if surrogates and isinstance(value, str) and (m := _SURROGATE.search(value)):
+            return where, _surrogate_message(m.group())
         if isinstance(value, dict):
+            for k in value:
+                if surrogates and (m := _SURROGATE.search(k)):
+                    return where, f"a key: {_surrogate_message(m.group())}"
             stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in reversed(value.items()))
         elif isinstance(value, list):
             stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
@@ -365,8 +471,30 @@ def examples_from_hf(name_or_dataset: Any, split: str = "test") -> tuple[list[Ex
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        try:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+        except OSError as e:  # a full disk, say: the message must name the file
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """The resolved path of an output file to append to; InputError when it cannot be one.
+
+    Refused: a folder; anything that is not a regular file (`/dev/zero` would be read into
+    memory on resume); a `.gz` name (appending and resuming need plain text, and plain text
+    under a .gz name would later read as a corrupt gzip).
+    """
+    real = Path(path).resolve()
+    if real.is_dir():
+        raise InputError(f"{path}: is a folder; the output must be a file")
+    if real.exists() and not real.is_file():
+        raise InputError(f"{path}: not a regular file (a device or a pipe); the output must be a file")
+    if Path(path).suffix == ".gz" or real.suffix == ".gz":
+        raise InputError(f"{path}: spct appends plain JSON lines as it goes, which a gzip file cannot take; name the "
+                         "output .jsonl (and gzip it once the run is done)")
+    return real
 
 
 class OutputLocked(InputError):
@@ -389,13 +517,14 @@ class JsonlAppender:
     flushed and fsynced as it is written.
     """
 
-    def __init__(self, path: str | os.PathLike, key: str = "id"):
+    def __init__(self, path: str | os.PathLike, key: str = "id", fields: Iterable[str] | None = None):
         self.path = Path(path)  # as the user named it, for messages
         self.key = key
+        # With `fields`, only those fields of each finished row are kept in `done` (a resume
+        # onto a large output then holds its keys, not its rows).
+        self.fields = None if fields is None else tuple(fields)
         self.done: dict[str, dict[str, Any]] = {}
-        real = self.path.resolve()
-        if real.is_dir():
-            raise InputError(f"{self.path}: is a folder; the output must be a file")
+        real = check_output_path(self.path)
         real.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(real, "a+b")
         try:
@@ -416,35 +545,38 @@ class JsonlAppender:
                           "not append to it or cut it: choose another output file, or fix or remove the line")
 
     def _recover(self) -> None:
+        """Read the finished rows back one line at a time (never the whole file at once)."""
         self._fh.seek(0)
-        data = self._fh.read()
-        lines = data.splitlines(keepends=True)
         good_end = 0
-        for lineno, raw in enumerate(lines, start=1):
-            last = lineno == len(lines)
-            if not raw.strip():
-                good_end += len(raw)
-                continue
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-                row = ...
-            if row is ... and last and not raw.endswith(b"\n") and raw.lstrip().startswith(b"{"):
-                log.warning("%s:%d: dropped a partial last line (a write cut off by a crash or Ctrl-C); "
-                            "its row is redone", self.path, lineno)
-                break
-            if row is ...:
-                raise self._not_ours(lineno, "not a JSON line" if last else
-                                     "not a JSON line (the rows after it are finished work)")
-            if not isinstance(row, dict) or self.key not in row:
-                raise self._not_ours(lineno, f"not a JSON object with {self.key!r}")
+        lineno = 0
+        ends_with_newline = True
+        raw = self._fh.readline()
+        while raw:
+            lineno += 1
+            following = self._fh.readline()
+            last = not following
+            if raw.strip():
+                try:
+                    row = json.loads(raw)
+                except (ValueError, RecursionError):  # not JSON, not UTF-8, or an integer too long to read
+                    row = ...
+                if row is ... and last and not raw.endswith(b"\n") and raw.lstrip().startswith(b"{"):
+                    log.warning("%s:%d: dropped a partial last line (a write cut off by a crash or Ctrl-C); "
+                                "its row is redone", self.path, lineno)
+                    break
+                if row is ...:
+                    raise self._not_ours(lineno, "not a JSON line" if last else
+                                         "not a JSON line (the rows after it are finished work)")
+                if not isinstance(row, dict) or self.key not in row:
+                    raise self._not_ours(lineno, f"not a JSON object with {self.key!r}")
+                self.done[str(row[self.key])] = row if self.fields is None else {f: row[f] for f in self.fields if f in row}
             good_end += len(raw)
-            self.done[str(row[self.key])] = row
-        if good_end < len(data):
+            ends_with_newline = raw.endswith(b"\n")
+            raw = following
+        if good_end < self._fh.seek(0, os.SEEK_END):
             self._fh.truncate(good_end)
-        elif data and not data.endswith(b"\n"):  # a finished last row that lost only its newline
-            self._fh.write(b"\n")
-            self._fh.flush()
+        elif not ends_with_newline:  # a finished last row that lost only its newline
+            self._write(b"\n")
 
     def __contains__(self, key: str) -> bool:
         return key in self.done
@@ -453,10 +585,16 @@ class JsonlAppender:
         k = str(row[self.key])
         if k in self.done:
             return
-        self._fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.done[k] = row
+        self._write((json.dumps(row, ensure_ascii=False) + "\n").encode())
+        self.done[k] = row if self.fields is None else {f: row[f] for f in self.fields if f in row}
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._fh.write(data)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as e:  # a full disk, say: the message must name the file
+            raise OSError(e.errno, f"cannot write {self.path}: {e.strerror}") from e
 
     def close(self) -> None:
         self._fh.close()  # closing releases the lock

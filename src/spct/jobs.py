@@ -67,7 +67,7 @@ def judge_file(
     progress: bool = True,
 ) -> JobSummary:
     summary = JobSummary(total=len(examples))
-    with JsonlAppender(out_path) as out:
+    with JsonlAppender(out_path, fields=("k",)) as out:  # only k is read back: a resume holds no rows
         todo = [ex for ex in examples if ex.id not in out]
         summary.skipped_done = len(examples) - len(todo)
         want_k = k or grm.config.k

@@ -287,9 +287,14 @@ class GenerativeRewardModel:
     def judge(self, examples: Iterable[Example], k: int | None = None, batch_size: int = 8) -> list[Reward]:
         return list(self.judge_iter(list(examples), k, batch_size))
 
+    # The most judgments per example: k is a sample count that sizes memory, not a free integer.
+    MAX_K = 4096
+
     def judge_iter(self, examples: list[Example], k: int | None = None, batch_size: int = 8) -> Iterator[Reward]:
         """Rewards in input order, `batch_size` examples per policy round (so callers can append as they go)."""
         k = k or self.config.k
+        if not (isinstance(k, int) and 1 <= k <= self.MAX_K):  # a negative k would judge nothing, silently
+            raise InputError(f"k must be in 1..{self.MAX_K}, got {k!r}")
         check_rating_scale(examples)
         for b in range(0, len(examples), batch_size):
             yield from self.policy.judge(self.sample, examples[b : b + batch_size], k)

@@ -25,6 +25,7 @@ import torch
 
 from .data import Example, InputError, InputIssue, Judgment, example_from_dict, iter_jsonl
 from .prompts import render_body
+from .score_scale import MAX_SCORE, MIN_SCORE
 from .voting import is_correct
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def _meta_judgment(d: Any, n: int) -> Judgment:
     if scores is not None and (not isinstance(scores, list) or len(scores) != n
                                or not all(isinstance(s, int) and not isinstance(s, bool) for s in scores)):
         raise InputError(f"'judgment.scores' must be null or {n} integer(s)", "judgment.scores")
+    if scores is not None and not all(MIN_SCORE <= s <= MAX_SCORE for s in scores):  # the judge never writes one
+        raise InputError(f"'judgment.scores' must be on the judge's {MIN_SCORE}..{MAX_SCORE} scale, got {scores}",
+                         "judgment.scores")
     for name in ("text", "principles", "critique", "error"):
         if not isinstance(d.get(name), str) and not (name != "text" and d.get(name) is None):
             raise InputError(f"'judgment.{name}' must be a string" + ("" if name == "text" else " or null"), f"judgment.{name}")

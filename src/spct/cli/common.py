@@ -22,6 +22,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def sample_count(text: str) -> int:
+    """--k: judgments per example, 1..GenerativeRewardModel.MAX_K (each one is held in memory)."""
+    value = positive_int(text)
+    if value > GenerativeRewardModel.MAX_K:
+        raise argparse.ArgumentTypeError(f"must be in 1..{GenerativeRewardModel.MAX_K}, got {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -43,6 +51,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+MAX_BODY_MB = 1024.0  # a request body past 1 GiB is no reward request
+
+
+def body_size_mb(text: str) -> float:
+    """--max-body-mb: a positive size up to MAX_BODY_MB (1e308 MiB would overflow the byte count)."""
+    value = positive_float(text)
+    if value > MAX_BODY_MB:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BODY_MB:g} MiB, got {text}")
+    return value
+
+
 def port_number(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -51,15 +70,17 @@ def port_number(text: str) -> int:
 
 
 def check_output_file(input_path: str, output: str) -> None:
-    """Refuse an output file that is the input, however it is spelled (`dir/../in.jsonl`, a symlink, a hard link).
+    """Refuse an output file that is the input, however it is spelled (`dir/../in.jsonl`, a symlink, a hard link),
+    or that cannot be appended to (`check_output_path`), before any model loads.
 
     Both paths are resolved first, so the check holds even when the output does not exist yet.
     """
+    from ..data import check_output_path
+
     src, out = Path(input_path).resolve(), Path(output).resolve()
     if src == out or (src.exists() and out.exists() and src.samefile(out)):
         raise InputError(f"{output}: the output must not be the input file")
-    if out.is_dir():
-        raise InputError(f"{output}: is a folder; the output must be a file")
+    check_output_path(output)
 
 
 def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) -> None:
@@ -94,7 +115,7 @@ def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens
     """Judging options, from JudgeConfig; k=None leaves --k to the command (eval takes several)."""
     g = p.add_argument_group("judging")
     if k is not None:
-        add_config_arg(g, "k", k, type=positive_int)
+        add_config_arg(g, "k", k, type=sample_count)
     add_config_arg(g, "temperature", type=non_negative_float)
     add_config_arg(g, "max_new_tokens", max_new_tokens, type=positive_int)
     add_config_arg(g, "seed", type=int)
@@ -142,9 +163,15 @@ def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:
         return None
     if not Path(meta_rm).is_dir():
         raise InputError(f"--meta-rm {meta_rm}: not a folder (train one with `spct train-meta`)")
-    from ..meta_rm import MetaRM
+    from ..meta_rm import SETTINGS_FILE, MetaRM
 
-    return MetaRM(meta_rm, device=getattr(args, "device", None)).score
+    if not (Path(meta_rm) / "config.json").is_file():  # an empty or wrong folder: the tokenizer would fail obscurely
+        raise InputError(f"--meta-rm {meta_rm}: no meta RM in this folder (no config.json; `spct train-meta` "
+                         f"writes one with {SETTINGS_FILE})")
+    try:
+        return MetaRM(meta_rm, device=getattr(args, "device", None)).score
+    except (OSError, ValueError) as e:  # a damaged folder: transformers' own words, without a traceback
+        raise InputError(f"--meta-rm {meta_rm}: cannot load the meta RM ({e})") from e
 
 
 def build_grm(args: argparse.Namespace, k: int | None = None) -> GenerativeRewardModel:

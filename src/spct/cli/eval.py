@@ -17,6 +17,7 @@ from .common import (
     build_grm,
     positive_int,
     report_issues,
+    sample_count,
 )
 
 
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split when --data is a HF dataset (default: the benchmark's usual one)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (resumes if it exists)")
     p.add_argument("--method", default="grm", choices=METHODS, help="grm (default) or a baseline")
-    p.add_argument("--k", type=positive_int, nargs="+", default=[1], help="judgments voted on; several values give a scaling "
+    p.add_argument("--k", type=sample_count, nargs="+", default=[1], help="judgments voted on; several values give a scaling "
                    "curve; k=1 is one greedy judgment, larger k vote over the first k of max(k) sampled ones (default: 1)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N items")
     p.add_argument("--max-responses", type=positive_int, default=None, help="best-of-N sets: keep at most N responses per item (seeded)")

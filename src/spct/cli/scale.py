@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data import InputError
+from ..judge import GenerativeRewardModel
 from ..policies import StopRule
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
 from ..score_scale import SERVE_MAX_NEW_TOKENS
@@ -28,8 +29,8 @@ def parse_ks(text: str) -> list[int]:
         ks = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(f"--k wants comma-separated integers, got {text!r}") from None
-    if not ks or ks[0] < 1:
-        raise argparse.ArgumentTypeError("--k values must be >= 1")
+    if not ks or ks[0] < 1 or ks[-1] > GenerativeRewardModel.MAX_K:
+        raise argparse.ArgumentTypeError(f"--k values must be in 1..{GenerativeRewardModel.MAX_K}")
     return ks
 
 

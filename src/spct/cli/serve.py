@@ -11,6 +11,7 @@ from .common import (
     add_judge_args,
     add_meta_args,
     add_model_args,
+    body_size_mb,
     build_grm,
     non_negative_float,
     port_number,
@@ -44,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "e.g. OpenRLHF's --n_samples_per_prompt)")
     p.add_argument("--timeout", type=positive_float, default=150.0,
                    help="per-request timeout in seconds, queueing included (default: 150, below OpenRLHF's 180 s)")
-    p.add_argument("--max-body-mb", type=positive_float, default=4.0,
-                   help="largest accepted request body in MiB, chunked or not (default: 4)")
+    p.add_argument("--max-body-mb", type=body_size_mb, default=4.0,
+                   help="largest accepted request body in MiB, chunked or not, at most 1024 (default: 4)")
     p.add_argument("--request-deadline", type=positive_float, default=10.0,
                    help="seconds a client has to send a whole request (headers and body); slower ones are "
                         "disconnected (default: 10)")

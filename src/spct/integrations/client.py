@@ -10,6 +10,7 @@ sampled judgment failed, never a made-up default.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Hashable, Sequence
@@ -19,9 +20,10 @@ from typing import Any
 from ..data import Example, Query
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..score_scale import SERVE_MAX_NEW_TOKENS
+from ..serve.protocol import MAX_ITEMS, MAX_RESPONSES
 
 Group = tuple[Query, list[str]]
-MAX_PER_REQUEST = 256  # examples per /v1/judge call (the server's limit)
+MAX_PER_REQUEST = MAX_ITEMS  # examples per /v1/judge call (the server's limit)
 
 
 class RewardError(RuntimeError):
@@ -129,14 +131,43 @@ class RewardClient:
         """Mean judge score per response, group by group."""
         if not groups:
             return []
-        return self._local(groups) if self.grm is not None else self._remote(groups)
+        if self.grm is not None:
+            return self._local(groups)
+        parts, counts = split_groups(groups)
+        return join_parts(self._remote(parts), counts)
 
     async def ajudge_groups(self, groups: Sequence[Group]) -> list[list[float | None]]:
         if not groups:
             return []
         if self.grm is not None:
             return await asyncio.to_thread(self._local, groups)
-        return await self._aremote(groups)
+        parts, counts = split_groups(groups)
+        return join_parts(await self._aremote(parts), counts)
+
+
+def split_groups(groups: Sequence[Group], limit: int = MAX_RESPONSES) -> tuple[list[Group], list[int]]:
+    """Groups larger than the server takes (`limit` responses per example), cut into near-equal parts.
+
+    Returns the parts and how many parts each group became; a part is judged listwise on its
+    own (100 responses -> two judgments of 50, not 64 + 36).
+    """
+    parts: list[Group] = []
+    counts: list[int] = []
+    for query, responses in groups:
+        n = max(1, math.ceil(len(responses) / limit))
+        size = math.ceil(len(responses) / n)
+        parts += [(query, responses[b : b + size]) for b in range(0, len(responses), size)] or [(query, responses)]
+        counts.append(n)
+    return parts, counts
+
+
+def join_parts(scores: list[list[float | None]], counts: list[int]) -> list[list[float | None]]:
+    """The inverse of split_groups on the scores: each group's parts joined back in order."""
+    out, at = [], 0
+    for n in counts:
+        out.append([s for part in scores[at : at + n] for s in part])
+        at += n
+    return out
 
 
 def group_runs(prompts: Sequence[Any], size: int | None = None) -> list[list[int]]:

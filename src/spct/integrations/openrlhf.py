@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from spct.integrations.client import RewardClient, RewardError, group_equal, scatter
 from spct.score_scale import normalise
@@ -35,7 +36,10 @@ def _shared_client() -> RewardClient:
 
 def rewards_for(client: RewardClient, queries: list[str], prompts: list[str], labels: list[Any] | None = None) -> dict:
     """OpenRLHF's reward dict: rewards (mean judge score, 1..10), scores (0..1) and extra_logs."""
-    request = GetRewardRequest(query=list(queries), prompts=list(prompts), labels=None if labels is None else list(labels))
+    try:
+        request = GetRewardRequest(query=list(queries), prompts=list(prompts), labels=None if labels is None else list(labels))
+    except ValidationError as e:  # the server's 422 words, not pydantic's report
+        raise ValueError("; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
     pairs = request.split()
     groups = group_equal([p for p, _ in pairs])
     judged = [(untemplate(pairs[idx[0]][0]), [pairs[i][1] for i in idx]) for idx in groups]

@@ -86,6 +86,12 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
 def compute_score_batch(data_sources: list[str], solution_strs: list[str], ground_truths: list[Any],
                         extra_infos: list[dict], **kwargs: Any) -> list[dict]:
     """For verl <= 0.8's `batch` reward manager: responses to the same question are judged together."""
+    given = {"data_sources": data_sources, "solution_strs": solution_strs, "ground_truths": ground_truths,
+             "extra_infos": extra_infos}
+    sizes = {name: len(v) for name, v in given.items() if v is not None}
+    if len(set(sizes.values())) > 1:  # zip would silently judge some responses against another's question
+        raise ValueError("compute_score_batch needs one item per response in every list; got "
+                         + ", ".join(f"{n} {name}" for name, n in sizes.items()))
     questions = [_question(x, i) for i, x in enumerate(extra_infos)]
     groups = group_equal(questions)
     scores = scatter(groups, _client(kwargs).judge_groups([(questions[g[0]], [solution_strs[i] for i in g]) for g in groups]),

@@ -102,6 +102,21 @@ def host_allowed(header: str, allowed: list[str]) -> bool:
     return bool(host) and host.lower().rstrip(".") in {h.lower().strip("[]") for h in allowed}
 
 
+def given_key(raw_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The API key a request carries (X-API-Key, or Authorization with the Bearer scheme), as sent.
+
+    Compared as bytes with the key's UTF-8: header values arrive as bytes, and decoding them as
+    latin-1 (as Starlette does) would never match a non-ASCII key. The scheme is case-insensitive
+    (RFC 7235), so `bearer KEY` is accepted too.
+    """
+    headers = dict(raw_headers)
+    if headers.get(b"x-api-key"):
+        return headers[b"x-api-key"].strip()
+    auth = headers.get(b"authorization", b"").strip()
+    scheme, sep, token = auth.partition(b" ")
+    return token.strip() if sep and scheme.lower() == b"bearer" else auth
+
+
 class BodyLimit:
     """Pure ASGI middleware: reads the request body as it streams in and answers 413 once it passes the limit.
 
@@ -165,8 +180,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     def authorized(request: Request) -> bool:
         if not cfg.api_key:
             return True
-        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(given.encode(), cfg.api_key.encode())
+        return hmac.compare_digest(given_key(request.headers.raw), cfg.api_key.encode())
 
     @app.middleware("http")
     async def guard(request: Request, call_next):

@@ -286,8 +286,13 @@ class MicroBatcher:
         return g.example if g.example is not None else Example(example_id(g.query, g.responses), g.query, g.responses)
 
     async def _rerun_alone(self, groups: list[_Group], k: int, first_error: Exception) -> None:
+        """Judge each group of a failed batch on its own. A rollout group that fails is judged
+        rollout by rollout, so only the request whose response breaks the engine gets the error."""
         if len(groups) == 1:
-            self._fail(groups[0], first_error)
+            if self._splittable(groups[0]):
+                await self._rerun_alone(self._singles(groups[0]), k, first_error)
+            else:
+                self._fail(groups[0], first_error)
             return
         for g in groups:
             if all(m.job.future.done() for m in g.members):
@@ -296,7 +301,20 @@ class MicroBatcher:
             try:
                 self._deliver([g], await asyncio.to_thread(self._judge, [self._example(g)], k))
             except Exception as e:  # noqa: BLE001
-                self._fail(g, e)
+                if self._splittable(g):
+                    await self._rerun_alone(self._singles(g), k, e)
+                else:
+                    self._fail(g, e)
+
+    @staticmethod
+    def _splittable(g: _Group) -> bool:
+        return g.key is not None and len(g.members) > 1
+
+    @staticmethod
+    def _singles(g: _Group) -> list[_Group]:
+        """A rollout group as one group per rollout, each to be judged alone."""
+        return [_Group(g.key, g.query, [g.responses[m.positions[0]]], [_Member(m.job, m.slot, [0])], g.opened)
+                for m in g.members]
 
     def _judge(self, examples: list[Example], k: int) -> list[Reward]:
         # The judge's own policy (voting, meta-guided, adaptive), all examples in one round.

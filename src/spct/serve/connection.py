@@ -17,6 +17,9 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+# The client's states once its whole request is in: DONE, or MUST_CLOSE when it asked to close
+# the connection after this request (`Connection: close`, HTTP/1.0).
+REQUEST_IN = (h11.DONE, h11.MUST_CLOSE)
 KEEP_ALIVE_S = 5  # idle time allowed between requests on one connection (uvicorn's default)
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers (h11's incomplete-event limit)
 
@@ -42,12 +45,12 @@ class RequestDeadlineH11(H11Protocol):
 
     def _expire(self) -> None:
         self._deadline = None
-        if self.conn.their_state is not h11.DONE and not self.transport.is_closing():
+        if self.conn.their_state not in REQUEST_IN and not self.transport.is_closing():
             self.transport.close()
 
     def handle_events(self) -> None:
         super().handle_events()
-        if self.conn.their_state is h11.DONE:  # the whole request is in
+        if self.conn.their_state in REQUEST_IN:  # the whole request is in
             self._disarm()
 
     def on_response_complete(self) -> None:

@@ -1,0 +1,379 @@
+"""Second hardening round (issue 22): poison lines, Example validation, outputs, memory bounds, options,
+the server's connection deadline, API keys, the RL client, failing rollouts, marker look-alikes.
+
+Every case here once crashed, misled or silently judged the wrong thing; all run on FakeBackend, no model."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from spct.backends.fake import FakeBackend
+from spct.cli import main
+from spct.data import MAX_LINE_BYTES, Example, InputError, JsonlAppender, read_examples
+from spct.judge import GenerativeRewardModel, JudgeConfig
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse's own usage errors
+        return int(e.code)
+
+
+GOOD = '{"id": "ok", "query": "q", "responses": ["a", "b"], "best": [0]}'
+HUGE = "9" * 5000  # past Python's 4300-digit int-string limit
+
+# -- 5. poison lines: huge integers and lone surrogates --------------------------------------------------
+
+POISON = [
+    (f'{{"id": "big", "query": "q", "responses": ["a"], "ratings": [{HUGE}]}}', "ratings[0]", "integer of 5000 digits"),
+    (f'{{"id": "deep", "query": "q", "responses": ["a"], "extra": {{"x": [1, -{HUGE}]}}}}', "extra.x[1]", "5000 digits"),
+    (HUGE, None, "integer of 5000 digits"),
+    ('{"id": "s\\ud83d", "query": "q", "responses": ["a"]}', "id", "lone surrogate \\ud83d"),
+    ('{"id": "sq", "query": "q \\udc00", "responses": ["a"]}', "query", "lone surrogate \\udc00"),
+    ('{"id": "sr", "query": "q", "responses": ["a", "\\ud83d!"]}', "responses[1]", "lone surrogate"),
+    ('{"id": "sk", "query": "q", "responses": ["a"], "x\\ud83d": 1}', None, "a key: lone surrogate"),
+    ('{"prompt": "p", "chosen": "\\ud800", "rejected": "b"}', "chosen", "lone surrogate"),
+]
+
+
+def poison_file(tmp_path: Path) -> Path:
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join([line for line, _, _ in POISON] + [GOOD]) + "\n")
+    return src
+
+
+def test_huge_integers_and_lone_surrogates_are_named_issues(tmp_path):
+    src = poison_file(tmp_path)
+    examples, issues = read_examples(src)
+    assert [ex.id for ex in examples] == ["ok"]
+    assert [(i.line, i.field) for i in issues] == [(n, field) for n, (_, field, _) in enumerate(POISON, start=1)]
+    for issue, (_, _, words) in zip(issues, POISON, strict=True):
+        assert words in issue.message and str(issue).isascii()  # printable on any terminal
+
+
+def test_poison_lines_through_judge_and_meta_data_and_the_run_goes_on(tmp_path, capsys):
+    src = poison_file(tmp_path)
+    assert run_cli(["judge", str(src), "-o", str(tmp_path / "j.jsonl"), "--engine", "fake", "--no-progress"]) == 0
+    assert [r["id"] for r in rows(tmp_path / "j.jsonl")] == ["ok"]
+    assert run_cli(["meta-data", str(src), "-o", str(tmp_path / "m.jsonl"), "--engine", "fake", "--k", "2"]) == 0
+    assert len(rows(tmp_path / "m.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert f"{src}:1 [ratings[0]]: an integer of 5000 digits" in err and f"{src}:4 [id]: lone surrogate" in err
+    assert "Traceback" not in err
+
+
+def test_poison_lines_through_eval_and_rft(tmp_path, capsys):
+    src = poison_file(tmp_path)
+    assert run_cli(["eval", "--benchmark", "spct", "--data", str(src), "-o", str(tmp_path / "ev"), "--engine", "fake",
+                    "--k", "1"]) == 0
+    assert [r["id"] for r in rows(tmp_path / "ev" / "samples.jsonl")] == ["ok"]
+    assert run_cli(["rft", str(src), "-o", str(tmp_path / "rft"), "--engine", "fake", "--k", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "[responses[1]]: lone surrogate" in err and "Traceback" not in err
+
+
+def test_data_split_names_a_poison_line_instead_of_a_traceback(tmp_path, capsys):
+    for n, (line, field, words) in enumerate(POISON[:4]):
+        src = tmp_path / f"in{n}.jsonl"
+        src.write_text(GOOD + "\n" + line + "\n")
+        assert run_cli(["data", "split", str(src), "-o", str(tmp_path / f"split{n}"), "--heldout", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"{src}:2" + (f" [{field}]" if field else "") in err and words in err and "Traceback" not in err
+
+
+def test_a_huge_integer_in_an_existing_output_is_named_not_a_traceback(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text(json.dumps({"id": "a", "k": 1}) + "\n" + f'{{"id": "b", "k": {HUGE}}}\n' + json.dumps({"id": "c"}) + "\n")
+    with pytest.raises(InputError, match=r"out.jsonl:2: not a JSON line"):
+        JsonlAppender(out)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(json.dumps({"id": "a"}) + "\n" + f'{{"id": "b", "k": {HUGE}')  # a partial last line: dropped
+    with JsonlAppender(cut) as app:
+        assert set(app.done) == {"a"}
+
+
+# -- 9. the Python API validates Examples as the file reader does --------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "field", "words"), [
+    (dict(responses="abc"), "responses", "'responses' must be a non-empty list of strings"),
+    (dict(responses=[]), "responses", "non-empty list"),
+    (dict(responses=["a", 3]), "responses[1]", "must be a string"),
+    (dict(best=[7]), "best", "'best' index 7 out of range for 2 responses"),
+    (dict(best=0), "best", "'best' must be a list of response indices"),
+    (dict(best=[True]), "best", "list of response indices"),
+    (dict(ratings=[math.nan, 1]), "ratings[0]", "not a finite number (NaN)"),
+    (dict(ratings=[1]), "ratings", "one number per response (2)"),
+    (dict(ratings=["1", 2]), "ratings", "must be numbers"),
+    (dict(query=None), "query", "'query' must be a string or a list of messages"),
+    (dict(query=[{"role": "user"}]), "query[0]", "string 'role' and 'content'"),
+    (dict(query=[]), "query", "non-empty list"),
+    (dict(id=7), "id", "'id' must be a string, got number"),
+    (dict(id=None), "id", "got null"),
+    (dict(domain=["x"]), "domain", "'domain' must be a string"),
+    (dict(responses=["a", "\ud83d"]), "responses[1]", "lone surrogate"),
+])
+def test_odd_examples_are_refused_at_construction(kwargs, field, words):
+    args = {"id": "e", "query": "q", "responses": ["a", "b"], **kwargs}
+    with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")) as e:
+        Example(**args)
+    assert e.value.field == field
+
+
+def test_the_reader_gives_the_same_message_as_the_python_api(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "e", "query": "q", "responses": "abc"}\n{"id": "f", "query": "q", "responses": ["a", "b"], "best": [7]}\n')
+    _, issues = read_examples(src)
+    for issue, kwargs in zip(issues, [dict(responses="abc"), dict(best=[7])], strict=True):
+        with pytest.raises(InputError) as e:
+            Example(**{"id": "e", "query": "q", "responses": ["a", "b"], **kwargs})
+        assert (issue.field, issue.message) == (e.value.field, str(e.value))
+
+
+@pytest.mark.parametrize("k", [-1, -5])
+def test_a_negative_k_is_an_error_not_an_empty_reward(k):
+    grm = GenerativeRewardModel(FakeBackend())
+    with pytest.raises(ValueError, match="k must be"):
+        grm.judge([Example("e", "q", ["a", "b"], best=[0])], k=k)
+    with pytest.raises(ValueError, match="k must be"):
+        GenerativeRewardModel(FakeBackend(), JudgeConfig(k=k)).judge([Example("e", "q", ["a", "b"])])
+
+
+def test_valid_examples_still_judge_as_before():
+    [r] = GenerativeRewardModel(FakeBackend()).judge([Example("e", "q", ["a", "b"], best=[0], ratings=[2, 1.5], domain="d")])
+    assert r.correct is not None and len(r.rewards) == 2
+
+
+# -- 10. outputs and ids -------------------------------------------------------------------------------
+
+
+def test_a_gz_output_is_refused_before_any_work(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(GOOD + "\n")
+    assert run_cli(["judge", str(src), "-o", str(tmp_path / "out.jsonl.gz"), "--engine", "fake"]) == 2
+    assert "gzip" in capsys.readouterr().err and not (tmp_path / "out.jsonl.gz").exists()
+    with pytest.raises(InputError, match="gzip"):
+        JsonlAppender(tmp_path / "x.jsonl.gz")
+
+
+@pytest.mark.parametrize(("value", "words"), [("null", "got null"), ('["x"]', "got array"), ("true", "got boolean"),
+                                              ('{"a": 1}', "got object")])
+def test_non_string_ids_are_refused_numbers_are_converted(tmp_path, value, words):
+    src = tmp_path / "in.jsonl"
+    src.write_text(f'{{"id": {value}, "query": "q", "responses": ["a"]}}\n{{"id": 7, "query": "q", "responses": ["a"]}}\n')
+    examples, issues = read_examples(src)
+    assert [ex.id for ex in examples] == ["7"]
+    assert [(i.line, i.field) for i in issues] == [(1, "id")] and words in issues[0].message
+
+
+def test_train_meta_refuses_scores_off_the_scale(tmp_path):
+    from spct.meta_rm import read_meta_rows
+
+    ex = {"id": "e", "query": "q", "responses": ["a", "b"], "best": [0]}
+    judgment = {"id": "e", "sample": 0, "order": [0, 1], "principles": None, "critique": None, "scores": [11, 0],
+                "text": "t", "error": None}
+    path = tmp_path / "meta.jsonl"
+    path.write_text(json.dumps({"key": "k", "example": ex, "judgment": judgment, "label": 1}) + "\n")
+    good, issues = read_meta_rows(path)
+    assert not good and [(i.line, i.field) for i in issues] == [(1, "judgment.scores")]
+    assert "1..10" in issues[0].message
+
+
+def test_a_full_disk_names_the_output_file(tmp_path, monkeypatch, capsys):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(GOOD + "\n")
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    assert run_cli(["judge", str(src), "-o", str(out), "--engine", "fake", "--no-progress"]) == 2
+    assert f"cannot write {out}: No space left on device" in capsys.readouterr().err
+
+
+# -- 7. memory anyone can exhaust ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", ["99999999999999999999", "100000"])
+def test_an_absurd_k_is_refused_with_its_limit(k, capsys):
+    assert run_cli(["judge", "in.jsonl", "-o", "out.jsonl", "--engine", "fake", "--k", k]) == 2
+    assert "must be in 1..4096" in capsys.readouterr().err
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(GOOD + "\n")
+    assert run_cli(["judge", str(src), "-o", "/dev/zero", "--engine", "fake"]) == 2
+    assert "/dev/zero: not a regular file" in capsys.readouterr().err
+    with pytest.raises(InputError, match="not a regular file"):
+        JsonlAppender("/dev/zero")
+
+
+def test_an_oversized_line_is_reported_and_skipped_without_reading_it_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr("spct.data.MAX_LINE_BYTES", 10_000)
+    src = tmp_path / "bomb.jsonl.gz"
+    big = b'{"id": "big", "query": "' + b"x" * 20_000_000 + b'", "responses": ["a"]}'
+    with gzip.open(src, "wb") as fh:
+        fh.write(GOOD.encode() + b"\n" + big + b"\n" + GOOD.replace("ok", "ok2").encode() + b"\n")
+    tracemalloc.start()
+    examples, issues = read_examples(src)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [ex.id for ex in examples] == ["ok", "ok2"]
+    assert [(i.line, i.field) for i in issues] == [(2, None)] and "longer than the limit of 10000 bytes" in issues[0].message
+    assert peak < 2_000_000  # the 20 MB line was never held whole
+    assert MAX_LINE_BYTES >= 16 * 1024 * 1024  # the default leaves room for real examples
+
+
+def test_resuming_onto_a_large_output_streams_it(tmp_path):
+    from spct.jobs import judge_file
+
+    out = tmp_path / "out.jsonl"
+    row = {"id": "", "k": 1, "rewards": [5, 5], "judgments": [{"text": "t" * 2000}]}
+    with open(out, "w") as fh:
+        for i in range(4000):
+            fh.write(json.dumps({**row, "id": f"r{i}"}) + "\n")
+    size = out.stat().st_size
+    examples = [Example(f"r{i}", "q", ["a", "b"]) for i in range(4000)]
+    tracemalloc.start()
+    s = judge_file(GenerativeRewardModel(FakeBackend()), examples, out, progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (s.skipped_done, s.written) == (4000, 0)
+    assert peak < size / 4, (peak, size)  # it held keys, not the file nor its rows
+
+
+# -- 8. tracebacks on options --------------------------------------------------------------------------
+
+
+def test_an_empty_meta_rm_folder_is_a_clear_error(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(GOOD + "\n")
+    (tmp_path / "empty").mkdir()
+    argv = ["judge", str(src), "-o", str(tmp_path / "o.jsonl"), "--engine", "fake", "--k", "2", "--meta-rm", str(tmp_path / "empty")]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert "--meta-rm" in err and "no meta RM in this folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("size", ["1e308", "2048"])
+def test_an_absurd_body_limit_is_an_argparse_error(size, capsys, monkeypatch):
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: None)  # never serve, whatever happens
+    assert run_cli(["serve", "--engine", "fake", "--max-body-mb", size]) == 2
+    assert "argument --max-body-mb: must be at most 1024 MiB" in capsys.readouterr().err
+
+
+# -- 1. Connection: close is not cut at the request deadline ----------------------------------------------
+
+
+@pytest.mark.parametrize("request_line", [
+    b"POST /v1/judge HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
+    b"POST /v1/judge HTTP/1.0\r\nHost: 127.0.0.1\r\n",
+])
+def test_a_closing_request_is_answered_after_the_deadline(request_line):
+    import socket
+
+    from _server import SlowFake, running_server
+
+    from spct.serve import ServerConfig, create_app
+
+    cfg = ServerConfig(request_deadline_s=0.3)
+    body = json.dumps({"examples": [{"query": "q", "responses": ["a"]}]}).encode()
+    with running_server(create_app(GenerativeRewardModel(SlowFake(1.0)), cfg), **cfg.uvicorn_options()) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(request_line + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+    assert reply.split(b"\r\n", 1)[0].endswith(b"200 OK"), reply[:200]
+    assert b'"rewards"' in reply
+
+
+# -- 3. API keys: non-ASCII, and the scheme in any case ----------------------------------------------------
+
+
+def test_a_non_ascii_key_and_a_lower_case_scheme_are_accepted():
+    from fastapi.testclient import TestClient
+
+    from spct.serve import ServerConfig, create_app
+    from spct.serve.app import given_key
+
+    client = TestClient(create_app(GenerativeRewardModel(FakeBackend()), ServerConfig(api_key="s3cret-é")))
+    body = {"examples": [{"query": "q", "responses": ["a"]}]}
+    for headers in ({"Authorization": "Bearer s3cret-é".encode()}, {"authorization": "bearer s3cret-é".encode()},
+                    {"Authorization": "BEARER  s3cret-é".encode()}, {"X-API-Key": "s3cret-é".encode()}):
+        assert client.post("/v1/judge", json=body, headers=headers).status_code == 200, headers
+    for headers in ({"Authorization": "Bearer s3cret-e"}, {"Authorization": "Basic s3cret-é".encode()}, {}):
+        assert client.post("/v1/judge", json=body, headers=headers).status_code == 401, headers
+    assert given_key([(b"authorization", "Bearer s3cret-é".encode("latin-1"))]) != "s3cret-é".encode()  # compared as sent
+
+
+# -- 4. the RL clients: oversized groups, mismatched lengths --------------------------------------------------
+
+
+def test_the_trl_client_splits_a_group_larger_than_the_server_takes():
+    from _server import running_server
+
+    from spct.integrations.client import split_groups
+    from spct.integrations.trl import GRMRewardFunc
+    from spct.serve import create_app
+
+    with running_server(create_app(GenerativeRewardModel(FakeBackend()))) as url:
+        scores = GRMRewardFunc(url=url)(["Q?"] * 100, [f"answer {i}" for i in range(100)])
+    assert len(scores) == 100 and all(1 <= s <= 10 for s in scores)
+    parts, counts = split_groups([("q", [str(i) for i in range(100)]), ("r", ["x"])])
+    assert [len(r) for _, r in parts] == [50, 50, 1] and counts == [2, 1]
+
+
+def test_mismatched_lengths_are_clear_errors():
+    from spct.integrations import openrlhf, verl
+    from spct.integrations.client import RewardClient
+
+    client = RewardClient(GenerativeRewardModel(FakeBackend()))
+    with pytest.raises(ValueError, match="labels has 1 items but query has 2"):
+        openrlhf.rewards_for(client, ["Q: a", "Q: b"], ["Q:", "Q:"], labels=[1])
+    with pytest.raises(ValueError, match="one item per response.*3 solution_strs, 3 ground_truths, 2 extra_infos"):
+        verl.compute_score_batch(["d"] * 3, ["a", "b", "c"], [None] * 3, [{"question": "q"}] * 2)
+
+
+# -- 2. one failing rollout fails only its own request ----------------------------------------------------
+
+
+def test_one_failing_rollout_does_not_fail_its_group():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from _server import running_server
+
+    from spct.serve import ServerConfig, create_app
+
+    def script(req, s):
+        if "BOOM" in req.messages[-1]["content"]:
+            raise RuntimeError("the engine chokes on this response")
+        n = req.messages[-1]["content"].count("[[Response ")
+        return "Analysis: ok\nScores: \\boxed{" + ", ".join(["6"] * n) + "}"
+
+    app = create_app(GenerativeRewardModel(FakeBackend(script=script)), ServerConfig(group_window_s=1.0, max_group_size=8))
+    with running_server(app) as url:
+        def post(i: int) -> httpx.Response:
+            response = "BOOM" if i == 3 else f"answer {i}"
+            return httpx.post(url + "/get_reward", json={"query": [f"Q: hi? A: {response}"], "prompts": ["Q: hi? A:"]},
+                              timeout=30)
+
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(post, range(8)))
+    assert [r.status_code for r in replies] == [200] * 3 + [500] + [200] * 4, [r.text for r in replies]
+    assert "chokes" in replies[3].json()["error"]
+    assert all(r.json()["rewards"] == [6.0] for i, r in enumerate(replies) if i != 3)
