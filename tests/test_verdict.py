@@ -131,10 +131,19 @@ def test_config_rejects_unknown_policy_and_readout():
         JudgeConfig(policy="both-orders", adaptive="exact")
 
 
-def test_expected_readout_needs_an_engine_with_logprobs():
-    grm = GenerativeRewardModel(FakeBackend(), JudgeConfig(readout="expected"))
-    with pytest.raises(BackendError, match="cannot read the model's probabilities"):
-        grm.judge([Example("e", "q", ["a", "b"], best=[0])])
+def test_expected_readout_needs_an_engine_with_logprobs(tmp_path, capsys):
+    from spct.cli import main
+
+    with pytest.raises(InputError, match="fake engine cannot read the model's probabilities") as e:
+        GenerativeRewardModel(FakeBackend(), JudgeConfig(readout="expected"))
+    assert e.value.field == "readout"
+    with pytest.raises(BackendError, match="cannot read"):
+        FakeBackend().continuation_logprobs([])
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"id": "a", "query": "q", "responses": ["x", "y"], "best": [0]}) + "\n")
+    assert main(["judge", str(data), "-o", str(tmp_path / "out.jsonl"), "--engine", "fake", "--readout", "expected"]) == 2
+    err = capsys.readouterr().err
+    assert "--readout sampled" in err and "Traceback" not in err
 
 
 def test_vote_uses_expected_scores_without_ties():

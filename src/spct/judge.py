@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from .backends.base import Backend, GenerationRequest, ScoreQuery
+from .backends.base import Backend, GenerationRequest, ScoreQuery, expected_readout_unsupported
 from .data import Example, InputError, Judgment, Query, Reward
 from .format import Format, JudgingFormat, to_original
 from .policies import Adaptive, BothOrders, MetaScorer, Pointwise, Policy, StopRule, Voting
@@ -124,6 +124,8 @@ class GenerativeRewardModel:
                  *, format: Format | None = None, policy: Policy | None = None):
         self.backend = backend
         self.config = config or JudgeConfig()
+        if self.config.readout == "expected" and not backend.reads_logprobs:
+            raise InputError(expected_readout_unsupported(backend.name), field="readout")
         self.format = format or JudgingFormat(principles=self.config.principles, format_demo=self.config.format_demo)
         self.policy = policy or policy_for(self.config, meta_scorer)
 

@@ -72,6 +72,11 @@ class ScoreQuery:
     candidates: list[str]
 
 
+def expected_readout_unsupported(engine: str) -> str:
+    return (f"the {engine} engine cannot read the model's probabilities of the scores, so it cannot give expected "
+            "scores; use the transformers or vllm engine, or --readout sampled")
+
+
 class BackendError(RuntimeError):
     """The engine failed (timeout, server error, out of memory); the message says which."""
 
@@ -82,6 +87,8 @@ class Backend(ABC):
     name: str = "backend"
     #: Tokens the model can attend to (prompt + generation); None when unknown.
     context_length: int | None = None
+    #: Whether `continuation_logprobs` works (the expected-score readout needs it).
+    reads_logprobs: bool = False
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         """`n` generations per request: free text, then the forced score line where one is needed."""
@@ -109,8 +116,7 @@ class Backend(ABC):
 
     def continuation_logprobs(self, queries: list[ScoreQuery]) -> list[list[float]]:
         """Per query, the log-probability of each candidate following its prefill (summed over its tokens)."""
-        raise BackendError(f"the {self.name} engine cannot read the model's probabilities of the scores, so it cannot "
-                           "give expected scores; use the transformers or vllm engine, or --readout sampled")
+        raise BackendError(expected_readout_unsupported(self.name))
 
     def forces_score_line(self, request: GenerationRequest) -> bool:
         """Whether `generate` should force this request's score line (engines that cannot, or leave it to a server, say no)."""

@@ -106,6 +106,7 @@ class ScoreLineProcessor(LogitsProcessor):
 
 class TransformersBackend(HFTokenizerMixin, Backend):
     name = "transformers"
+    reads_logprobs = True
 
     def __init__(self, model: str = "smollm2-135m", *, device: str | None = None, batch_size: int = 16, dtype: str | None = None,
                  reuse_kv: bool = True):

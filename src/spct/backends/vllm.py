@@ -81,6 +81,7 @@ def default_dtype() -> str:
 
 class VLLMBackend(HFTokenizerMixin, Backend):
     name = "vllm"
+    reads_logprobs = True
 
     def __init__(
         self,
