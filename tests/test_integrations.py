@@ -77,6 +77,8 @@ def test_openrlhf_reward_func_in_process():
     assert out["scores"].tolist() == pytest.approx([(x - 1) / 9 for x in EXPECTED])
     with pytest.raises(ValueError, match=r"query\[0\] does not contain prompts\[0\]"):
         orl.rewards_for(client, ["x"], ["y"], None)
+    empty = orl.rewards_for(client, [], [], [])  # an empty shard (several reward URLs)
+    assert empty["rewards"].tolist() == [] and empty["scores"].tolist() == [] and empty["extra_logs"]["group_size"].tolist() == []
 
 
 def test_verl_compute_score_single_and_batch(monkeypatch):

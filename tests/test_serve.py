@@ -45,6 +45,19 @@ def test_get_reward_splits_queries_and_judges_each_prompt_listwise():
     assert "[[Response 2]]" in fake.calls[0][0].messages[-1]["content"]
 
 
+def test_an_empty_shard_gets_empty_rewards_not_a_refusal():
+    # OpenRLHF shards every call over all its reward URLs: one rollout and two URLs leave the
+    # second an empty shard, and a refusal there makes the rollout's reward None.
+    client, fake = client_for()
+    for body in ({"query": [], "prompts": [], "labels": []}, {"query": [], "prompts": []}):
+        r = client.post("/get_reward", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"rewards": [], "scores": [],
+                            "extra_logs": {"judgments_used": [], "judgments_failed": [], "group_size": []}}
+    assert fake.calls == []
+    assert client.post("/get_reward", json={"query": ["p a"], "prompts": ["p"], "labels": [""]}).json()["rewards"] == [1.0]
+
+
 def test_v1_judge_returns_voted_rewards_and_judgments():
     client, _ = client_for()
     body = {"examples": [{"id": "q1", "query": "Q?", "responses": ["no", "a long, helpful answer"], "best": [1]}],
@@ -82,7 +95,6 @@ MALFORMED = [
     ("/get_reward", b"{not json", 400, "not valid JSON"),
     ("/get_reward", b"[1, 2]", 422, "valid dictionary"),
     ("/get_reward", b'{"query": "a b", "prompts": ["a"]}', 422, "query: Input should be a valid list"),
-    ("/get_reward", b'{"query": [], "prompts": []}', 422, "query: List should have at least 1 item"),
     ("/get_reward", b'{"query": ["a b"], "prompts": ["a", "b"]}', 422, "prompts has 2 items but query has 1"),
     ("/get_reward", b'{"query": ["a b"], "prompts": ["a"], "labels": [1, 2]}', 422, "labels has 2 items but query has 1"),
     ("/get_reward", b'{"query": ["a b"], "prompts": ["zzz"]}', 422, "query[0] does not contain prompts[0]"),

@@ -177,6 +177,8 @@ class MicroBatcher:
         return [(reward, positions[0]) for reward, positions in results]
 
     async def _submit(self, parts: int, k: int, timeout_s: float, place) -> list[tuple[Reward, list[int]]]:
+        if parts == 0:  # nothing to judge: a job without parts would never be completed
+            return []
         self._ensure_worker()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s

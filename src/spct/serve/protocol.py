@@ -139,10 +139,15 @@ class JudgeResponse(BaseModel):
 
 
 class GetRewardRequest(BaseModel):
-    """OpenRLHF's remote reward-model request; unknown extra keys are ignored, as OpenRLHF adds some."""
+    """OpenRLHF's remote reward-model request; unknown extra keys are ignored, as OpenRLHF adds some.
 
-    query: Annotated[list[Text], Field(min_length=1, max_length=MAX_ITEMS)]
-    prompts: Annotated[list[Text], Field(min_length=1, max_length=MAX_ITEMS)]
+    Empty lists are a valid request (answered with empty lists): OpenRLHF shards each call over
+    all its reward URLs, so with one rollout and two URLs the second gets an empty shard, and any
+    refusal there leaves the rollout's reward None and crashes the trainer.
+    """
+
+    query: Annotated[list[Text], Field(max_length=MAX_ITEMS)]
+    prompts: Annotated[list[Text], Field(max_length=MAX_ITEMS)]
     labels: list[Any] | None = None  # validated for count; a GRM needs no reference answer
 
     @model_validator(mode="after")
