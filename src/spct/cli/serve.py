@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: 1000; 0 groups only what arrives together)")
     p.add_argument("--max-group-size", type=positive_int, default=8,
                    help="/get_reward: responses per judgment, at most 64 (default: 8; set it to your group size, "
-                        "e.g. OpenRLHF's --n_samples_per_prompt)")
+                        "e.g. OpenRLHF's --rollout.n_samples_per_prompt)")
     p.add_argument("--timeout", type=positive_float, default=150.0,
                    help="per-request timeout in seconds, queueing included (default: 150, below OpenRLHF's 180 s)")
     p.add_argument("--max-body-mb", type=positive_float, default=4.0,

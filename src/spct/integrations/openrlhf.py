@@ -1,11 +1,12 @@
-"""OpenRLHF custom reward file: `--remote_rm_url /path/to/spct/integrations/openrlhf.py`.
+"""OpenRLHF custom reward file: `--reward.remote_url /path/to/spct/integrations/openrlhf.py`.
 
 OpenRLHF loads this file and calls `reward_func(queries, prompts, labels)`, where each query
 is the decoded prompt + response. Responses that share a prompt are judged together, as
 `spct serve`'s /get_reward does. Configure with environment variables: SPCT_REWARD_URL (+
 SPCT_API_KEY) to call a running `spct serve`, else SPCT_MODEL (default: the embedded model),
 SPCT_K and SPCT_MAX_NEW_TOKENS to judge in-process. (To skip this file, point
-`--remote_rm_url` at the server's http://HOST:PORT/get_reward directly.)
+`--reward.remote_url` at the server's http://HOST:PORT/get_reward directly.) The flag is
+OpenRLHF >= 0.10.2's; older versions call it `--remote_rm_url`.
 """
 
 from __future__ import annotations
