@@ -3,6 +3,7 @@ timeouts, failure isolation and the API key, over FakeBackend; one real run on t
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -13,6 +14,8 @@ from fastapi.testclient import TestClient
 from spct.backends.fake import FakeBackend, responses_in_prompt
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.serve import ServerConfig, create_app
+from spct.serve.batcher import MicroBatcher, QueueFull
+from spct.serve.grouping import GroupSizeLearner
 from spct.serve.protocol import GetRewardRequest, clean_response, prompt_overlap, untemplate
 
 
@@ -55,7 +58,8 @@ def test_an_empty_shard_gets_empty_rewards_not_a_refusal():
         assert r.json() == {"rewards": [], "scores": [],
                             "extra_logs": {"judgments_used": [], "judgments_failed": [], "group_size": []}}
     assert fake.calls == []
-    assert client.post("/get_reward", json={"query": ["p a"], "prompts": ["p"], "labels": [""]}).json()["rewards"] == [1.0]
+    one = {"query": ["p a"], "prompts": ["p"], "labels": [""], "group_size": 1}  # G from the request: judged at once
+    assert client.post("/get_reward", json=one).json()["rewards"] == [1.0]
 
 
 def test_v1_judge_returns_voted_rewards_and_judgments():
@@ -80,7 +84,7 @@ def test_health_and_metrics():
 
 
 def test_parse_failures_are_counted_and_reported_not_defaulted():
-    client, _ = client_for(FakeBackend(script=lambda req, s: "I like both."))
+    client, _ = client_for(FakeBackend(script=lambda req, s: "I like both."), group_size=1)
     r = client.post("/v1/judge", json=judge_body())
     assert r.status_code == 200
     assert r.json()["rewards"][0]["rewards"] is None and r.json()["rewards"][0]["failed"] == 1
@@ -98,6 +102,7 @@ MALFORMED = [
     ("/get_reward", b'{"query": ["a b"], "prompts": ["a", "b"]}', 422, "prompts has 2 items but query has 1"),
     ("/get_reward", b'{"query": ["a b"], "prompts": ["a"], "labels": [1, 2]}', 422, "labels has 2 items but query has 1"),
     ("/get_reward", b'{"query": ["a b"], "prompts": ["zzz"]}', 422, "query[0] does not contain prompts[0]"),
+    ("/get_reward", b'{"query": ["a b"], "prompts": ["a"], "group_size": 0}', 422, "group_size: Input should be greater than or equal to 1"),
     ("/get_reward", b'{"query": [1], "prompts": ["a"]}', 422, "query[0]: Input should be a valid string"),
     ("/get_reward", b'{"prompts": ["a"]}', 422, "query: Field required"),
     ("/v1/judge", b'{"examples": []}', 422, "examples: List should have at least 1 item"),
@@ -207,7 +212,7 @@ def test_backend_failure_mid_batch_fails_only_the_poisoned_request():
 
 
 def test_cli_serve_binds_loopback_and_answers(tmp_path):
-    with cli_server() as (port, health):
+    with cli_server("--group-size", "1") as (port, health):  # G = 1: a lone rollout is a whole group
         assert health.json()["status"] == "ok"
         r = httpx.post(f"http://127.0.0.1:{port}/get_reward", json={"query": ["p answer"], "prompts": ["p"]})
         assert r.status_code == 200 and r.json()["rewards"] == [1.0]
@@ -271,9 +276,75 @@ def test_groups_are_capped_at_max_group_size_even_within_one_request():
     assert sorted(len(responses_in_prompt(req.messages[-1]["content"])) for c in fake.calls for req in c) == [2] + [4] * 17
 
 
-def test_group_size_limit_is_validated():
+def test_group_size_is_learned_from_arrivals_not_from_how_groups_were_cut():
+    clock = GroupSizeLearner(window_s=10.0)
+    assert clock.size is None
+    for prompt, t in [("a", 0.0), ("a", 1.0), ("b", 2.0), ("a", 3.0), ("b", 4.0), ("a", 9.0), ("b", 11.0), ("b", 11.5)]:
+        clock.arrive(prompt, t)
+    # "a" (first at 0 s) ended at 10 s with 4 arrivals; "b" (first at 2 s) is still open.
+    assert clock.size == 4
+    clock.expire(12.5)
+    assert clock.size == 4  # "b" ended with 4 too
+    clock.arrive("c", 20.0)
+    clock.arrive("d", 20.0)
+    clock.expire(31.0)
+    assert clock.size == 4  # two episodes of 1 against two of 4: a tie goes to the larger size
+    clock.arrive("e", 40.0)
+    clock.expire(51.0)
+    assert clock.size == 1  # now the most common
+
+
+def test_rollouts_of_one_prompt_stay_whole_without_any_group_size_given():
+    # Nothing says G: the first groups wait for their deadline (from the FIRST arrival), which
+    # teaches the server G = 4; later groups are judged as soon as they hold 4.
+    fake = FakeBackend()
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(group_window_s=2.0))
+    first = [_rollout(p, "a" * (10 * i)) for p in ("P1", "P2") for i in range(4)]
+    later = [_rollout("P3", "a" * (10 * i)) for i in range(4)]
+    with running_server(app) as url:
+        responses = _post_all(url, first, path="/get_reward")
+        learned = httpx.get(url + "/metrics").json()
+        responses += _post_all(url, later, path="/get_reward")
+        metrics = httpx.get(url + "/metrics").json()
+    assert [r.status_code for r in responses] == [200] * 12
+    assert [r.json()["extra_logs"]["group_size"] for r in responses] == [[4.0]] * 12
+    assert learned["group_size"] == {"given": None, "learned": 4}
+    assert metrics["rollout_group_sizes"] == {"4": 3}
+    assert metrics["rollout_groups_closed"] == {"deadline": 2, "full": 1}
+
+
+def test_a_request_past_a_full_queue_still_joins_its_prompts_open_group():
+    async def scenario(when_full: str):
+        batcher = MicroBatcher(GenerativeRewardModel(FakeBackend()), max_queue=2, group_size=3, group_window_s=30.0,
+                               when_full=when_full)
+        first = [asyncio.create_task(batcher.submit_rollouts([("P", "P", "a" * (10 * i))], 1, 30.0)) for i in range(2)]
+        await asyncio.sleep(0)  # both are in P's group: the queue is full
+        assert batcher.depth == 2
+        other = asyncio.create_task(batcher.submit_rollouts([("Q", "Q", "x")], 1, 30.0))
+        await asyncio.sleep(0)
+        # P's third rollout joins the open group and completes it, so it is judged now, not at the deadline.
+        third = await asyncio.wait_for(batcher.submit_rollouts([("P", "P", "a" * 20)], 1, 30.0), 10.0)
+        results = [*third, *(r for rs in await asyncio.gather(*first) for r in rs)]
+        other_error = other.exception() if other.done() else None
+        other.cancel()
+        await batcher.close()
+        return results, other_error
+
+    for when_full in ("wait", "reject"):
+        results, other_error = asyncio.run(scenario(when_full))
+        assert [len(reward.rewards) for reward, _ in results] == [3, 3, 3]
+        assert sorted(pos for _, pos in results) == [0, 1, 2]
+        # A request to another prompt opens a group: it has to wait for room, or is refused.
+        assert isinstance(other_error, QueueFull) if when_full == "reject" else other_error is None
+
+
+def test_group_size_limit_is_validated(capsys):
     with pytest.raises(ValueError, match="max_group_size must be in 1..64"):
         client_for(max_group_size=65)
+    from spct.cli import main
+
+    assert main(["serve", "--engine", "fake", "--group-window-ms", "150000"]) == 2  # before any model loads
+    assert "must be below --timeout (150 s)" in capsys.readouterr().err
 
 
 def test_a_timed_out_rollout_leaves_its_group():

@@ -4,8 +4,9 @@
 - POST /get_reward: OpenRLHF's remote reward model protocol. Responses to one prompt are judged
   together, listwise, whether they come in one request or in many concurrent ones (the
   batcher regroups them; `extra_logs.group_size` says how many responses each judgment saw).
+  Empty lists are answered with empty lists (OpenRLHF's empty shards).
 - POST /v1/judge: examples in, voted rewards (and optionally the judgments) out.
-- GET /health, GET /metrics (JSON: requests by status, queue depth, latency, parse failures).
+- GET /health, GET /metrics (JSON: requests by status, queue depth, latency, group sizes, parse failures).
   With an API key set, /health stays open but tells an unauthenticated caller only the status.
 
 Every refusal is explicit: 400/422 name the field, 401 a missing key, 413 an oversized body
@@ -51,11 +52,17 @@ T = TypeVar("T")
 
 @dataclass
 class ServerConfig:
-    max_queue: int = 4096  # waiting requests (RL rollout concurrency); beyond, see when_full
+    # Waiting requests; beyond, see when_full. OpenRLHF sends rollout batch size x n requests at
+    # once (its default batch is 1024 prompts): room for n = 16.
+    max_queue: int = 16384
     max_batch_examples: int = 32  # examples per generation batch
     batch_wait_s: float = 0.01  # how long a batch waits for more requests
-    group_window_s: float = 1.0  # how long a /get_reward group stays open for more responses to its prompt
-    max_group_size: int = 8  # responses per /get_reward judgment (at most protocol.MAX_RESPONSES)
+    # A /get_reward group is judged when it holds G responses, or this long after its first
+    # response arrived: long enough for rollouts spread over tens of seconds, and leaving most of
+    # timeout_s (below OpenRLHF's 180 s) for judging.
+    group_window_s: float = 60.0
+    group_size: int | None = None  # G, responses per prompt; None: from the request, else learned
+    max_group_size: int = 64  # responses per /get_reward judgment at most (at most protocol.MAX_RESPONSES)
     when_full: str = "wait"  # a request past max_queue waits for room ("wait") or gets 503 ("reject")
     timeout_s: float = 150.0  # per request, queueing included (below OpenRLHF's 180 s client timeout)
     max_body_bytes: int = 4 * 1024 * 1024
@@ -147,7 +154,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     if not 1 <= cfg.max_group_size <= MAX_RESPONSES:
         raise ValueError(f"max_group_size must be in 1..{MAX_RESPONSES}, got {cfg.max_group_size}")
     batcher = MicroBatcher(grm, max_queue=cfg.max_queue, max_batch_examples=cfg.max_batch_examples,
-                           batch_wait_s=cfg.batch_wait_s, group_window_s=cfg.group_window_s,
+                           batch_wait_s=cfg.batch_wait_s, group_window_s=cfg.group_window_s, group_size=cfg.group_size,
                            max_group_size=cfg.max_group_size, when_full=cfg.when_full)
     statuses: Counter = Counter()
     latencies: deque = deque(maxlen=2000)
@@ -238,7 +245,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
         # Each response joins the other responses to its prompt (this request's and concurrent
         # ones') in one listwise judgment; the prompt's chat markup is read back into turns.
         rollouts = [(p, untemplate(p), r) for p, r in pairs]
-        result = await judged(batcher.submit_rollouts(rollouts, grm.config.k, cfg.timeout_s))
+        result = await judged(batcher.submit_rollouts(rollouts, grm.config.k, cfg.timeout_s, body.group_size))
         if isinstance(result, JSONResponse):
             return result
         rewards = [0.0] * len(pairs)
@@ -285,6 +292,9 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             "mean_batch_examples": round(s.batched_examples / s.batches, 2) if s.batches else None,
             "requests_rerun_alone": s.rerun_alone,
             "mean_rollout_group_size": round(s.rollouts / s.rollout_examples, 2) if s.rollout_examples else None,
+            "rollout_group_sizes": {str(n): c for n, c in sorted(s.group_sizes.items())},
+            "rollout_groups_closed": dict(sorted(s.groups_closed.items())),
+            "group_size": {"given": cfg.group_size, "learned": batcher.learner.size},
             "judgments": s.judgments,
             "parse_failures": s.parse_failures,
         }

@@ -149,6 +149,8 @@ class GetRewardRequest(BaseModel):
     query: Annotated[list[Text], Field(max_length=MAX_ITEMS)]
     prompts: Annotated[list[Text], Field(max_length=MAX_ITEMS)]
     labels: list[Any] | None = None  # validated for count; a GRM needs no reference answer
+    # spct's own: G, the responses sampled per prompt, so a group is judged as soon as it is whole.
+    group_size: Annotated[int, Field(ge=1, le=MAX_RESPONSES)] | None = None
 
     @model_validator(mode="after")
     def _counts_match(self) -> GetRewardRequest:
