@@ -78,9 +78,39 @@ def test_health_and_metrics():
     client, _ = client_for()
     assert client.get("/health").json()["status"] == "ok"
     client.post("/v1/judge", json=judge_body())
-    m = client.get("/metrics").json()
+    m = client.get("/metrics/json").json()
     assert m["requests"]["200"] >= 1 and m["batches"] == 1 and m["judgments"] == 1 and m["parse_failures"] == 0
     assert m["latency_s"]["p50"] is not None and m["queue_depth"] == 0
+
+
+def test_metrics_scrape_is_prometheus_text():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client, _ = client_for(group_size=2)
+    client.post("/get_reward", json={"query": ["p a", "p bbbbbbbbbbbb"], "prompts": ["p", "p"]})
+    client.post("/get_reward", json={"query": ["q c"], "prompts": ["q"], "group_size": 1})
+    client.post("/v1/judge", json=judge_body())
+    client.post("/v1/judge", content=b"{", headers={"content-type": "application/json"})
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    samples = [s for f in families.values() for s in f.samples]
+
+    def value(name: str, **labels: str) -> float:
+        [sample] = [s for s in samples if s.name == name and labels.items() <= s.labels.items()]
+        return sample.value
+
+    assert families["spct_requests"].type == "counter"
+    assert value("spct_requests_total", status="200") == 3 and value("spct_requests_total", status="400") == 1
+    assert value("spct_queue_depth") == 0 and value("spct_judgments_total") == 3 and value("spct_parse_failures_total") == 0
+    # The two "p" responses in one judgment, the "q" one alone: sizes 2 and 1.
+    assert families["spct_rollout_group_size"].type == "histogram"
+    assert value("spct_rollout_group_size_bucket", le="1.0") == 1 and value("spct_rollout_group_size_bucket", le="2.0") == 2
+    assert value("spct_rollout_group_size_count") == 2 and value("spct_rollout_group_size_sum") == 3
+    assert value("spct_rollout_groups_closed_total", reason="full") == 2
+    assert value("spct_expected_group_size", source="given") == 2
+    assert value("spct_request_duration_seconds_count", path="/v1/judge") == 2
+    assert client.get("/metrics/json").json()["rollout_group_sizes"] == {"1": 1, "2": 1}
 
 
 def test_parse_failures_are_counted_and_reported_not_defaulted():
@@ -90,7 +120,7 @@ def test_parse_failures_are_counted_and_reported_not_defaulted():
     assert r.json()["rewards"][0]["rewards"] is None and r.json()["rewards"][0]["failed"] == 1
     r = client.post("/get_reward", json={"query": ["p a"], "prompts": ["p"]})
     assert r.status_code == 502 and "no valid judgment for query [0]" in r.json()["error"]
-    assert client.get("/metrics").json()["parse_failures"] == 2
+    assert client.get("/metrics/json").json()["parse_failures"] == 2
 
 
 # -- malformed requests: a 4xx that names the problem, and the server keeps serving ----------------
@@ -203,7 +233,7 @@ def test_backend_failure_mid_batch_fails_only_the_poisoned_request():
     bodies = [judge_body(str(i)) for i in range(5)] + [judge_body("POISON")]
     with running_server(app) as url:
         responses = _post_all(url, bodies)
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     assert [r.status_code for r in responses[:5]] == [200] * 5
     assert responses[5].status_code == 502
     assert "the judge backend failed: scripted failure" in responses[5].json()["error"]
@@ -232,7 +262,7 @@ def test_server_on_embedded_model_batches_two_requests(embedded_backend):
     ]
     with running_server(app) as url:
         responses = _post_all(url, bodies, path="/get_reward", timeout=600)
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
     rewards = [x for r in responses for x in r.json()["rewards"]]
     assert len(rewards) == 3 and all(1 <= x <= 10 for x in rewards)
@@ -253,7 +283,7 @@ def test_concurrent_single_rollout_posts_are_judged_listwise_per_prompt():
     bodies = [_rollout(p, "a" * (10 * i)) for p in prompts for i in range(4)]
     with running_server(app) as url:
         responses = _post_all(url, bodies, path="/get_reward")
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     assert [r.status_code for r in responses] == [200] * 8
     # Each request gets the reward of its own response (the fake scores 1 + len // 10).
     assert [r.json()["rewards"] for r in responses] == [[1.0], [2.0], [3.0], [4.0]] * 2
@@ -303,9 +333,9 @@ def test_rollouts_of_one_prompt_stay_whole_without_any_group_size_given():
     later = [_rollout("P3", "a" * (10 * i)) for i in range(4)]
     with running_server(app) as url:
         responses = _post_all(url, first, path="/get_reward")
-        learned = httpx.get(url + "/metrics").json()
+        learned = httpx.get(url + "/metrics/json").json()
         responses += _post_all(url, later, path="/get_reward")
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     assert [r.status_code for r in responses] == [200] * 12
     assert [r.json()["extra_logs"]["group_size"] for r in responses] == [[4.0]] * 12
     assert learned["group_size"] == {"given": None, "learned": 4}

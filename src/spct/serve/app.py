@@ -6,7 +6,8 @@
   batcher regroups them; `extra_logs.group_size` says how many responses each judgment saw).
   Empty lists are answered with empty lists (OpenRLHF's empty shards).
 - POST /v1/judge: examples in, voted rewards (and optionally the judgments) out.
-- GET /health, GET /metrics (JSON: requests by status, queue depth, latency, group sizes, parse failures).
+- GET /health; GET /metrics (Prometheus text format: requests by status, queue depth, latency,
+  batches, rollout group sizes, parse failures) and GET /metrics/json (the same as JSON).
   With an API key set, /health stays open but tells an unauthenticated caller only the status.
 
 Every refusal is explicit: 400/422 name the field, 401 a missing key, 413 an oversized body
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections import Counter, deque
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,13 +29,15 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
 from ..score_scale import normalise
 from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
+from .metrics import ServerMetrics
 from .protocol import (
     MAX_RESPONSES,
     GetRewardRequest,
@@ -156,9 +158,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     batcher = MicroBatcher(grm, max_queue=cfg.max_queue, max_batch_examples=cfg.max_batch_examples,
                            batch_wait_s=cfg.batch_wait_s, group_window_s=cfg.group_window_s, group_size=cfg.group_size,
                            max_group_size=cfg.max_group_size, when_full=cfg.when_full)
-    statuses: Counter = Counter()
-    latencies: deque = deque(maxlen=2000)
-    started = time.time()
+    metrics = ServerMetrics(batcher, cfg.group_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -179,21 +179,20 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     async def guard(request: Request, call_next):
         t0 = time.perf_counter()
         if cfg.allowed_hosts is not None and not host_allowed(request.headers.get("host", ""), cfg.allowed_hosts):
-            statuses[400] += 1
+            metrics.observe(request.url.path, 400)
             return _error(400, f"Host header {request.headers.get('host', '')!r} is not one this server answers to "
                                f"({', '.join(cfg.allowed_hosts)}, any port)")
         if request.url.path != "/health" and not authorized(request):
             response = _error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
-            statuses[401] += 1
+            metrics.observe(request.url.path, 401)
             return response
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > cfg.max_body_bytes):
-            statuses[413] += 1
+            metrics.observe(request.url.path, 413)
             return _error(413, f"request body of {length} bytes exceeds the limit of {cfg.max_body_bytes} bytes")
         response = await call_next(request)
-        statuses[response.status_code] += 1
-        if request.url.path in ("/get_reward", "/v1/judge"):
-            latencies.append(time.perf_counter() - t0)
+        judging = request.url.path in ("/get_reward", "/v1/judge")
+        metrics.observe(request.url.path, response.status_code, time.perf_counter() - t0 if judging else None)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -275,29 +274,12 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
                 "queue_depth": batcher.depth}
 
     @app.get("/metrics")
-    async def metrics():
-        lat = sorted(latencies)
-        s = batcher.stats
+    async def prometheus_metrics():
+        return Response(metrics.prometheus(), media_type=CONTENT_TYPE_LATEST)
 
-        def pct(q: float) -> float | None:
-            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 4) if lat else None
-
-        return {
-            "uptime_s": round(time.time() - started, 1),
-            "requests": {str(k): v for k, v in sorted(statuses.items())},
-            "queue_depth": batcher.depth,
-            "latency_s": {"p50": pct(0.5), "p99": pct(0.99), "window": len(lat)},
-            "batches": s.batches,
-            "mean_batch_requests": round(s.batched_requests / s.batches, 2) if s.batches else None,
-            "mean_batch_examples": round(s.batched_examples / s.batches, 2) if s.batches else None,
-            "requests_rerun_alone": s.rerun_alone,
-            "mean_rollout_group_size": round(s.rollouts / s.rollout_examples, 2) if s.rollout_examples else None,
-            "rollout_group_sizes": {str(n): c for n, c in sorted(s.group_sizes.items())},
-            "rollout_groups_closed": dict(sorted(s.groups_closed.items())),
-            "group_size": {"given": cfg.group_size, "learned": batcher.learner.size},
-            "judgments": s.judgments,
-            "parse_failures": s.parse_failures,
-        }
+    @app.get("/metrics/json")
+    async def json_metrics():
+        return metrics.json()
 
     return app
 
