@@ -62,6 +62,20 @@ def test_an_empty_shard_gets_empty_rewards_not_a_refusal():
     assert client.post("/get_reward", json=one).json()["rewards"] == [1.0]
 
 
+def test_v1_rollout_judges_a_response_with_the_rest_of_its_group():
+    fake = FakeBackend()
+    app = create_app(GenerativeRewardModel(fake))
+    bodies = [{"key": "u1", "query": [{"role": "user", "content": "Q?"}], "response": "a" * (10 * i), "group_size": 2}
+              for i in range(2)]
+    with running_server(app) as url:
+        out = [r.json() for r in _post_all(url, bodies, path="/v1/rollout")]
+        alone = httpx.post(url + "/v1/rollout", json={"query": "Q?", "response": "b", "group_size": 1})
+    assert out == [{"reward": 1.0, "score": 0.0, "group_size": 2, "used": 1, "failed": 0},
+                   {"reward": 2.0, "score": pytest.approx(1 / 9), "group_size": 2, "used": 1, "failed": 0}]
+    assert alone.status_code == 200 and alone.json()["group_size"] == 1
+    assert sorted(len(responses_in_prompt(r.messages[-1]["content"])) for c in fake.calls for r in c) == [1, 2]
+
+
 def test_v1_judge_returns_voted_rewards_and_judgments():
     client, _ = client_for()
     body = {"examples": [{"id": "q1", "query": "Q?", "responses": ["no", "a long, helpful answer"], "best": [1]}],
@@ -135,6 +149,8 @@ MALFORMED = [
     ("/get_reward", b'{"query": ["a b"], "prompts": ["a"], "group_size": 0}', 422, "group_size: Input should be greater than or equal to 1"),
     ("/get_reward", b'{"query": [1], "prompts": ["a"]}', 422, "query[0]: Input should be a valid string"),
     ("/get_reward", b'{"prompts": ["a"]}', 422, "query: Field required"),
+    ("/v1/rollout", b'{"query": "q"}', 422, "response: Field required"),
+    ("/v1/rollout", b'{"query": "q", "response": "a", "group_size": 65}', 422, "group_size: Input should be less than or equal to 64"),
     ("/v1/judge", b'{"examples": []}', 422, "examples: List should have at least 1 item"),
     ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a", 3]}]}', 422, "examples[0].responses[1]: Input should be a valid string"),
     ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a"], "best": [4]}]}', 422, "best index 4 out of range for 1 responses"),

@@ -6,6 +6,8 @@
   batcher regroups them; `extra_logs.group_size` says how many responses each judgment saw).
   Empty lists are answered with empty lists (OpenRLHF's empty shards).
 - POST /v1/judge: examples in, voted rewards (and optionally the judgments) out.
+- POST /v1/rollout: one response with its group's key (and G), judged with the rest of its
+  group as /get_reward does; for clients whose groups are spread over workers (verl).
 - GET /health; GET /metrics (Prometheus text format: requests by status, queue depth, latency,
   batches, rollout group sizes, parse failures) and GET /metrics/json (the same as JSON).
   With an API key set, /health stays open but tells an unauthenticated caller only the status.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
@@ -46,6 +49,8 @@ from .protocol import (
     JudgeResponse,
     JudgmentOut,
     RewardOut,
+    RolloutRequest,
+    RolloutResponse,
     untemplate,
 )
 
@@ -191,7 +196,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             metrics.observe(request.url.path, 413)
             return _error(413, f"request body of {length} bytes exceeds the limit of {cfg.max_body_bytes} bytes")
         response = await call_next(request)
-        judging = request.url.path in ("/get_reward", "/v1/judge")
+        judging = request.url.path in ("/get_reward", "/v1/judge", "/v1/rollout")
         metrics.observe(request.url.path, response.status_code, time.perf_counter() - t0 if judging else None)
         return response
 
@@ -265,6 +270,23 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             scores=[normalise(x) for x in rewards],
             extra_logs={"judgments_used": used, "judgments_failed": failed, "group_size": group_size},
         )
+
+    @app.post("/v1/rollout", response_model=RolloutResponse)
+    async def v1_rollout(body: RolloutRequest):
+        k = body.k or grm.config.k
+        if k > cfg.max_k:
+            return _error(422, f"k: {k} exceeds this server's limit of {cfg.max_k}")
+        query = body.query if isinstance(body.query, str) else [m.model_dump() for m in body.query]
+        # Tuple keys never meet /get_reward's prompt strings: the two endpoints' groups stay apart.
+        key = ("key", body.key) if body.key is not None else ("query", json.dumps(query))
+        result = await judged(batcher.submit_rollouts([(key, query, body.response)], k, cfg.timeout_s, body.group_size))
+        if isinstance(result, JSONResponse):
+            return result
+        [(r, pos)] = result
+        if r.rewards is None:
+            return _error(502, "no valid judgment: every sampled judgment failed to parse")
+        reward = r.rewards[pos] / r.used
+        return RolloutResponse(reward=reward, score=normalise(reward), group_size=len(r.rewards), used=r.used, failed=r.failed)
 
     @app.get("/health")
     async def health(request: Request):

@@ -33,7 +33,7 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from ..backends.base import BackendError
@@ -87,7 +87,7 @@ class _Member:
 class _Group:
     """Responses judged together as one example: an explicit example, or rollouts of one prompt."""
 
-    key: tuple | None  # (prompt, k) for rollouts, which others may join; None for an explicit example
+    key: tuple | None  # (group key, k) for rollouts, which others may join; None for an explicit example
     query: Query
     responses: list[str]
     members: list[_Member]
@@ -187,11 +187,12 @@ class MicroBatcher:
         results = await self._submit(len(examples), k, timeout_s, place, lambda: False)
         return [reward for reward, _ in results]
 
-    async def submit_rollouts(self, rollouts: list[tuple[str, Query, str]], k: int, timeout_s: float,
+    async def submit_rollouts(self, rollouts: list[tuple[Hashable, Query, str]], k: int, timeout_s: float,
                               group_size: int | None = None) -> list[tuple[Reward, int]]:
-        """Judge single responses (prompt key, query, response), each listwise with the other
-        responses to the same prompt that arrive meanwhile; per response its example's Reward and
-        its position in that example. `group_size`: G, when the client knows it."""
+        """Judge single responses (group key, query, response), each listwise with the other
+        responses with the same key (the prompt, or a client's group id) that arrive meanwhile;
+        per response its example's Reward and its position in that example. `group_size`: G,
+        when the client knows it."""
         counts = Counter(prompt for prompt, _, _ in rollouts)
 
         def place(job: _Job, now: float) -> bool:

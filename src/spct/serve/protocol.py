@@ -138,6 +138,25 @@ class JudgeResponse(BaseModel):
     rewards: list[RewardOut]
 
 
+class RolloutRequest(_Strict):
+    """One response, judged listwise with the other responses of its group as they arrive
+    (from any client: verl's reward workers each post their own samples)."""
+
+    key: Text | None = None  # the group's id (verl's GRPO uid); default: the query
+    query: Text | Annotated[list[Message], Field(min_length=1, max_length=MAX_RESPONSES)]
+    response: Text
+    group_size: Annotated[int, Field(ge=1, le=MAX_RESPONSES)] | None = None  # G: judged as soon as the group holds it
+    k: Annotated[int, Field(ge=1)] | None = None
+
+
+class RolloutResponse(BaseModel):
+    reward: float  # mean judge score of the response, 1..10
+    score: float  # the same, rescaled to 0..1
+    group_size: int  # responses the judgment saw
+    used: int
+    failed: int
+
+
 class GetRewardRequest(BaseModel):
     """OpenRLHF's remote reward-model request; unknown extra keys are ignored, as OpenRLHF adds some.
 
