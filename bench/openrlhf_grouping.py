@@ -185,7 +185,7 @@ def main() -> None:
     rows = [
         run("ungrouped (window 0, group 1)", args, group_window_s=0.0, max_group_size=1),
         run("grouped, window 250 ms", args, group_window_s=0.25, max_group_size=args.group),
-        run("grouped, window 1000 ms (default)", args, group_window_s=1.0, max_group_size=args.group),
+        run("grouped, window 1000 ms", args, group_window_s=1.0, max_group_size=args.group),
     ]
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
