@@ -22,7 +22,7 @@ from .common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve rewards over HTTP (OpenRLHF /get_reward and native /v1/judge)",
                        description="Serve a GRM to RL pipelines: POST /get_reward (OpenRLHF remote RM), POST /v1/judge "
-                                   "(native), GET /health, GET /metrics (Prometheus text; /metrics/json: the same as JSON). "
+                                   "and /v1/rollout (native), GET /health, GET /metrics (Prometheus text; /metrics/json: the same as JSON). "
                                    "Concurrent requests are micro-batched.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; on a loopback address, requests must "

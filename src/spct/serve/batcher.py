@@ -105,7 +105,7 @@ class BatchStats:
     rerun_alone: int = 0  # groups re-run alone after their batch failed
     judgments: int = 0
     parse_failures: int = 0
-    rollouts: int = 0  # /get_reward responses judged
+    rollouts: int = 0  # single responses (/get_reward, /v1/rollout) judged
     rollout_examples: int = 0  # examples those responses were judged in
     group_sizes: Counter = field(default_factory=Counter)  # responses per rollout example judged -> examples
     groups_closed: Counter = field(default_factory=Counter)  # "full" / "deadline" -> rollout groups

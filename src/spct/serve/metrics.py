@@ -66,8 +66,9 @@ class ServerMetrics(Collector):
                                   value=s.rerun_alone)
         yield CounterMetricFamily("spct_judgments", "Judgments generated", value=s.judgments)
         yield CounterMetricFamily("spct_parse_failures", "Judgments that failed to parse", value=s.parse_failures)
-        yield CounterMetricFamily("spct_rollouts_judged", "/get_reward responses judged", value=s.rollouts)
-        sizes = HistogramMetricFamily("spct_rollout_group_size", "Responses per /get_reward judgment")
+        yield CounterMetricFamily("spct_rollouts_judged", "Single responses judged in regrouped groups "
+                                  "(/get_reward, /v1/rollout)", value=s.rollouts)
+        sizes = HistogramMetricFamily("spct_rollout_group_size", "Responses per judgment of a regrouped group")
         sizes.add_metric([], [(str(float(b)), sum(c for n, c in s.group_sizes.items() if n <= b)) for b in GROUP_SIZE_BUCKETS]
                          + [("+Inf", sum(s.group_sizes.values()))], sum(n * c for n, c in s.group_sizes.items()))
         yield sizes
