@@ -139,7 +139,7 @@ def concurrent_valid(n: int, config: ServerConfig, backend: FakeBackend) -> dict
 MALFORMED_KINDS = {
     "bad JSON": ("/get_reward", b'{"query": ["a b"], "prompts": ["a"'),
     "wrong types": ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a", 7]}]}'),
-    "empty lists": ("/get_reward", b'{"query": [], "prompts": []}'),
+    "no examples": ("/v1/judge", b'{"examples": []}'),  # (empty /get_reward lists are a valid empty shard)
     "huge body": ("/v1/judge", json.dumps({"examples": [{"query": "q", "responses": ["z" * (5 * 1024 * 1024)]}]}).encode()),
     "wrong label count": ("/get_reward", b'{"query": ["a b", "a c"], "prompts": ["a", "a"], "labels": ["x"]}'),
 }

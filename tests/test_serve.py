@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 
 from spct.backends.fake import FakeBackend, responses_in_prompt
 from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.rollouts import clean_response, prompt_overlap, untemplate
 from spct.serve import ServerConfig, create_app
 from spct.serve.batcher import MicroBatcher, QueueFull
 from spct.serve.grouping import GroupSizeLearner
-from spct.serve.protocol import GetRewardRequest, clean_response, prompt_overlap, untemplate
+from spct.serve.protocol import GetRewardRequest
 
 
 def client_for(backend=None, **config) -> tuple[TestClient, FakeBackend]:

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from spct.integrations.client import RewardClient, RewardError, group_equal, scatter
+from spct.rollouts import check_counts, split_rollouts, untemplate
 from spct.score_scale import normalise
-from spct.serve.protocol import GetRewardRequest, untemplate
 
 _client: RewardClient | None = None
 # OpenRLHF calls reward_func from many threads at once: the first calls must not each load a model.
@@ -36,8 +36,8 @@ def _shared_client() -> RewardClient:
 
 def rewards_for(client: RewardClient, queries: list[str], prompts: list[str], labels: list[Any] | None = None) -> dict:
     """OpenRLHF's reward dict: rewards (mean judge score, 1..10), scores (0..1) and extra_logs."""
-    request = GetRewardRequest(query=list(queries), prompts=list(prompts), labels=None if labels is None else list(labels))
-    pairs = request.split()
+    check_counts(queries, prompts, labels)
+    pairs = split_rollouts(queries, prompts)
     groups = group_equal([p for p, _ in pairs])
     judged = [(untemplate(pairs[idx[0]][0]), [pairs[i][1] for i in idx]) for idx in groups]
     scores = scatter(groups, client.judge_groups(judged), len(pairs))

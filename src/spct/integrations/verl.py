@@ -44,6 +44,7 @@ from spct.integrations.client import (
     group_equal,
     scatter,
 )
+from spct.rollouts import untemplate
 
 CLIENT_OPTIONS = ("url", "api_key", "model", "k", "max_new_tokens")
 _clients: dict[tuple, RewardClient] = {}
@@ -121,8 +122,6 @@ class ListwiseScorer:
         try:
             return _question(item.non_tensor_batch.get("extra_info"))
         except RewardError:
-            from spct.serve.protocol import untemplate
-
             return untemplate(self.tokenizer.decode(prompt_ids, skip_special_tokens=False))
 
     async def score(self, item: Any) -> dict:

@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
+from ..rollouts import untemplate
 from ..score_scale import normalise
 from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
 from .metrics import ServerMetrics
@@ -51,7 +52,6 @@ from .protocol import (
     RewardOut,
     RolloutRequest,
     RolloutResponse,
-    untemplate,
 )
 
 T = TypeVar("T")
