@@ -64,12 +64,12 @@ class ServerConfig:
     max_queue: int = 16384
     max_batch_examples: int = 32  # examples per generation batch
     batch_wait_s: float = 0.01  # how long a batch waits for more requests
-    # A /get_reward group is judged when it holds G responses, or this long after its first
-    # response arrived: long enough for rollouts spread over tens of seconds, and leaving most of
-    # timeout_s (below OpenRLHF's 180 s) for judging.
+    # A group of single rollouts (/get_reward, /v1/rollout) is judged when it holds G responses,
+    # or this long after its first response arrived: long enough for rollouts spread over tens of
+    # seconds, and leaving most of timeout_s (below OpenRLHF's 180 s) for judging.
     group_window_s: float = 60.0
     group_size: int | None = None  # G, responses per prompt; None: from the request, else learned
-    max_group_size: int = 64  # responses per /get_reward judgment at most (at most protocol.MAX_RESPONSES)
+    max_group_size: int = 64  # responses per judgment of such a group at most (at most protocol.MAX_RESPONSES)
     when_full: str = "wait"  # a request past max_queue waits for room ("wait") or gets 503 ("reject")
     timeout_s: float = 150.0  # per request, queueing included (below OpenRLHF's 180 s client timeout)
     max_body_bytes: int = 4 * 1024 * 1024

@@ -7,8 +7,8 @@ generate them. The batcher regroups them: a rollout joins the open group of its 
 k); a group is judged, listwise, as one example, once it holds the G responses its prompt is
 sampled with, or at its deadline, `group_window_s` after its FIRST response arrived. G comes
 from the request (`group_size`), else from the server (`group_size`), else from the request
-itself when it carries several rollouts (a batching client sends each group whole), else it is learned
-from arrivals (grouping.py); it is capped at `max_group_size`. Each request gets the reward of
+itself when it carries several rollouts (a batching client sends each group whole), else it is
+learned from arrivals (grouping.py); it is capped at `max_group_size`. Each request gets the reward of
 its own response. Explicit examples (/v1/judge) are judged as sent.
 
 One worker takes the groups that are ready (waiting at most `batch_wait_s` for more, up to
@@ -163,10 +163,6 @@ class MicroBatcher:
         return max(1, math.ceil(per_batch * max(1, self.depth) / self.max_batch_examples))
 
     # -- grouping ---------------------------------------------------------------------------
-    def expected_group_size(self) -> int | None:
-        """G for a group whose request named none: the server's, else the learned one (None: unknown yet)."""
-        return self.group_size or self.learner.size
-
     def _target(self, g: _Group) -> int:
         """How many responses complete a rollout group (the cap while G is unknown)."""
         size = g.asked or self.group_size or g.implied or self.learner.size or self.max_group_size
