@@ -13,8 +13,10 @@ measure grouping, not a model.
 Scenarios: the server's defaults with no G given (two waves: the first teaches the server G,
 the second is judged as each group completes), the issue's pattern of 16 prompts x 4 over 3 s
 under the defaults and under the old defaults (1 s window, groups of at most 8), a queue far
-smaller than the fan-out, `--group-size` given with rollouts spread over 30 s, and two servers
-fed alternately (rollout by rollout) versus routed by a hash of the prompt.
+smaller than the fan-out, `--group-size` given with rollouts spread over 30 s, two servers
+fed alternately (rollout by rollout) versus routed by a hash of the prompt, and verl's reward
+loop (8 reward workers, each sample to one at random) with spct's listwise manager in-process
+versus through the server.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -38,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_server import serve  # noqa: E402  (sibling bench scripts)
 from openrlhf_grouping import ListwiseCostFake, openrlhf_post  # noqa: E402
 
+from spct.integrations.client import GroupGatherer, RewardClient, ServerGrouper  # noqa: E402
 from spct.judge import GenerativeRewardModel  # noqa: E402
 from spct.serve import ServerConfig, create_app  # noqa: E402
 
@@ -103,6 +107,46 @@ def scenario(name: str, configs: list[dict], waves: list[tuple[int, float]], gro
     return rows
 
 
+def verl_workers(name: str, via_server: bool, workers: int, prompts: int, group: int, spread: float,
+                 seed: int) -> dict:
+    """verl's reward loop: each sample goes to one of `workers` reward managers (at random), each
+    on an event loop of its own, and is scored there with spct's listwise gatherer: in-process
+    (GroupGatherer, a 1 s window per worker) or through the server (ServerGrouper, /v1/rollout)."""
+    rng = random.Random(seed)
+    slots = [(p, g) for p in range(prompts) for g in range(group)]
+    rng.shuffle(slots)
+    step = spread / len(slots)
+    shares: list[list[tuple[int, int, int]]] = [[] for _ in range(workers)]
+    for i, (p, g) in enumerate(slots):
+        shares[rng.randrange(workers)].append((i, p, g))
+    grm = GenerativeRewardModel(_fake())
+
+    def worker(share: list[tuple[int, int, int]], url: str | None) -> list[tuple[int, int, float]]:
+        gatherer = (ServerGrouper(RewardClient(url=url), group) if url is not None
+                    else GroupGatherer(RewardClient(grm), group, window_s=1.0))
+
+        async def one(i: int, p: int, g: int) -> tuple[int, int, float]:
+            await asyncio.sleep(max(0.0, start + i * step - time.perf_counter()))
+            t0 = time.perf_counter()
+            _, size = await gatherer.score(f"uid{p}", f"Question {p}: how do I do task {p}?", f"Answer {g}: detail")
+            return p, size, time.perf_counter() - t0
+
+        async def run() -> list[tuple[int, int, float]]:
+            return await asyncio.gather(*(one(*s) for s in share))
+
+        return asyncio.run(run())
+
+    with ExitStack() as stack:
+        url = stack.enter_context(serve(create_app(grm, ServerConfig()))) if via_server else None
+        start = time.perf_counter()  # arrival times count from here
+        with ThreadPoolExecutor(workers) as pool:
+            results = [r for part in pool.map(lambda s: worker(s, url), shares) for r in part]
+    row = {"scenario": name, "wave": 1, "rollouts": len(results), "prompts": prompts, "G": group, "spread_s": spread,
+           "workers": workers, "wall_s": round(time.perf_counter() - start, 1), **summary(results, group)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
@@ -129,6 +173,10 @@ def main() -> None:
         if args.only is None or args.only in name:
             rows += scenario(name, configs, waves, 4, args.seed, route or (lambda p, g: 0),
                              scrape if name.startswith("defaults") else None)
+    for name, via_server in (("verl, 8 reward workers, in-process gatherer", False),
+                             ("verl, 8 reward workers, through spct serve", True)):
+        if args.only is None or args.only in name:
+            rows.append(verl_workers(name, via_server, 8, 16, 4, 3.0, args.seed))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 
