@@ -115,7 +115,7 @@ def concurrent_valid(n: int, config: ServerConfig, backend: FakeBackend) -> dict
         t0 = time.perf_counter()
         results = asyncio.run(fire(url, [(p, b) for p, b, _ in reqs]))
         wall = time.perf_counter() - t0
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     ok = refused = wrong = lost = other = 0
     lat = []
     for (path, _, expected), (r, dt) in zip(reqs, results, strict=True):
@@ -139,7 +139,7 @@ def concurrent_valid(n: int, config: ServerConfig, backend: FakeBackend) -> dict
 MALFORMED_KINDS = {
     "bad JSON": ("/get_reward", b'{"query": ["a b"], "prompts": ["a"'),
     "wrong types": ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a", 7]}]}'),
-    "empty lists": ("/get_reward", b'{"query": [], "prompts": []}'),
+    "no examples": ("/v1/judge", b'{"examples": []}'),  # (empty /get_reward lists are a valid empty shard)
     "huge body": ("/v1/judge", json.dumps({"examples": [{"query": "q", "responses": ["z" * (5 * 1024 * 1024)]}]}).encode()),
     "wrong label count": ("/get_reward", b'{"query": ["a b", "a c"], "prompts": ["a", "a"], "labels": ["x"]}'),
 }
@@ -181,7 +181,7 @@ def failure(n: int = 20, poisoned: tuple[int, ...] = (3, 9, 15)) -> dict:
         reqs.append((path, body, expected))
     with serve(app) as url:
         results = asyncio.run(fire(url, [(p, b) for p, b, _ in reqs]))
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     out = {"requests": n, "poisoned": len(poisoned), "poisoned_5xx_with_reason": 0, "others_ok_and_right": 0,
            "largest_backend_batch": max(len(c) for c in backend.calls), "requests_rerun_alone": metrics["requests_rerun_alone"]}
     for i, ((path, _, expected), (r, _)) in enumerate(zip(reqs, results, strict=True)):
@@ -208,7 +208,7 @@ def real(n: int, max_new_tokens: int) -> dict:
         t0 = time.perf_counter()
         results = asyncio.run(fire(url, reqs, timeout=1800))
         wall = time.perf_counter() - t0
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     lat = [dt for r, dt in results if not isinstance(r, Exception) and r.status_code == 200]
     rewards = [r.json()["rewards"] for r, _ in results if not isinstance(r, Exception) and r.status_code == 200]
     return {"requests": n, "ok": len(lat), "backend_batches": metrics["batches"], "judgments": metrics["judgments"],

@@ -97,7 +97,7 @@ def run(name: str, args: argparse.Namespace, **config) -> dict:
     app = create_app(GenerativeRewardModel(fake), ServerConfig(**config))
     with serve(app) as url:
         results, wall = asyncio.run(rollouts(url, args.prompts, args.group, args.gen_s, args.seed))
-        metrics = httpx.get(f"{url}/metrics").json()
+        metrics = httpx.get(f"{url}/metrics/json").json()
     n = len(results)
     latencies = sorted(lat for _, lat, _ in results)
     judgments = sum(len(call) for call in fake.calls)
@@ -145,7 +145,7 @@ def real_accuracy(name: str, args: argparse.Namespace, **config) -> dict:
         t0 = time.perf_counter()
         outs = asyncio.run(post_all(url))
         wall = time.perf_counter() - t0
-        metrics = httpx.get(f"{url}/metrics").json()
+        metrics = httpx.get(f"{url}/metrics/json").json()
     rewards = [o["rewards"][0] if o else None for o in outs]
     correct = []
     for i, ex in enumerate(examples):
@@ -185,7 +185,7 @@ def main() -> None:
     rows = [
         run("ungrouped (window 0, group 1)", args, group_window_s=0.0, max_group_size=1),
         run("grouped, window 250 ms", args, group_window_s=0.25, max_group_size=args.group),
-        run("grouped, window 1000 ms (default)", args, group_window_s=1.0, max_group_size=args.group),
+        run("grouped, window 1000 ms", args, group_window_s=1.0, max_group_size=args.group),
     ]
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

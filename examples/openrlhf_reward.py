@@ -1,21 +1,25 @@
 """How OpenRLHF (>= 0.9.1; checked against 0.11.0) calls spct, shown without OpenRLHF installed.
+The flags below are OpenRLHF >= 0.10.2's; older versions call them --remote_rm_url and
+--n_samples_per_prompt.
 
 OpenRLHF rewards each rollout as soon as it is generated: one POST per rollout, many at once,
 `{"query": [prompt + response], "prompts": [prompt], "labels": [label]}`. `spct serve` regroups
-the rollouts of one prompt into one listwise judgment (window and size: --group-window-ms,
---max-group-size). In OpenRLHF:
+the rollouts of one prompt into one listwise judgment (--group-size, else learned; deadline:
+--group-window-ms). In OpenRLHF:
 
-    spct serve --k 2 --max-group-size 8 &            # 8 = OpenRLHF's --n_samples_per_prompt
-    ... --remote_rm_url http://127.0.0.1:8000/get_reward
+    spct serve --k 2 --group-size 8 &                # 8 = OpenRLHF's --rollout.n_samples_per_prompt
+    ... --reward.remote_url http://127.0.0.1:8000/get_reward
 
 Or, in-process (each call is judged alone: OpenRLHF calls the file once per rollout, from
 threads; use the server to judge groups together):
 
-    SPCT_MODEL=smollm2-135m ... --remote_rm_url $(python -c "import spct.integrations.openrlhf as m; print(m.__file__)")
+    SPCT_MODEL=smollm2-135m ... --reward.remote_url $(python -c "import spct.integrations.openrlhf as m; print(m.__file__)")
 
 This script makes the same calls:
     python examples/openrlhf_reward.py                          # reward_func in-process
     python examples/openrlhf_reward.py --url http://127.0.0.1:8000   # concurrent single-rollout POSTs
+(against `spct serve --group-size 2`, this script's 2 rollouts per prompt; without a group size the
+server learns it, and until it has, a group waits for its deadline, --group-window-ms)
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ In-process (the embedded judge; one tiny step on CPU takes a few minutes):
     python examples/trl_grpo_reward.py
 Against a running reward server (`spct serve --k 2` in another shell):
     python examples/trl_grpo_reward.py --url http://127.0.0.1:8000
+(--url uses AsyncGRMRewardFunc, which TRL awaits from 1.14 on; spct's train extra needs trl>=1.14.)
 """
 
 from __future__ import annotations

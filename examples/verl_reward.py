@@ -13,6 +13,10 @@ Keep the question in each row's extra_info["question"]. To judge each GRPO group
     reward.reward_manager.module.path=pkg://spct.integrations.verl
     reward.reward_manager.name=SPCTListwiseRewardManager
 
+With reward_kwargs.url the manager leaves the grouping to the server (POST /v1/rollout, keyed by
+the sample's uid, G = actor_rollout_ref.rollout.n), so a group spread over verl's reward
+workers (reward.num_workers, 8 by default) is still judged whole.
+
 verl <= 0.8 reads the top-level keys instead (`custom_reward_function.path=<file of
 spct/integrations/verl.py>`, `custom_reward_function.name=compute_score`, or
 `compute_score_batch` with `reward_model.reward_manager=batch`).

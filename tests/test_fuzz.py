@@ -177,7 +177,9 @@ def hostile_client() -> TestClient:
         n = req.messages[-1]["content"].count("[[Response ")
         return f"Analysis: ok\nScores: \\boxed{{{', '.join(['5'] * n)}}}" if req.seed % 3 else "\\boxed{², " + "9" * 400 + "}"
 
-    return TestClient(create_app(GenerativeRewardModel(FakeBackend(script=script)), ServerConfig(max_body_bytes=100_000)))
+    # Window 0: a rollout is grouped with what arrives with it, never held for a deadline.
+    config = ServerConfig(max_body_bytes=100_000, group_window_s=0.0)
+    return TestClient(create_app(GenerativeRewardModel(FakeBackend(script=script)), config))
 
 
 @FUZZ

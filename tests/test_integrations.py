@@ -15,10 +15,10 @@ from _server import running_server
 from spct.backends.fake import FakeBackend, responses_in_prompt
 from spct.integrations import RewardClient, RewardError, verl
 from spct.integrations import openrlhf as orl
-from spct.integrations.client import GroupGatherer
+from spct.integrations.client import GroupGatherer, ServerGrouper
 from spct.integrations.trl import AsyncGRMRewardFunc, GRMRewardFunc
 from spct.judge import GenerativeRewardModel
-from spct.serve import create_app
+from spct.serve import ServerConfig, create_app
 
 PROMPTS = ["Say hi."] * 3 + ["Say bye."] * 3
 COMPLETIONS = ["hi", "hello there, friend!", "hey you", "bye", "goodbye, see you soon!", "ciao"]
@@ -77,6 +77,8 @@ def test_openrlhf_reward_func_in_process():
     assert out["scores"].tolist() == pytest.approx([(x - 1) / 9 for x in EXPECTED])
     with pytest.raises(ValueError, match=r"query\[0\] does not contain prompts\[0\]"):
         orl.rewards_for(client, ["x"], ["y"], None)
+    empty = orl.rewards_for(client, [], [], [])  # an empty shard (several reward URLs)
+    assert empty["rewards"].tolist() == [] and empty["scores"].tolist() == [] and empty["extra_logs"]["group_size"].tolist() == []
 
 
 def test_verl_compute_score_single_and_batch(monkeypatch):
@@ -204,6 +206,29 @@ def test_listwise_scorer_reads_verl_samples_and_judges_each_uid_together():
     assert all(o["reward_extra_info"]["spct_group_size"] == 3 for o in out)
     [[req]] = fake.calls
     assert "<|im_start|>" not in req.messages[-1]["content"] and "Say hi." in req.messages[-1]["content"]
+
+
+def test_a_verl_group_spread_over_reward_workers_is_judged_whole_by_the_server():
+    # verl's reward workers (reward.num_workers, 8 by default) each score their share of the
+    # samples on an event loop of their own; posting to one server keeps each uid's group whole.
+    fake = FakeBackend()
+    samples = [_sample(f"Q{u}?", "a" * (10 * i), f"u{u}") for u in range(2) for i in range(4)]
+    with running_server(create_app(GenerativeRewardModel(fake), ServerConfig(group_window_s=30.0))) as url:
+        def worker(share: list) -> list[dict]:
+            scorer = verl.ListwiseScorer(_Tok(), ServerGrouper(RewardClient(url=url), group_size=4))
+
+            async def run():
+                return await asyncio.gather(*(scorer.score(s) for s in share))
+
+            return asyncio.run(run())
+
+        with ThreadPoolExecutor(4) as pool:  # worker w holds one sample of each group
+            out = [o for part in pool.map(worker, [samples[w::4] for w in range(4)]) for o in part]
+    assert [o["reward_extra_info"]["spct_group_size"] for o in out] == [4] * 8
+    assert sorted(o["reward_score"] for o in out) == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]
+    assert sorted(len(responses_in_prompt(r.messages[-1]["content"])) for call in fake.calls for r in call) == [4, 4]
+    with pytest.raises(ValueError, match="needs a client with a url"):
+        ServerGrouper(RewardClient(GenerativeRewardModel(fake)), group_size=4)
 
 
 def test_verl_loads_spct_through_its_own_loader():

@@ -225,7 +225,7 @@ def test_hostile_score_text_through_the_server_is_not_blamed_on_the_client():
     assert reward["judgments"][0]["error"].split(":")[0] in ("out_of_range", "not_integer")
     r = client.post("/get_reward", json={"query": ["p a", "p b"], "prompts": ["p", "p"]})
     assert r.status_code == 502 and "every sampled judgment failed to parse" in r.json()["error"]
-    assert client.get("/metrics").json()["requests"] == {"200": 1, "502": 1}
+    assert client.get("/metrics/json").json()["requests"] == {"200": 1, "502": 1}
 
 
 # -- 5. output paths ---------------------------------------------------------------------------------

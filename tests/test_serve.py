@@ -3,6 +3,7 @@ timeouts, failure isolation and the API key, over FakeBackend; one real run on t
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -12,8 +13,11 @@ from fastapi.testclient import TestClient
 
 from spct.backends.fake import FakeBackend, responses_in_prompt
 from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.rollouts import clean_response, prompt_overlap, untemplate
 from spct.serve import ServerConfig, create_app
-from spct.serve.protocol import GetRewardRequest, clean_response, prompt_overlap, untemplate
+from spct.serve.batcher import MicroBatcher, QueueFull
+from spct.serve.grouping import GroupSizeLearner
+from spct.serve.protocol import GetRewardRequest
 
 
 def client_for(backend=None, **config) -> tuple[TestClient, FakeBackend]:
@@ -45,6 +49,34 @@ def test_get_reward_splits_queries_and_judges_each_prompt_listwise():
     assert "[[Response 2]]" in fake.calls[0][0].messages[-1]["content"]
 
 
+def test_an_empty_shard_gets_empty_rewards_not_a_refusal():
+    # OpenRLHF shards every call over all its reward URLs: one rollout and two URLs leave the
+    # second an empty shard, and a refusal there makes the rollout's reward None.
+    client, fake = client_for()
+    for body in ({"query": [], "prompts": [], "labels": []}, {"query": [], "prompts": []}):
+        r = client.post("/get_reward", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"rewards": [], "scores": [],
+                            "extra_logs": {"judgments_used": [], "judgments_failed": [], "group_size": []}}
+    assert fake.calls == []
+    one = {"query": ["p a"], "prompts": ["p"], "labels": [""], "group_size": 1}  # G from the request: judged at once
+    assert client.post("/get_reward", json=one).json()["rewards"] == [1.0]
+
+
+def test_v1_rollout_judges_a_response_with_the_rest_of_its_group():
+    fake = FakeBackend()
+    app = create_app(GenerativeRewardModel(fake))
+    bodies = [{"key": "u1", "query": [{"role": "user", "content": "Q?"}], "response": "a" * (10 * i), "group_size": 2}
+              for i in range(2)]
+    with running_server(app) as url:
+        out = [r.json() for r in _post_all(url, bodies, path="/v1/rollout")]
+        alone = httpx.post(url + "/v1/rollout", json={"query": "Q?", "response": "b", "group_size": 1})
+    assert out == [{"reward": 1.0, "score": 0.0, "group_size": 2, "used": 1, "failed": 0},
+                   {"reward": 2.0, "score": pytest.approx(1 / 9), "group_size": 2, "used": 1, "failed": 0}]
+    assert alone.status_code == 200 and alone.json()["group_size"] == 1
+    assert sorted(len(responses_in_prompt(r.messages[-1]["content"])) for c in fake.calls for r in c) == [1, 2]
+
+
 def test_v1_judge_returns_voted_rewards_and_judgments():
     client, _ = client_for()
     body = {"examples": [{"id": "q1", "query": "Q?", "responses": ["no", "a long, helpful answer"], "best": [1]}],
@@ -61,19 +93,49 @@ def test_health_and_metrics():
     client, _ = client_for()
     assert client.get("/health").json()["status"] == "ok"
     client.post("/v1/judge", json=judge_body())
-    m = client.get("/metrics").json()
+    m = client.get("/metrics/json").json()
     assert m["requests"]["200"] >= 1 and m["batches"] == 1 and m["judgments"] == 1 and m["parse_failures"] == 0
     assert m["latency_s"]["p50"] is not None and m["queue_depth"] == 0
 
 
+def test_metrics_scrape_is_prometheus_text():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client, _ = client_for(group_size=2)
+    client.post("/get_reward", json={"query": ["p a", "p bbbbbbbbbbbb"], "prompts": ["p", "p"]})
+    client.post("/get_reward", json={"query": ["q c"], "prompts": ["q"], "group_size": 1})
+    client.post("/v1/judge", json=judge_body())
+    client.post("/v1/judge", content=b"{", headers={"content-type": "application/json"})
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    samples = [s for f in families.values() for s in f.samples]
+
+    def value(name: str, **labels: str) -> float:
+        [sample] = [s for s in samples if s.name == name and labels.items() <= s.labels.items()]
+        return sample.value
+
+    assert families["spct_requests"].type == "counter"
+    assert value("spct_requests_total", status="200") == 3 and value("spct_requests_total", status="400") == 1
+    assert value("spct_queue_depth") == 0 and value("spct_judgments_total") == 3 and value("spct_parse_failures_total") == 0
+    # The two "p" responses in one judgment, the "q" one alone: sizes 2 and 1.
+    assert families["spct_rollout_group_size"].type == "histogram"
+    assert value("spct_rollout_group_size_bucket", le="1.0") == 1 and value("spct_rollout_group_size_bucket", le="2.0") == 2
+    assert value("spct_rollout_group_size_count") == 2 and value("spct_rollout_group_size_sum") == 3
+    assert value("spct_rollout_groups_closed_total", reason="full") == 2
+    assert value("spct_expected_group_size", source="given") == 2
+    assert value("spct_request_duration_seconds_count", path="/v1/judge") == 2
+    assert client.get("/metrics/json").json()["rollout_group_sizes"] == {"1": 1, "2": 1}
+
+
 def test_parse_failures_are_counted_and_reported_not_defaulted():
-    client, _ = client_for(FakeBackend(script=lambda req, s: "I like both."))
+    client, _ = client_for(FakeBackend(script=lambda req, s: "I like both."), group_size=1)
     r = client.post("/v1/judge", json=judge_body())
     assert r.status_code == 200
     assert r.json()["rewards"][0]["rewards"] is None and r.json()["rewards"][0]["failed"] == 1
     r = client.post("/get_reward", json={"query": ["p a"], "prompts": ["p"]})
     assert r.status_code == 502 and "no valid judgment for query [0]" in r.json()["error"]
-    assert client.get("/metrics").json()["parse_failures"] == 2
+    assert client.get("/metrics/json").json()["parse_failures"] == 2
 
 
 # -- malformed requests: a 4xx that names the problem, and the server keeps serving ----------------
@@ -82,12 +144,14 @@ MALFORMED = [
     ("/get_reward", b"{not json", 400, "not valid JSON"),
     ("/get_reward", b"[1, 2]", 422, "valid dictionary"),
     ("/get_reward", b'{"query": "a b", "prompts": ["a"]}', 422, "query: Input should be a valid list"),
-    ("/get_reward", b'{"query": [], "prompts": []}', 422, "query: List should have at least 1 item"),
     ("/get_reward", b'{"query": ["a b"], "prompts": ["a", "b"]}', 422, "prompts has 2 items but query has 1"),
     ("/get_reward", b'{"query": ["a b"], "prompts": ["a"], "labels": [1, 2]}', 422, "labels has 2 items but query has 1"),
     ("/get_reward", b'{"query": ["a b"], "prompts": ["zzz"]}', 422, "query[0] does not contain prompts[0]"),
+    ("/get_reward", b'{"query": ["a b"], "prompts": ["a"], "group_size": 0}', 422, "group_size: Input should be greater than or equal to 1"),
     ("/get_reward", b'{"query": [1], "prompts": ["a"]}', 422, "query[0]: Input should be a valid string"),
     ("/get_reward", b'{"prompts": ["a"]}', 422, "query: Field required"),
+    ("/v1/rollout", b'{"query": "q"}', 422, "response: Field required"),
+    ("/v1/rollout", b'{"query": "q", "response": "a", "group_size": 65}', 422, "group_size: Input should be less than or equal to 64"),
     ("/v1/judge", b'{"examples": []}', 422, "examples: List should have at least 1 item"),
     ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a", 3]}]}', 422, "examples[0].responses[1]: Input should be a valid string"),
     ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a"], "best": [4]}]}', 422, "best index 4 out of range for 1 responses"),
@@ -186,7 +250,7 @@ def test_backend_failure_mid_batch_fails_only_the_poisoned_request():
     bodies = [judge_body(str(i)) for i in range(5)] + [judge_body("POISON")]
     with running_server(app) as url:
         responses = _post_all(url, bodies)
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     assert [r.status_code for r in responses[:5]] == [200] * 5
     assert responses[5].status_code == 502
     assert "the judge backend failed: scripted failure" in responses[5].json()["error"]
@@ -195,7 +259,7 @@ def test_backend_failure_mid_batch_fails_only_the_poisoned_request():
 
 
 def test_cli_serve_binds_loopback_and_answers(tmp_path):
-    with cli_server() as (port, health):
+    with cli_server("--group-size", "1") as (port, health):  # G = 1: a lone rollout is a whole group
         assert health.json()["status"] == "ok"
         r = httpx.post(f"http://127.0.0.1:{port}/get_reward", json={"query": ["p answer"], "prompts": ["p"]})
         assert r.status_code == 200 and r.json()["rewards"] == [1.0]
@@ -215,7 +279,7 @@ def test_server_on_embedded_model_batches_two_requests(embedded_backend):
     ]
     with running_server(app) as url:
         responses = _post_all(url, bodies, path="/get_reward", timeout=600)
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
     rewards = [x for r in responses for x in r.json()["rewards"]]
     assert len(rewards) == 3 and all(1 <= x <= 10 for x in rewards)
@@ -236,7 +300,7 @@ def test_concurrent_single_rollout_posts_are_judged_listwise_per_prompt():
     bodies = [_rollout(p, "a" * (10 * i)) for p in prompts for i in range(4)]
     with running_server(app) as url:
         responses = _post_all(url, bodies, path="/get_reward")
-        metrics = httpx.get(url + "/metrics").json()
+        metrics = httpx.get(url + "/metrics/json").json()
     assert [r.status_code for r in responses] == [200] * 8
     # Each request gets the reward of its own response (the fake scores 1 + len // 10).
     assert [r.json()["rewards"] for r in responses] == [[1.0], [2.0], [3.0], [4.0]] * 2
@@ -259,9 +323,78 @@ def test_groups_are_capped_at_max_group_size_even_within_one_request():
     assert sorted(len(responses_in_prompt(req.messages[-1]["content"])) for c in fake.calls for req in c) == [2] + [4] * 17
 
 
-def test_group_size_limit_is_validated():
+def test_group_size_is_learned_from_arrivals_not_from_how_groups_were_cut():
+    clock = GroupSizeLearner(window_s=10.0)
+    assert clock.size is None
+    for prompt, t in [("a", 0.0), ("a", 1.0), ("b", 2.0), ("a", 3.0), ("b", 4.0), ("a", 9.0), ("b", 11.0), ("b", 11.5)]:
+        clock.arrive(prompt, t)
+    # "a" (first at 0 s) ended at 10 s with 4 arrivals; "b" (first at 2 s) is still open.
+    assert clock.size == 4
+    clock.expire(12.5)
+    assert clock.size == 4  # "b" ended with 4 too
+    clock.arrive("c", 20.0)
+    clock.arrive("d", 20.0)
+    clock.expire(31.0)
+    assert clock.size == 4  # two episodes of 1 against two of 4: a tie goes to the larger size
+    clock.arrive("e", 40.0)
+    clock.expire(51.0)
+    assert clock.size == 1  # now the most common
+
+
+def test_rollouts_of_one_prompt_stay_whole_without_any_group_size_given():
+    # Nothing says G: the first groups wait for their deadline (from the FIRST arrival), which
+    # teaches the server G = 4; later groups are judged as soon as they hold 4.
+    fake = FakeBackend()
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(group_window_s=3.0))
+    first = [_rollout(p, "a" * (10 * i)) for p in ("P1", "P2") for i in range(4)]
+    later = [_rollout("P3", "a" * (10 * i)) for i in range(4)]
+    with running_server(app) as url:
+        responses = _post_all(url, first, path="/get_reward")
+        learned = httpx.get(url + "/metrics/json").json()
+        responses += _post_all(url, later, path="/get_reward")
+        metrics = httpx.get(url + "/metrics/json").json()
+    assert [r.status_code for r in responses] == [200] * 12
+    assert [r.json()["extra_logs"]["group_size"] for r in responses] == [[4.0]] * 12
+    assert learned["group_size"] == {"given": None, "learned": 4}
+    # The first group can only close at its deadline (the second may find G learned by then);
+    # the later one closes complete.
+    assert learned["rollout_groups_closed"]["deadline"] >= 1 and sum(learned["rollout_groups_closed"].values()) == 2
+    assert metrics["rollout_groups_closed"].get("full", 0) == learned["rollout_groups_closed"].get("full", 0) + 1
+    assert metrics["rollout_group_sizes"] == {"4": 3}
+
+
+def test_a_request_past_a_full_queue_still_joins_its_prompts_open_group():
+    async def scenario(when_full: str):
+        batcher = MicroBatcher(GenerativeRewardModel(FakeBackend()), max_queue=2, group_size=3, group_window_s=30.0,
+                               when_full=when_full)
+        first = [asyncio.create_task(batcher.submit_rollouts([("P", "P", "a" * (10 * i))], 1, 30.0)) for i in range(2)]
+        await asyncio.sleep(0)  # both are in P's group: the queue is full
+        assert batcher.depth == 2
+        other = asyncio.create_task(batcher.submit_rollouts([("Q", "Q", "x")], 1, 30.0))
+        await asyncio.sleep(0)
+        # P's third rollout joins the open group and completes it, so it is judged now, not at the deadline.
+        third = await asyncio.wait_for(batcher.submit_rollouts([("P", "P", "a" * 20)], 1, 30.0), 10.0)
+        results = [*third, *(r for rs in await asyncio.gather(*first) for r in rs)]
+        other_error = other.exception() if other.done() else None
+        other.cancel()
+        await batcher.close()
+        return results, other_error
+
+    for when_full in ("wait", "reject"):
+        results, other_error = asyncio.run(scenario(when_full))
+        assert [len(reward.rewards) for reward, _ in results] == [3, 3, 3]
+        assert sorted(pos for _, pos in results) == [0, 1, 2]
+        # A request to another prompt opens a group: it has to wait for room, or is refused.
+        assert isinstance(other_error, QueueFull) if when_full == "reject" else other_error is None
+
+
+def test_group_size_limit_is_validated(capsys):
     with pytest.raises(ValueError, match="max_group_size must be in 1..64"):
         client_for(max_group_size=65)
+    from spct.cli import main
+
+    assert main(["serve", "--engine", "fake", "--group-window-ms", "150000"]) == 2  # before any model loads
+    assert "must be below --timeout (150 s)" in capsys.readouterr().err
 
 
 def test_a_timed_out_rollout_leaves_its_group():

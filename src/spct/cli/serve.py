@@ -23,26 +23,34 @@ from .common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve rewards over HTTP (OpenRLHF /get_reward and native /v1/judge)",
                        description="Serve a GRM to RL pipelines: POST /get_reward (OpenRLHF remote RM), POST /v1/judge "
-                                   "(native), GET /health, GET /metrics. Concurrent requests are micro-batched.")
+                                   "and /v1/rollout (native), GET /health, GET /metrics (Prometheus text; /metrics/json: the same as JSON). "
+                                   "Concurrent requests are micro-batched.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; on a loopback address, requests must "
                         "name 127.0.0.1, localhost or [::1] in their Host header)")
     p.add_argument("--port", type=port_number, default=8000, help="port (default: 8000)")
     p.add_argument("--api-key", default=os.environ.get("SPCT_API_KEY"),
                    help="require this key (Authorization: Bearer KEY); default: $SPCT_API_KEY, else none")
-    p.add_argument("--max-queue", type=positive_int, default=4096,
-                   help="requests waiting for a batch before --when-full applies (default: 4096, RL rollout concurrency)")
+    p.add_argument("--max-queue", type=positive_int, default=16384,
+                   help="requests waiting for a batch before --when-full applies (default: 16384: OpenRLHF sends "
+                        "a rollout batch, by default 1024 prompts, x samples per prompt at once; room for 16)")
     p.add_argument("--when-full", default="wait", choices=("wait", "reject"),
-                   help="past --max-queue, a request waits for room within its timeout (default; OpenRLHF cannot "
-                        "back off) or is refused with 503 + Retry-After (reject)")
+                   help="past --max-queue, a request that joins open groups is still taken; any other waits for room "
+                        "within its timeout (default; OpenRLHF cannot back off) or is refused with 503 + Retry-After "
+                        "(reject)")
     p.add_argument("--max-batch", type=positive_int, default=32, help="examples per generation batch (default: 32)")
     p.add_argument("--batch-wait-ms", type=non_negative_float, default=10.0, help="how long a batch waits for more requests (default: 10)")
-    p.add_argument("--group-window-ms", type=non_negative_float, default=1000.0,
-                   help="/get_reward: how long responses to one prompt are gathered into one listwise judgment "
-                        "(default: 1000; 0 groups only what arrives together)")
-    p.add_argument("--max-group-size", type=positive_int, default=8,
-                   help="/get_reward: responses per judgment, at most 64 (default: 8; set it to your group size, "
-                        "e.g. OpenRLHF's --n_samples_per_prompt)")
+    p.add_argument("--group-size", type=positive_int, default=None,
+                   help="/get_reward: G, the responses sampled per prompt (OpenRLHF's --rollout.n_samples_per_prompt); "
+                        "a prompt's group is judged as soon as it holds G. A request's own group_size wins; without "
+                        "either, G is learned from arrivals, and until then a group waits for its deadline")
+    p.add_argument("--group-window-ms", type=non_negative_float, default=60000.0,
+                   help="/get_reward: a prompt's group is judged at the latest this long after its first response "
+                        "arrived (default: 60000, for rollouts spread over tens of seconds; keep it well below "
+                        "--timeout; 0 groups only what arrives together)")
+    p.add_argument("--max-group-size", type=positive_int, default=64,
+                   help="/get_reward: responses per judgment at most, up to 64; larger groups are judged in parts "
+                        "(default: 64)")
     p.add_argument("--timeout", type=positive_float, default=150.0,
                    help="per-request timeout in seconds, queueing included (default: 150, below OpenRLHF's 180 s)")
     p.add_argument("--max-body-mb", type=body_size_mb, default=4.0,
@@ -65,12 +73,16 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.max_group_size <= MAX_RESPONSES:  # checked before the model loads
         raise InputError(f"--max-group-size must be in 1..{MAX_RESPONSES}, got {args.max_group_size}")
+    if args.group_window_ms / 1000 >= args.timeout:
+        raise InputError(f"--group-window-ms {args.group_window_ms:g} must be below --timeout ({args.timeout:g} s): "
+                         "a group waiting that long would time out before it is judged")
 
     loopback = args.host in LOOPBACK_HOSTS
     if not loopback and not args.api_key:
         print(f"warning: serving on {args.host} without an API key; anyone who can reach it can use the model")
     config = ServerConfig(max_queue=args.max_queue, max_batch_examples=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000,
-                          group_window_s=args.group_window_ms / 1000, max_group_size=args.max_group_size,
+                          group_window_s=args.group_window_ms / 1000, group_size=args.group_size,
+                          max_group_size=args.max_group_size,
                           when_full=args.when_full, timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                           api_key=args.api_key, max_k=max(16, args.k),
                           # On loopback only this machine's names are real; any other Host is a rebound DNS name.

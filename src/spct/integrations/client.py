@@ -111,20 +111,36 @@ class RewardClient:
                 out += self._scores(resp.json(), payload["examples"])
         return out
 
+    async def _apost(self, client: Any, path: str, payload: dict) -> dict:
+        """POST to the server, waiting out 503s as told by Retry-After; the answer's JSON."""
+        for _ in range(self.max_busy_retries + 1):
+            resp = await client.post(f"{self.url}{path}", json=payload)
+            if not self._check(resp):
+                return resp.json()
+            await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
+        raise RewardError(f"reward server stayed busy after {self.max_busy_retries} retries")
+
     async def _aremote(self, groups: Sequence[Group]) -> list[list[float | None]]:
         import httpx
 
         async with httpx.AsyncClient(timeout=self.timeout_s, headers=self.headers) as client:
             async def one(payload: dict) -> list[list[float | None]]:
-                for _ in range(self.max_busy_retries + 1):
-                    resp = await client.post(f"{self.url}/v1/judge", json=payload)
-                    if not self._check(resp):
-                        return self._scores(resp.json(), payload["examples"])
-                    await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
-                raise RewardError(f"reward server stayed busy after {self.max_busy_retries} retries")
+                return self._scores(await self._apost(client, "/v1/judge", payload), payload["examples"])
 
             parts = await asyncio.gather(*(one(p) for p in self._payloads(groups)))
         return [scores for part in parts for scores in part]
+
+    async def ajudge_rollout(self, key: str, query: Query, response: str, group_size: int) -> tuple[float, int]:
+        """One response, judged by the server with the others posted under `key` (its /v1/rollout):
+        the mean judge score and the size of the group it was judged in."""
+        import httpx
+
+        if self.url is None:
+            raise ValueError("ajudge_rollout needs a server (url): in-process, use GroupGatherer")
+        payload = {"key": key, "query": query, "response": response, "group_size": group_size, "k": self.k}
+        async with httpx.AsyncClient(timeout=self.timeout_s, headers=self.headers) as client:
+            body = await self._apost(client, "/v1/rollout", payload)
+        return body["reward"], body["group_size"]
 
     # -- public -------------------------------------------------------------------------------
     def judge_groups(self, groups: Sequence[Group]) -> list[list[float | None]]:
@@ -195,6 +211,22 @@ def scatter(groups: list[list[int]], scores: list[list[float | None]], n: int) -
         for i, v in zip(idx, s, strict=True):
             out[i] = v
     return out
+
+
+class ServerGrouper:
+    """GroupGatherer's counterpart against a running `spct serve`: each response goes to the
+    server under its group's key with G, and the server holds it until the group is complete
+    (or the server's deadline passes). As every worker posts to the same server, a group is
+    judged whole however its responses are spread over workers, processes or machines."""
+
+    def __init__(self, client: RewardClient, group_size: int):
+        if client.url is None:
+            raise ValueError("ServerGrouper needs a client with a url (a running `spct serve`)")
+        self.client = client
+        self.group_size = group_size
+
+    async def score(self, key: Hashable, query: Query, response: str) -> tuple[float | None, int]:
+        return await self.client.ajudge_rollout(str(key), query, response, self.group_size)
 
 
 @dataclass

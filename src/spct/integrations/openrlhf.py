@@ -1,11 +1,12 @@
-"""OpenRLHF custom reward file: `--remote_rm_url /path/to/spct/integrations/openrlhf.py`.
+"""OpenRLHF custom reward file: `--reward.remote_url /path/to/spct/integrations/openrlhf.py`.
 
 OpenRLHF loads this file and calls `reward_func(queries, prompts, labels)`, where each query
 is the decoded prompt + response. Responses that share a prompt are judged together, as
 `spct serve`'s /get_reward does. Configure with environment variables: SPCT_REWARD_URL (+
 SPCT_API_KEY) to call a running `spct serve`, else SPCT_MODEL (default: the embedded model),
 SPCT_K and SPCT_MAX_NEW_TOKENS to judge in-process. (To skip this file, point
-`--remote_rm_url` at the server's http://HOST:PORT/get_reward directly.)
+`--reward.remote_url` at the server's http://HOST:PORT/get_reward directly.) The flag is
+OpenRLHF >= 0.10.2's; older versions call it `--remote_rm_url`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import threading
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
 from spct.integrations.client import RewardClient, RewardError, group_equal, scatter
+from spct.rollouts import check_counts, split_rollouts, untemplate
 from spct.score_scale import normalise
-from spct.serve.protocol import GetRewardRequest, untemplate
 
 _client: RewardClient | None = None
 # OpenRLHF calls reward_func from many threads at once: the first calls must not each load a model.
@@ -36,11 +36,8 @@ def _shared_client() -> RewardClient:
 
 def rewards_for(client: RewardClient, queries: list[str], prompts: list[str], labels: list[Any] | None = None) -> dict:
     """OpenRLHF's reward dict: rewards (mean judge score, 1..10), scores (0..1) and extra_logs."""
-    try:
-        request = GetRewardRequest(query=list(queries), prompts=list(prompts), labels=None if labels is None else list(labels))
-    except ValidationError as e:  # the server's 422 words, not pydantic's report
-        raise ValueError("; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
-    pairs = request.split()
+    check_counts(queries, prompts, labels)
+    pairs = split_rollouts(queries, prompts)
     groups = group_equal([p for p, _ in pairs])
     judged = [(untemplate(pairs[idx[0]][0]), [pairs[i][1] for i in idx]) for idx in groups]
     scores = scatter(groups, client.judge_groups(judged), len(pairs))

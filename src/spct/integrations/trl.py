@@ -11,6 +11,8 @@ directly comparable, which is what GRPO's group-relative advantage needs.
     GRPOTrainer(..., reward_funcs=[reward])
 
 The reward is the mean judge score (1..10); None (TRL reads NaN) where every judgment failed.
+AsyncGRMRewardFunc needs TRL >= 1.14: older TRL recognises only `async def` functions as async
+(`inspect.iscoroutinefunction`) and would call this object without awaiting it.
 `reward_func` at the bottom is a ready module-level function for `trl grpo --reward_funcs
 spct.integrations.trl.reward_func`, configured by environment (see RewardClient.from_env).
 """
@@ -71,7 +73,7 @@ class GRMRewardFunc:
 
 
 class AsyncGRMRewardFunc(GRMRewardFunc):
-    """The same, as a coroutine: GRPOTrainer runs async reward functions concurrently on its own loop."""
+    """The same, as a coroutine: GRPOTrainer (TRL >= 1.14) runs async reward functions concurrently on its own loop."""
 
     async def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float | None]:
         runs, groups = _groups(prompts, completions, self.num_generations)

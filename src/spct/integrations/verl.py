@@ -23,10 +23,12 @@ registry as "spct_listwise" when this module is imported:
     reward.reward_manager.name=SPCTListwiseRewardManager
 
 verl scores every sample in a task of its own; the manager holds each response until the
-`actor_rollout_ref.rollout.n` responses with its GRPO `uid` have arrived (or `group_window_s`
-has passed) and judges them in one example. It reads the prompt from the sample itself. Options
-(url, api_key, model, k, max_new_tokens, group_window_s) come as keyword arguments
-(`reward_kwargs`) or from the environment (see RewardClient.from_env).
+`actor_rollout_ref.rollout.n` responses with its GRPO `uid` have arrived and judges them in one
+example. With a server (`url`) the server holds them (its /v1/rollout, keyed by uid), so a group
+spread over verl's reward workers is still judged whole; in-process each worker holds its own
+share for up to `group_window_s`. It reads the prompt from the sample itself. Options (url,
+api_key, model, k, max_new_tokens, group_window_s) come as keyword arguments (`reward_kwargs`)
+or from the environment (see RewardClient.from_env).
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from spct.integrations.client import GroupGatherer, RewardClient, RewardError, group_equal, scatter
+from spct.integrations.client import (
+    GroupGatherer,
+    RewardClient,
+    RewardError,
+    ServerGrouper,
+    group_equal,
+    scatter,
+)
+from spct.rollouts import untemplate
 
 CLIENT_OPTIONS = ("url", "api_key", "model", "k", "max_new_tokens")
 _clients: dict[tuple, RewardClient] = {}
@@ -118,8 +128,6 @@ class ListwiseScorer:
         try:
             return _question(item.non_tensor_batch.get("extra_info"))
         except RewardError:
-            from spct.serve.protocol import untemplate
-
             return untemplate(self.tokenizer.decode(prompt_ids, skip_special_tokens=False))
 
     async def score(self, item: Any) -> dict:
@@ -164,7 +172,10 @@ if RewardManagerBase is not None:
         def __init__(self, config: Any, tokenizer: Any, compute_score: Any = None, **kwargs: Any):
             super().__init__(config, tokenizer, compute_score)
             options = _reward_kwargs(config)
-            gatherer = GroupGatherer(_client(options), _rollout_n(config), float(options.get("group_window_s", 1.0)))
+            client, n = _client(options), _rollout_n(config)
+            # verl spreads one prompt's samples over its reward workers: only a server sees them all.
+            gatherer = (ServerGrouper(client, n) if client.url is not None
+                        else GroupGatherer(client, n, float(options.get("group_window_s", 1.0))))
             self.scorer = ListwiseScorer(tokenizer, gatherer)
 
         async def run_single(self, data: Any) -> dict:

@@ -4,8 +4,12 @@
 - POST /get_reward: OpenRLHF's remote reward model protocol. Responses to one prompt are judged
   together, listwise, whether they come in one request or in many concurrent ones (the
   batcher regroups them; `extra_logs.group_size` says how many responses each judgment saw).
+  Empty lists are answered with empty lists (OpenRLHF's empty shards).
 - POST /v1/judge: examples in, voted rewards (and optionally the judgments) out.
-- GET /health, GET /metrics (JSON: requests by status, queue depth, latency, parse failures).
+- POST /v1/rollout: one response with its group's key (and G), judged with the rest of its
+  group as /get_reward does; for clients whose groups are spread over workers (verl).
+- GET /health; GET /metrics (Prometheus text format: requests by status, queue depth, latency,
+  batches, rollout group sizes, parse failures) and GET /metrics/json (the same as JSON).
   With an API key set, /health stays open but tells an unauthenticated caller only the status.
 
 Every refusal is explicit: 400/422 name the field, 401 a missing key, 413 an oversized body
@@ -19,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
-from collections import Counter, deque
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,13 +32,16 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
+from ..rollouts import untemplate
 from ..score_scale import normalise
 from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
+from .metrics import ServerMetrics
 from .protocol import (
     MAX_RESPONSES,
     GetRewardRequest,
@@ -43,7 +50,8 @@ from .protocol import (
     JudgeResponse,
     JudgmentOut,
     RewardOut,
-    untemplate,
+    RolloutRequest,
+    RolloutResponse,
 )
 
 T = TypeVar("T")
@@ -51,11 +59,17 @@ T = TypeVar("T")
 
 @dataclass
 class ServerConfig:
-    max_queue: int = 4096  # waiting requests (RL rollout concurrency); beyond, see when_full
+    # Waiting requests; beyond, see when_full. OpenRLHF sends rollout batch size x n requests at
+    # once (its default batch is 1024 prompts): room for n = 16.
+    max_queue: int = 16384
     max_batch_examples: int = 32  # examples per generation batch
     batch_wait_s: float = 0.01  # how long a batch waits for more requests
-    group_window_s: float = 1.0  # how long a /get_reward group stays open for more responses to its prompt
-    max_group_size: int = 8  # responses per /get_reward judgment (at most protocol.MAX_RESPONSES)
+    # A group of single rollouts (/get_reward, /v1/rollout) is judged when it holds G responses,
+    # or this long after its first response arrived: long enough for rollouts spread over tens of
+    # seconds, and leaving most of timeout_s (below OpenRLHF's 180 s) for judging.
+    group_window_s: float = 60.0
+    group_size: int | None = None  # G, responses per prompt; None: from the request, else learned
+    max_group_size: int = 64  # responses per judgment of such a group at most (at most protocol.MAX_RESPONSES)
     when_full: str = "wait"  # a request past max_queue waits for room ("wait") or gets 503 ("reject")
     timeout_s: float = 150.0  # per request, queueing included (below OpenRLHF's 180 s client timeout)
     max_body_bytes: int = 4 * 1024 * 1024
@@ -162,11 +176,9 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     if not 1 <= cfg.max_group_size <= MAX_RESPONSES:
         raise ValueError(f"max_group_size must be in 1..{MAX_RESPONSES}, got {cfg.max_group_size}")
     batcher = MicroBatcher(grm, max_queue=cfg.max_queue, max_batch_examples=cfg.max_batch_examples,
-                           batch_wait_s=cfg.batch_wait_s, group_window_s=cfg.group_window_s,
+                           batch_wait_s=cfg.batch_wait_s, group_window_s=cfg.group_window_s, group_size=cfg.group_size,
                            max_group_size=cfg.max_group_size, when_full=cfg.when_full)
-    statuses: Counter = Counter()
-    latencies: deque = deque(maxlen=2000)
-    started = time.time()
+    metrics = ServerMetrics(batcher, cfg.group_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -186,21 +198,20 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     async def guard(request: Request, call_next):
         t0 = time.perf_counter()
         if cfg.allowed_hosts is not None and not host_allowed(request.headers.get("host", ""), cfg.allowed_hosts):
-            statuses[400] += 1
+            metrics.observe(request.url.path, 400)
             return _error(400, f"Host header {request.headers.get('host', '')!r} is not one this server answers to "
                                f"({', '.join(cfg.allowed_hosts)}, any port)")
         if request.url.path != "/health" and not authorized(request):
             response = _error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
-            statuses[401] += 1
+            metrics.observe(request.url.path, 401)
             return response
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > cfg.max_body_bytes):
-            statuses[413] += 1
+            metrics.observe(request.url.path, 413)
             return _error(413, f"request body of {length} bytes exceeds the limit of {cfg.max_body_bytes} bytes")
         response = await call_next(request)
-        statuses[response.status_code] += 1
-        if request.url.path in ("/get_reward", "/v1/judge"):
-            latencies.append(time.perf_counter() - t0)
+        judging = request.url.path in ("/get_reward", "/v1/judge", "/v1/rollout")
+        metrics.observe(request.url.path, response.status_code, time.perf_counter() - t0 if judging else None)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -252,7 +263,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
         # Each response joins the other responses to its prompt (this request's and concurrent
         # ones') in one listwise judgment; the prompt's chat markup is read back into turns.
         rollouts = [(p, untemplate(p), r) for p, r in pairs]
-        result = await judged(batcher.submit_rollouts(rollouts, grm.config.k, cfg.timeout_s))
+        result = await judged(batcher.submit_rollouts(rollouts, grm.config.k, cfg.timeout_s, body.group_size))
         if isinstance(result, JSONResponse):
             return result
         rewards = [0.0] * len(pairs)
@@ -274,6 +285,23 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             extra_logs={"judgments_used": used, "judgments_failed": failed, "group_size": group_size},
         )
 
+    @app.post("/v1/rollout", response_model=RolloutResponse)
+    async def v1_rollout(body: RolloutRequest):
+        k = body.k or grm.config.k
+        if k > cfg.max_k:
+            return _error(422, f"k: {k} exceeds this server's limit of {cfg.max_k}")
+        query = body.query if isinstance(body.query, str) else [m.model_dump() for m in body.query]
+        # Tuple keys never meet /get_reward's prompt strings: the two endpoints' groups stay apart.
+        key = ("key", body.key) if body.key is not None else ("query", json.dumps(query))
+        result = await judged(batcher.submit_rollouts([(key, query, body.response)], k, cfg.timeout_s, body.group_size))
+        if isinstance(result, JSONResponse):
+            return result
+        [(r, pos)] = result
+        if r.rewards is None:
+            return _error(502, "no valid judgment: every sampled judgment failed to parse")
+        reward = r.rewards[pos] / r.used
+        return RolloutResponse(reward=reward, score=normalise(reward), group_size=len(r.rewards), used=r.used, failed=r.failed)
+
     @app.get("/health")
     async def health(request: Request):
         if not authorized(request):  # liveness for anyone; what is served, only for key holders
@@ -282,26 +310,12 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
                 "queue_depth": batcher.depth}
 
     @app.get("/metrics")
-    async def metrics():
-        lat = sorted(latencies)
-        s = batcher.stats
+    async def prometheus_metrics():
+        return Response(metrics.prometheus(), media_type=CONTENT_TYPE_LATEST)
 
-        def pct(q: float) -> float | None:
-            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 4) if lat else None
-
-        return {
-            "uptime_s": round(time.time() - started, 1),
-            "requests": {str(k): v for k, v in sorted(statuses.items())},
-            "queue_depth": batcher.depth,
-            "latency_s": {"p50": pct(0.5), "p99": pct(0.99), "window": len(lat)},
-            "batches": s.batches,
-            "mean_batch_requests": round(s.batched_requests / s.batches, 2) if s.batches else None,
-            "mean_batch_examples": round(s.batched_examples / s.batches, 2) if s.batches else None,
-            "requests_rerun_alone": s.rerun_alone,
-            "mean_rollout_group_size": round(s.rollouts / s.rollout_examples, 2) if s.rollout_examples else None,
-            "judgments": s.judgments,
-            "parse_failures": s.parse_failures,
-        }
+    @app.get("/metrics/json")
+    async def json_metrics():
+        return metrics.json()
 
     return app
 

@@ -2,18 +2,23 @@
 
 RL clients send many small reward requests at once; generating each alone wastes the engine.
 OpenRLHF (>= 0.9.1) even sends every rollout in a POST of its own, so the responses to one
-prompt (a GRPO group) reach the server one by one. The batcher regroups them: a rollout joins
-the open group of its prompt (same k) until the group holds `max_group_size` responses; a group
-is judged once it is full or `group_window_s` after it opened, listwise, as one example, and
-every request gets the reward of its own response. Explicit examples (/v1/judge) are judged as
-sent. While the engine is busy, groups keep filling, so grouping grows with load.
+prompt (a GRPO group) reach the server one by one, spread over as long as the policy takes to
+generate them. The batcher regroups them: a rollout joins the open group of its prompt (same
+k); a group is judged, listwise, as one example, once it holds the G responses its prompt is
+sampled with, or at its deadline, `group_window_s` after its FIRST response arrived. G comes
+from the request (`group_size`), else from the server (`group_size`), else from the request
+itself when it carries several rollouts (a batching client sends each group whole), else it is
+learned from arrivals (grouping.py); it is capped at `max_group_size`. Each request gets the reward of
+its own response. Explicit examples (/v1/judge) are judged as sent.
 
 One worker takes the groups that are ready (waiting at most `batch_wait_s` for more, up to
 `max_batch_examples`) and runs them as a single `GenerativeRewardModel.sample` call in a worker
 thread, so the event loop keeps accepting requests meanwhile. At most `max_queue` requests
-wait; past that a request either waits for room (`when_full="wait"`, the default: RL clients
-such as OpenRLHF cannot back off, and a refusal costs them a reward) or is refused at once
-(`"reject"`: the app answers 503 with Retry-After). Either way a request never waits longer
+wait; past that a request whose responses can all join open groups of their prompts is taken
+at once (it adds no example to judge, and holding it back would split its group), and any
+other either waits for room (`when_full="wait"`, the default: RL clients such as OpenRLHF
+cannot back off, and a refusal costs them a reward) or is refused at once (`"reject"`: the
+app answers 503 with Retry-After). Either way a request never waits longer
 than its timeout, and a request that times out is dropped from its group if the group has not
 started. When a batch fails, each of its groups is re-run alone, so one poisoned request fails
 by itself and the rest of the batch is still answered.
@@ -27,12 +32,14 @@ import json
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from ..backends.base import BackendError
 from ..data import Example, Query, Reward
 from ..judge import GenerativeRewardModel
+from .grouping import GroupSizeLearner
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +87,14 @@ class _Member:
 class _Group:
     """Responses judged together as one example: an explicit example, or rollouts of one prompt."""
 
-    key: tuple | None  # (prompt, k) for rollouts, which others may join; None for an explicit example
+    key: tuple | None  # (group key, k) for rollouts, which others may join; None for an explicit example
     query: Query
     responses: list[str]
     members: list[_Member]
-    opened: float
+    opened: float  # when its first response arrived: the deadline counts from here
     example: Example | None = None
+    asked: int | None = None  # G the request named
+    implied: int | None = None  # responses to this prompt in the (multi-rollout) request that opened the group
 
 
 @dataclass
@@ -96,32 +105,39 @@ class BatchStats:
     rerun_alone: int = 0  # groups re-run alone after their batch failed
     judgments: int = 0
     parse_failures: int = 0
-    rollouts: int = 0  # /get_reward responses judged
+    rollouts: int = 0  # single responses (/get_reward, /v1/rollout) judged
     rollout_examples: int = 0  # examples those responses were judged in
+    group_sizes: Counter = field(default_factory=Counter)  # responses per rollout example judged -> examples
+    groups_closed: Counter = field(default_factory=Counter)  # "full" / "deadline" -> rollout groups
     batch_seconds: deque = field(default_factory=lambda: deque(maxlen=200))
 
 
 class MicroBatcher:
-    def __init__(self, grm: GenerativeRewardModel, *, max_queue: int = 4096, max_batch_examples: int = 32,
-                 batch_wait_s: float = 0.01, group_window_s: float = 1.0, max_group_size: int = 8,
-                 when_full: str = "wait"):
+    def __init__(self, grm: GenerativeRewardModel, *, max_queue: int = 16384, max_batch_examples: int = 32,
+                 batch_wait_s: float = 0.01, group_window_s: float = 60.0, group_size: int | None = None,
+                 max_group_size: int = 64, when_full: str = "wait"):
         if when_full not in WHEN_FULL:
             raise ValueError(f"when_full must be one of {WHEN_FULL}, got {when_full!r}")
         if max_group_size < 1:
             raise ValueError(f"max_group_size must be >= 1, got {max_group_size}")
+        if group_size is not None and group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
         self.grm = grm
         self.max_queue = max_queue
         self.max_batch_examples = max_batch_examples
         self.batch_wait_s = batch_wait_s
         self.group_window_s = group_window_s
+        self.group_size = group_size
         self.max_group_size = max_group_size
         self.when_full = when_full
+        self.learner = GroupSizeLearner(group_window_s)
         self.stats = BatchStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task | None = None
         self._pending: list[_Group] = []  # in arrival order
         self._open: dict[tuple, _Group] = {}  # rollout groups others may still join
         self._depth = 0
+        self._waiting = 0  # requests waiting for room
         self._changed = asyncio.Event()
         self._room = asyncio.Condition()
 
@@ -136,7 +152,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop, self._worker = loop, None
-            self._pending, self._open, self._depth = [], {}, 0
+            self._pending, self._open, self._depth, self._waiting = [], {}, 0, 0
             self._changed, self._room = asyncio.Event(), asyncio.Condition()
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._run())
@@ -146,49 +162,85 @@ class MicroBatcher:
         per_batch = sum(self.stats.batch_seconds) / len(self.stats.batch_seconds) if self.stats.batch_seconds else 1.0
         return max(1, math.ceil(per_batch * max(1, self.depth) / self.max_batch_examples))
 
+    # -- grouping ---------------------------------------------------------------------------
+    def _target(self, g: _Group) -> int:
+        """How many responses complete a rollout group (the cap while G is unknown)."""
+        size = g.asked or self.group_size or g.implied or self.learner.size or self.max_group_size
+        return min(size, self.max_group_size)
+
+    def _full(self, g: _Group) -> bool:
+        return len(g.responses) >= self._target(g)
+
     # -- submitting ---------------------------------------------------------------------------
     async def submit(self, examples: list[Example], k: int, timeout_s: float) -> list[Reward]:
         """Judge explicit examples, each as sent; one Reward per example."""
-        def place(job: _Job, now: float) -> None:
+        def place(job: _Job, now: float) -> bool:
             for slot, ex in enumerate(examples):
                 member = _Member(job, slot, list(range(len(ex.responses))))
                 self._pending.append(_Group(None, ex.query, list(ex.responses), [member], now, ex))
+            return False  # nobody joins an explicit example
 
-        results = await self._submit(len(examples), k, timeout_s, place)
+        results = await self._submit(len(examples), k, timeout_s, place, lambda: False)
         return [reward for reward, _ in results]
 
-    async def submit_rollouts(self, rollouts: list[tuple[str, Query, str]], k: int, timeout_s: float) -> list[tuple[Reward, int]]:
-        """Judge single responses (prompt key, query, response), each listwise with the other
-        responses to the same prompt that arrive meanwhile; per response its example's Reward and
-        its position in that example."""
-        def place(job: _Job, now: float) -> None:
+    async def submit_rollouts(self, rollouts: list[tuple[Hashable, Query, str]], k: int, timeout_s: float,
+                              group_size: int | None = None) -> list[tuple[Reward, int]]:
+        """Judge single responses (group key, query, response), each listwise with the other
+        responses with the same key (the prompt, or a client's group id) that arrive meanwhile;
+        per response its example's Reward and its position in that example. `group_size`: G,
+        when the client knows it."""
+        counts = Counter(prompt for prompt, _, _ in rollouts)
+
+        def place(job: _Job, now: float) -> bool:
+            opened = False
             for slot, (prompt, query, response) in enumerate(rollouts):
                 key = (prompt, k)
+                self.learner.arrive(key, now)
                 group = self._open.get(key)
                 if group is None:
-                    group = self._open[key] = _Group(key, query, [], [], now)
+                    # A request of several rollouts comes from a batching client: it holds each of its prompts' groups.
+                    implied = counts[prompt] if len(rollouts) > 1 else None
+                    group = self._open[key] = _Group(key, query, [], [], now, asked=group_size, implied=implied)
                     self._pending.append(group)
+                    opened = True
                 group.members.append(_Member(job, slot, [len(group.responses)]))
                 group.responses.append(response)
-                if len(group.responses) >= self.max_group_size:
-                    del self._open[key]  # full: the next rollout of this prompt opens a new group
+                if self._full(group):
+                    del self._open[key]  # complete: the next rollout of this prompt opens a new group
+            return opened
 
-        results = await self._submit(len(rollouts), k, timeout_s, place)
+        def joinable() -> bool:
+            return all((prompt, k) in self._open for prompt, _, _ in rollouts)
+
+        results = await self._submit(len(rollouts), k, timeout_s, place, joinable)
         return [(reward, positions[0]) for reward, positions in results]
 
-    async def _submit(self, parts: int, k: int, timeout_s: float, place) -> list[tuple[Reward, list[int]]]:
+    async def _submit(self, parts: int, k: int, timeout_s: float, place: Callable[[_Job, float], bool],
+                      joinable: Callable[[], bool]) -> list[tuple[Reward, list[int]]]:
+        if parts == 0:  # nothing to judge: a job without parts would never be completed
+            return []
         self._ensure_worker()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        if self._depth >= self.max_queue:
+        # Past max_queue, a request that only joins open groups is still taken: it adds no
+        # example, and holding it back would leave its group to be judged without it.
+        if self._depth >= self.max_queue and not joinable():
             if self.when_full == "reject":
                 raise QueueFull(self.retry_after())
-            async with self._room:  # wait for room, within the request's own time budget
-                await asyncio.wait_for(self._room.wait_for(lambda: self._depth < self.max_queue), deadline - loop.time())
+            self._waiting += 1
+            try:
+                async with self._room:  # wait for room (or an open group), within the request's own time budget
+                    await asyncio.wait_for(self._room.wait_for(lambda: self._depth < self.max_queue or joinable()),
+                                           deadline - loop.time())
+            finally:
+                self._waiting -= 1
         job = _Job(k, loop.create_future(), [None] * parts, parts)
         self._depth += 1
-        place(job, loop.time())
+        opened = place(job, loop.time())
         self._changed.set()
+        if opened and self._waiting:  # waiting requests to this prompt can join now
+            async with self._room:
+                self._room.notify_all()
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
@@ -211,8 +263,8 @@ class MicroBatcher:
 
     # -- worker -----------------------------------------------------------------------------
     def _ready(self, now: float) -> list[_Group]:
-        return [g for g in self._pending
-                if g.key is None or len(g.responses) >= self.max_group_size or now >= g.opened + self.group_window_s]
+        self.learner.expire(now)  # a newly learned G may complete open groups
+        return [g for g in self._pending if g.key is None or self._full(g) or now >= g.opened + self.group_window_s]
 
     async def _wait_change(self, timeout: float | None) -> None:
         try:
@@ -238,9 +290,12 @@ class MicroBatcher:
         batch = ready[: self.max_batch_examples]
         taken = {id(g) for g in batch}
         self._pending = [g for g in self._pending if id(g) not in taken]
+        now = loop.time()
         for g in batch:
-            if g.key is not None and self._open.get(g.key) is g:
-                del self._open[g.key]
+            if g.key is not None:  # judged complete, or because its deadline passed first
+                self.stats.groups_closed["deadline" if now >= g.opened + self.group_window_s else "full"] += 1
+                if self._open.get(g.key) is g:
+                    del self._open[g.key]
             for m in g.members:
                 m.job.untaken -= 1
                 if m.job.untaken == 0:
@@ -327,6 +382,7 @@ class MicroBatcher:
             if g.key is not None:
                 self.stats.rollouts += len(g.responses)
                 self.stats.rollout_examples += 1
+                self.stats.group_sizes[len(g.responses)] += 1
             for m in g.members:
                 job = m.job
                 if job.future.done():
