@@ -12,23 +12,11 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from _cli import rows, run_cli
 
 from spct.backends.fake import FakeBackend
-from spct.cli import main
 from spct.data import MAX_LINE_BYTES, Example, InputError, JsonlAppender, read_examples
 from spct.judge import GenerativeRewardModel, JudgeConfig
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:  # argparse's own usage errors
-        return int(e.code)
-
 
 GOOD = '{"id": "ok", "query": "q", "responses": ["a", "b"], "best": [0]}'
 HUGE = "9" * 5000  # past Python's 4300-digit int-string limit

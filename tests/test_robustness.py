@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _cli import rows, run_cli
 from _server import SlowFake, cli_server, running_server
 from fastapi.testclient import TestClient
 
@@ -33,15 +34,6 @@ from spct.serve import ServerConfig, create_app
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:  # argparse's own usage errors
-        return int(e.code)
 
 
 # -- 1. non-finite numbers ------------------------------------------------------------------------------
