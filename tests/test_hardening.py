@@ -1,5 +1,6 @@
 """Second hardening round (issue 22): poison lines, Example validation, outputs, memory bounds, options,
-the server's connection deadline, API keys, the RL client, failing rollouts, marker look-alikes.
+the server's connection deadline, API keys, the RL client, failing rollouts, examples past the model's context,
+marker look-alikes.
 
 Every case here once crashed, misled or silently judged the wrong thing; all run on FakeBackend, no model."""
 
@@ -89,6 +90,64 @@ def test_a_huge_integer_in_an_existing_output_is_named_not_a_traceback(tmp_path)
     cut.write_text(json.dumps({"id": "a"}) + "\n" + f'{{"id": "b", "k": {HUGE}')  # a partial last line: dropped
     with JsonlAppender(cut) as app:
         assert set(app.done) == {"a"}
+
+
+# -- 6. an example too large for the model's context is a bad line, not the end of the run --------------
+
+MANY = 3000  # responses: the prompt's markers alone outgrow an 8k context, however the texts are cut
+
+
+def too_large_file(tmp_path: Path) -> Path:
+    src = tmp_path / "in.jsonl"
+    big = {"id": "big", "query": "q", "responses": [f"answer {i}" for i in range(MANY)], "best": [0]}
+    src.write_text("\n".join([GOOD.replace("ok", "ok1"), json.dumps(big), GOOD.replace("ok", "ok2")]) + "\n")
+    return src
+
+
+def test_an_example_too_large_for_the_context_is_skipped_and_named_and_a_rerun_skips_it_again(tmp_path):
+    from spct.jobs import judge_file
+
+    examples, _ = read_examples(src := too_large_file(tmp_path))
+    out = tmp_path / "out.jsonl"
+    grm = GenerativeRewardModel(FakeBackend(context_length=8192), JudgeConfig(max_new_tokens=32))
+    s = judge_file(grm, examples, out, progress=False)
+    assert [r["id"] for r in rows(out)] == ["ok1", "ok2"] and s.written == 2
+    [issue] = s.too_large
+    assert issue.startswith(f"{src}:2 [responses]: too large for the model's 8192-token context")
+    assert "judge fewer responses at a time" in issue and "lower max_new_tokens" not in issue
+    backend = FakeBackend(context_length=8192)
+    again = judge_file(GenerativeRewardModel(backend, JudgeConfig(max_new_tokens=32)), examples, out, progress=False)
+    assert (again.skipped_done, again.written, again.too_large, backend.calls) == (2, 0, [issue], [])
+
+
+def test_the_advice_fits_the_cause_lower_max_new_tokens_only_when_that_makes_room():
+    ex = Example("e", "q" * 2000, ["a" * 2000, "b"], source="in.jsonl:7")
+    with pytest.raises(InputError, match=r"lower max_new_tokens to (\d+) or less") as e:
+        GenerativeRewardModel(FakeBackend(context_length=1500), JudgeConfig(max_new_tokens=1200)).fit_to_context(ex)
+    assert str(e.value).startswith("in.jsonl:7 [responses]: max_new_tokens=1200 leaves too little")
+    enough = int(e.value.why.split("lower max_new_tokens to ")[1].split()[0])
+    fitted, _ = GenerativeRewardModel(FakeBackend(context_length=1500), JudgeConfig(max_new_tokens=enough)).fit_to_context(ex)
+    assert "characters cut to fit" in fitted.query  # the advised budget does make room
+    with pytest.raises(InputError, match="too large for the model's 300-token context") as e:
+        GenerativeRewardModel(FakeBackend(context_length=300), JudgeConfig(max_new_tokens=32)).fit_to_context(ex)
+    assert "max_new_tokens cannot make room" in str(e.value)
+
+
+def test_judge_and_eval_report_an_example_past_the_context_and_go_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("spct.cli.common.load_backend", lambda *a, **kw: FakeBackend(context_length=8192))
+    src, out = too_large_file(tmp_path), tmp_path / "j.jsonl"
+    argv = ["judge", str(src), "-o", str(out), "--engine", "fake", "--max-new-tokens", "32", "--no-progress"]
+    for judged, done in ((2, 0), (0, 2)):  # the rerun reports it again, judges nothing twice
+        assert run_cli(argv) == 0
+        err = capsys.readouterr().err
+        assert f"warning: skipped {src}:2 [responses]: too large for the model's 8192-token context" in err
+        assert "lower --max-new-tokens" not in err and "Traceback" not in err
+        assert f"{judged} judged, {done} already done, 1 bad line(s) skipped" in err
+        assert [r["id"] for r in rows(out)] == ["ok1", "ok2"]
+    assert run_cli(["eval", "--benchmark", "spct", "--data", str(src), "-o", str(tmp_path / "ev"), "--engine", "fake",
+                    "--k", "1", "--max-new-tokens", "32", "--no-progress"]) == 0
+    assert sorted(r["id"] for r in rows(tmp_path / "ev" / "samples.jsonl")) == ["ok1", "ok2"]
+    assert f"warning: skipped {src}:2 [responses]: too large" in capsys.readouterr().err
 
 
 # -- 9. the Python API validates Examples as the file reader does --------------------------------------

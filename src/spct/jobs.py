@@ -3,22 +3,49 @@
 The output is one JSON line per example (the Reward, with its judgments nested). Examples whose
 id is already in the output are skipped, so a rerun after a crash or Ctrl-C picks up exactly
 where the last one stopped. A backend failure on one batch is reported and the batch left
-undone (not written as failed), so rerunning the command retries it.
+undone (not written as failed), so rerunning the command retries it. An example too large for
+the model's context is a bad input line: it is reported (`file:line [field]: why`) and skipped,
+and the run goes on; a rerun reports it again and judges nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm import tqdm
 
 from .backends.base import BackendError
 from .data import Example, JsonlAppender, Reward
-from .judge import GenerativeRewardModel
+from .judge import ContextOverflow, GenerativeRewardModel
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def judge_fitting(judge: Callable[[list[Example]], list[T]], chunk: list[Example]) -> tuple[list[tuple[Example, T]], list[str]]:
+    """`judge(chunk)` paired with its examples, less those too large for the model's context, and one issue per such example.
+
+    An oversized example raises before anything is generated, so a chunk that holds one is
+    judged again an example at a time: the others are judged as usual, the oversized ones are
+    returned as `file:line [field]: why`.
+    """
+    try:
+        return list(zip(chunk, judge(chunk), strict=True)), []
+    except ContextOverflow as e:
+        if len(chunk) == 1:
+            return [], [f"{chunk[0].source or f'example {chunk[0].id}'} [{e.field}]: {e.why}"]
+    done: list[tuple[Example, T]] = []
+    issues: list[str] = []
+    for ex in chunk:
+        ok, bad = judge_fitting(judge, [ex])
+        done += ok
+        issues += bad
+    return done, issues
 
 
 @dataclass
@@ -27,6 +54,7 @@ class JobSummary:
     skipped_done: int = 0  # already in the output from an earlier run
     written: int = 0
     backend_failed: list[str] = field(default_factory=list)  # ids left undone
+    too_large: list[str] = field(default_factory=list)  # `file:line [field]: why` of examples past the model's context
     judgments: int = 0
     failed_judgments: int = 0
     forced_judgments: int = 0
@@ -66,6 +94,11 @@ def judge_file(
     batch_size: int = 8,
     progress: bool = True,
 ) -> JobSummary:
+    """Judge the examples not yet in `out_path`, appending each Reward as its batch finishes.
+
+    Examples too large for the model's context are skipped and listed in `too_large`; examples
+    of a batch the backend failed on are listed in `backend_failed`.
+    """
     summary = JobSummary(total=len(examples))
     with JsonlAppender(out_path, fields=("k",)) as out:  # only k is read back: a resume holds no rows
         todo = [ex for ex in examples if ex.id not in out]
@@ -79,13 +112,14 @@ def judge_file(
         for b in range(0, len(todo), batch_size):
             chunk = todo[b : b + batch_size]
             try:
-                rewards = list(grm.judge_iter(chunk, k, batch_size=len(chunk)))
+                judged, too_large = judge_fitting(lambda exs: list(grm.judge_iter(exs, k, batch_size=len(exs))), chunk)
             except BackendError as e:
                 log.error("backend failed on %d example(s) (%s); rerun to retry them", len(chunk), e)
                 summary.backend_failed += [ex.id for ex in chunk]
                 bar.update(len(chunk))
                 continue
-            for r in rewards:
+            summary.too_large += too_large
+            for _, r in judged:
                 out.write(r.to_dict())
                 summary.add(r)
                 summary.written += 1

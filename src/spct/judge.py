@@ -23,14 +23,14 @@ from .backends.base import Backend, GenerationRequest, ScoreQuery, expected_read
 from .data import Example, InputError, Judgment, Query, Reward
 from .format import Format, JudgingFormat, to_original
 from .policies import Adaptive, BothOrders, MetaScorer, Pointwise, Policy, StopRule, Voting
-from .score_scale import BOX_PATTERN, MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE
+from .score_scale import BOX_PATTERN, MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 from .voting import check_rating_scale
 
 log = logging.getLogger(__name__)
 
 TRUNCATION_NOTE = "\n[... {n} characters cut to fit the model's context ...]"
 
-__all__ = ["GenerativeRewardModel", "JudgeConfig", "MetaScorer", "Shown", "sample_order"]
+__all__ = ["ContextOverflow", "GenerativeRewardModel", "JudgeConfig", "MetaScorer", "Shown", "sample_order"]
 
 _BOX = re.compile(BOX_PATTERN)
 
@@ -112,6 +112,17 @@ def policy_for(config: JudgeConfig, meta_scorer: MetaScorer | None = None) -> Po
     return Voting(meta_scorer, config.k_meta)
 
 
+class ContextOverflow(InputError):
+    """An example too large for the model's context however its texts are cut: a bad input line, not a failed run.
+
+    `why` is the reason and remedy without the location; str() prefixes `file:line [field]`.
+    """
+
+    def __init__(self, example: Example, field: str, why: str):
+        super().__init__(f"{example.source or f'example {example.id}'} [{field}]: {why}", field)
+        self.why = why
+
+
 class GenerativeRewardModel:
     """The judge: `format` renders and parses, `backend` generates, `policy` decides how many and how to vote.
 
@@ -140,7 +151,8 @@ class GenerativeRewardModel:
         The judge's own instructions and the token budget come first; the query's turns and the
         responses share what is left, the shortest keeping all of theirs and the longest sharing
         the rest evenly. Cut texts end in a visible note; each cut is returned as a warning
-        that names the example's file:line and the field.
+        that names the example's file:line and the field. An example that cannot fit however
+        its texts are cut raises ContextOverflow, whose advice names the remedy that makes room.
         """
         ctx = self.backend.context_length
         if not ctx:
@@ -155,11 +167,12 @@ class GenerativeRewardModel:
         bare = self.format.sample_messages(replace(example, query="", responses=[""] * n), list(range(n)), None, 0)
         overhead = self.backend.count_tokens("\n".join(m["content"] for m in bare))
         # Slack for the chat template, turn labels, a hint line and the forced score line.
-        room = ctx - self.config.max_new_tokens - overhead - (64 + 4 * n + 8 * len(texts))
+        slack = 64 + 4 * n + 8 * len(texts)
+        least = 32 * len(texts)  # what each text keeps at the least once cut
+        room = ctx - self.config.max_new_tokens - overhead - slack
+        if room < least:
+            raise self._overflow(example, spare=ctx - overhead - slack - least)
         where = example.source or f"example {example.id}"
-        if room < 32 * len(texts):
-            raise InputError(f"{where}: max_new_tokens={self.config.max_new_tokens} leaves too little of the model's "
-                             f"{ctx}-token context for the query and {n} response(s); lower max_new_tokens")
         # A byte-level tokenizer never makes more tokens than bytes: most examples stop here.
         if sum(len(t.encode()) for t in texts.values()) <= room:
             return example, []
@@ -184,6 +197,27 @@ class GenerativeRewardModel:
         else:
             query = [{**m, "content": texts[f"query[{j}]"]} for j, m in enumerate(example.query)]
         return replace(example, query=query, responses=responses), warnings
+
+    def _overflow(self, example: Example, spare: int) -> ContextOverflow:
+        """Why `example` cannot fit the context even with its texts cut short, and the remedy that makes room.
+
+        `spare` is what the context leaves for generation once every text is cut to its least:
+        lowering max_new_tokens helps only when that still holds a score line.
+        """
+        ctx, budget, n = self.backend.context_length, self.config.max_new_tokens, len(example.responses)
+        turns = 1 if isinstance(example.query, str) else len(example.query)
+        field = "responses" if n >= turns else "query"
+        score_line = self.backend.count_tokens(SCORE_PREFIX + ", ".join([str(MAX_SCORE)] * n) + "}")
+        if spare >= score_line:
+            return ContextOverflow(example, field, f"max_new_tokens={budget} leaves too little of the model's {ctx}-token "
+                                                   f"context for the query and {n} response(s); lower max_new_tokens to "
+                                                   f"{spare} or less, or use a model with a larger context")
+        fixes = (["judge fewer responses at a time (split the example)"] if n > 1 else []) + (
+            ["keep fewer turns of the query"] if turns > 1 else []) + ["use a model with a larger context"]
+        return ContextOverflow(example, field, f"too large for the model's {ctx}-token context: the prompt for {n} "
+                                               f"response(s) and {turns} query turn(s) needs about {ctx - spare} tokens "
+                                               f"even with every text cut short, before any generation (lowering "
+                                               f"max_new_tokens cannot make room); {', or '.join(fixes)}")
 
     def _request(self, example: Example, order: list[int], *, greedy: bool, seed: int, hint: int | None = None,
                  format: Format | None = None) -> GenerationRequest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..backends import ENGINES, Backend, load_backend
@@ -187,7 +188,8 @@ def add_meta_args(p: argparse.ArgumentParser) -> None:
     add_config_arg(g, "k_meta", type=positive_int)
 
 
-def report_issues(issues: list[InputIssue], limit: int = 20) -> None:
+def report_issues(issues: Sequence[InputIssue | str], limit: int = 20) -> None:
+    """Print each skipped input as `warning: skipped file:line [field]: why` (the first `limit` of them)."""
     for issue in issues[:limit]:
         print(f"warning: skipped {issue}", file=sys.stderr)
     if len(issues) > limit:

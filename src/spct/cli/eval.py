@@ -9,6 +9,7 @@ from ..data import InputError
 from ..eval.baselines import METHODS, GRMMethod, ScalarMethod, TokenProbMethod, VerdictMethod
 from ..eval.benchmarks import BENCHMARKS, LoadOptions, get_benchmark, load_benchmark
 from ..eval.runner import run_eval
+from . import flag_words
 from .common import (
     add_judge_args,
     add_meta_args,
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
               "limit": args.limit, "engine": args.engine, "meta_rm": args.meta_rm, "k_meta": args.k_meta}
     method = build_method(args)
     results = run_eval(bench, examples, method, args.output, config, batch_size=args.batch_size, progress=args.progress)
+    report_issues([flag_words(issue) for issue in results["too_large"]])
     for k, m in results["by_k"].items():
         ci = f"[{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]" if m["ci"] else "-"
         tie = f", tie rate {m['tie_rate']:.3f}" if m["tie_rate"] is not None else ""

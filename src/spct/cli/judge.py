@@ -7,6 +7,7 @@ import sys
 
 from ..data import InputError, load_examples
 from ..jobs import judge_file
+from . import flag_words
 from .common import (
     add_adaptive_args,
     add_judge_args,
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.input}: no usable examples" + (f" ({len(issues)} bad line(s))" if issues else ""))
     grm = build_grm(args)
     s = judge_file(grm, examples, args.output, k=args.k, batch_size=args.batch_size, progress=args.progress)
-    line = (f"{s.written} judged, {s.skipped_done} already done, {len(issues)} bad line(s) skipped; "
+    report_issues([flag_words(issue) for issue in s.too_large])
+    line = (f"{s.written} judged, {s.skipped_done} already done, {len(issues) + len(s.too_large)} bad line(s) skipped; "
             f"{s.failed_judgments}/{s.judgments} judgments failed to parse, {s.forced_judgments} needed a forced score line")
     if s.accuracy is not None:
         line += f"; accuracy {s.accuracy:.3f} on {s.labelled} labelled"

@@ -155,6 +155,7 @@ def load_benchmark(name: str, source: str, *, split: str | None = None, options:
             issues.append(InputIssue(path, i, "id", f"duplicate id {ex.id!r}; row skipped"))
             continue
         seen.add(ex.id)
+        ex.source = f"{path}:{i}"  # so a later message (an item past the model's context) names its row
         examples.append(ex)
     return examples, issues
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..backends.base import BackendError
 from ..data import Example, InputError, JsonlAppender
+from ..jobs import judge_fitting
 from ..voting import labelled_best
 from .baselines import Scored
 from .benchmarks import Benchmark
@@ -56,7 +57,7 @@ def run_eval(bench: Benchmark, examples: list[Example], method: Method, outdir: 
     outdir = Path(outdir)
     ks = sorted(set(config["ks"]))
     _check_config(outdir, config)
-    backend_failed = 0
+    backend_failed, too_large = 0, []
     with JsonlAppender(outdir / "samples.jsonl") as out:
         # Similar lengths batch together: far less padding, the same results.
         todo = sorted((ex for ex in examples if ex.id not in out), key=_length)
@@ -65,22 +66,27 @@ def run_eval(bench: Benchmark, examples: list[Example], method: Method, outdir: 
         for b in range(0, len(todo), batch_size):
             chunk = todo[b : b + batch_size]
             try:
-                scored = method.score(chunk, ks)
+                scored, oversized = judge_fitting(lambda exs: method.score(exs, ks), chunk)
             except BackendError as e:
                 log.error("backend failed on %d item(s) (%s); rerun to retry them", len(chunk), e)
                 backend_failed += len(chunk)
                 bar.update(len(chunk))
                 continue
-            for ex, s in zip(chunk, scored, strict=True):
+            too_large += oversized
+            for ex, s in scored:
                 out.write({"id": ex.id, "subset": ex.domain or "all", "section": bench.section_of(ex.domain or "all"),
                            "n": len(ex.responses), "best": labelled_best(ex.best, ex.ratings) or None, "label": ex.ratings[0] if ex.ratings and len(ex.ratings) == 1 else None,
                            **asdict(s)})
             bar.update(len(chunk))
         bar.close()
         rows = [out.done[ex.id] for ex in examples if ex.id in out.done]
+    if not rows and too_large:
+        more = f" (and {len(too_large) - 1} more)" if len(too_large) > 1 else ""
+        raise InputError(f"nothing was scored: every item is too large for the model's context; {too_large[0]}{more}")
     results = aggregate(bench, rows, config)
     results["missing"] = len(examples) - len(rows)
     results["backend_failed"] = backend_failed
+    results["too_large"] = too_large  # items past the model's context: reported and skipped, `file:line [field]: why`
     from .report import write_report
 
     write_report(outdir, results)
