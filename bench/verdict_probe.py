@@ -4,8 +4,11 @@ For each labelled pair, the model reads the judging prompt and then `Scores: \\b
 (no principles or analysis are generated), and the expected scores are read from its
 probabilities of 1..10 (`Backend.continuation_logprobs`, the same readout as `--readout
 expected`). `pair`: the pair shown in both orders, expected scores summed per response.
-`pointwise`: each response judged alone (n = 1). Reports strict accuracy with a bootstrap CI and,
-for `pair`, how often the first-shown response wins a single-order verdict.
+`pointwise`: each response judged alone (n = 1). In `pair` mode only the first score is read
+(one forward pass per order): verdict rows put the winner's 8 or the loser's 3 there, so its
+expected value is the verdict, and a response's reward is its expected score when shown first.
+Reports strict accuracy with a bootstrap CI and, for `pair`, how often the first-shown response
+wins a single-order verdict (its expected first score above the middle of the scale).
 
     python bench/verdict_probe.py --model runs/v/pilot_pair --mode pair \\
         --data runs/grm/data/hh/validation.jsonl runs/grm/data/gsm/validation.jsonl --name hh gsm
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 
@@ -28,36 +32,22 @@ from spct.voting import labelled_best
 VALUES = list(range(MIN_SCORE, MAX_SCORE + 1))
 
 
-def expected(backend, fmt: JudgingFormat, ex: Example, order: list[int]) -> list[float]:
-    """Expected score per shown position, each later position given the earlier ones' most likely value."""
-    shown: list[int] = []
-    out = []
-    n = len(order)
-    for p in range(n):
-        head = ", ".join(str(x) for x in shown) + (", " if p else "")
-        cands = [f"{head}{v}{',' if p < n - 1 else '}'}" for v in VALUES]
-        [lps] = backend.continuation_logprobs([ScoreQuery(fmt.messages(ex, order), SCORE_PREFIX, cands)])
-        top = max(lps)
-        w = [2.718281828 ** (x - top) for x in lps]
-        out.append(sum(v * q for v, q in zip(VALUES, w, strict=True)) / sum(w))
-        shown.append(VALUES[max(range(len(w)), key=w.__getitem__)])
-    return out
+def first_expected(backend, fmt: JudgingFormat, ex: Example, order: list[int]) -> float:
+    """Expected value of the first score right after `Scores: \\boxed{`."""
+    sep = "," if len(order) > 1 else "}"
+    [lps] = backend.continuation_logprobs([ScoreQuery(fmt.messages(ex, order), SCORE_PREFIX, [f"{v}{sep}" for v in VALUES])])
+    top = max(lps)
+    w = [math.exp(x - top) for x in lps]
+    return sum(v * q for v, q in zip(VALUES, w, strict=True)) / sum(w)
 
 
 def judge_pair(backend, fmt, ex: Example, mode: str) -> tuple[list[float], float | None]:
     """(reward per response, share of single-order verdicts won by the first-shown response)."""
-    n = len(ex.responses)
     if mode == "pointwise":
-        return [expected(backend, fmt, Example(ex.id, ex.query, [r]), [0])[0] for r in ex.responses], None
-    rewards = [0.0] * n
-    first_wins = 0
-    orders = [list(range(n)), list(range(n))[::-1]]
-    for order in orders:
-        e = expected(backend, fmt, ex, order)
-        first_wins += e[0] > max(e[1:])
-        for pos, idx in enumerate(order):
-            rewards[idx] += e[pos]
-    return rewards, first_wins / len(orders)
+        return [first_expected(backend, fmt, Example(ex.id, ex.query, [r]), [0]) for r in ex.responses], None
+    e01, e10 = first_expected(backend, fmt, ex, [0, 1]), first_expected(backend, fmt, ex, [1, 0])
+    middle = (MIN_SCORE + MAX_SCORE) / 2
+    return [e01, e10], ((e01 > middle) + (e10 > middle)) / 2
 
 
 def ci95(hits: list[int], draws: int = 2000) -> list[float]:

@@ -61,7 +61,7 @@ def test_output_rows_have_the_reward_schema(tmp_path):
     row = json.loads(out.read_text().splitlines()[0])
     assert set(row) == {"id", "rewards", "k", "used", "failed", "best", "correct", "judgments", "margin", "confidence"}
     assert set(row["judgments"][0]) == {"id", "sample", "order", "principles", "critique", "scores", "text", "error",
-                                        "meta", "forced", "truncated"}
+                                        "meta", "forced", "truncated", "expected"}
     assert (s.judgments, s.failed_judgments, s.labelled, s.correct, s.accuracy) == (4, 0, 2, 2, 1.0)
     assert s.unconstrained_parse_rate == 1.0
 
