@@ -94,6 +94,11 @@ def test_verdict_weights_on_the_real_tokenizer():
     assert weighted(1, 5.0) == "3, 8}" and weighted(1, 0.0) == "Scores: \\boxed{"
     assert weighted(1, 1.0) == "<|im_end|>"
     assert [tok.decode([ids[b, t + 1].item()]) for b, t in first.nonzero().tolist()] == ["1", "3"]
+    # a row cut by max_length right after its box (no score value left) keeps plain weights
+    k = next(t for t in range(len(ver_ids)) if tok.decode(ver_ids[: t + 1]).endswith("boxed{"))
+    w_cut, first_cut = verdict_weights(torch.tensor([ver_ids[: k + 1]]), torch.tensor([ver_labels[: k + 1]]), SCORE_PREFIX,
+                                       tok.decode, 5.0)
+    assert not first_cut.any() and set(w_cut[0, ver_start - 1 :].tolist()) == {1.0}
 
 
 def test_both_orders_policy_balances_positions():

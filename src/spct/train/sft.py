@@ -183,8 +183,8 @@ def verdict_weights(input_ids, labels, prefix: str, decode, weight: float):
         # the last token that completes "boxed{" (read back from text: tokenizers split it differently)
         end = next((t for t in range(len(ids) - 1, first - 1, -1)
                     if "{" in decode([ids[t]]) and decode(ids[max(first, t - 5) : t + 1]).endswith("boxed{")), None)
-        if end is None:
-            continue  # no box in this row (instruction data, or the box was cut by max_length)
+        if end is None or end >= len(ids) - 1:
+            continue  # no box, or no score value after it (instruction data, or cut by max_length)
         close = next((t for t in range(end + 1, len(ids)) if "}" in decode([ids[t]])), len(ids) - 1)
         # token t of the row is predicted at shifted position t - 1
         w[b, end : close] = weight
