@@ -275,14 +275,16 @@ def test_server_on_embedded_model_batches_two_requests(embedded_backend):
     bodies = [
         {"query": ["User: What is 2+2?\nAssistant: 4", "User: What is 2+2?\nAssistant: 5"],
          "prompts": ["User: What is 2+2?\nAssistant:"] * 2},
-        {"query": ["User: Name a colour.\nAssistant: Blue."], "prompts": ["User: Name a colour.\nAssistant:"]},
+        # two responses: a whole group (a lone rollout would wait for its prompt's group deadline)
+        {"query": ["User: Name a colour.\nAssistant: Blue.", "User: Name a colour.\nAssistant: Loud."],
+         "prompts": ["User: Name a colour.\nAssistant:"] * 2},
     ]
     with running_server(app) as url:
         responses = _post_all(url, bodies, path="/get_reward", timeout=600)
         metrics = httpx.get(url + "/metrics/json").json()
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
     rewards = [x for r in responses for x in r.json()["rewards"]]
-    assert len(rewards) == 3 and all(1 <= x <= 10 for x in rewards)
+    assert len(rewards) == 4 and all(1 <= x <= 10 for x in rewards)
     assert metrics["judgments"] == 2 and metrics["batches"] == 1  # both requests in one generation batch
 
 

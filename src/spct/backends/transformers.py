@@ -13,6 +13,7 @@ prompt + judgment again (bench/kv_forced.py measures both). Prompts are encoded 
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import torch
@@ -128,6 +129,8 @@ class TransformersBackend(HFTokenizerMixin, Backend):
         self._score_tokens: list[tuple[int, str]] | None = None  # built on first constrained call
         self.reuse_kv = reuse_kv
         self._forced_ahead: dict[tuple[int, int], tuple[str, int]] = {}
+        # The forward's KV-cache argument: `cache` from transformers 5.x, `past_key_values` before.
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, messages: list[dict]) -> str:
@@ -276,15 +279,16 @@ class TransformersBackend(HFTokenizerMixin, Backend):
                          for f in fulls)
             common = max(1, min(common, min(len(f) for f in fulls) - 1))
             head = self.model(input_ids=torch.tensor([context[:common]], device=self.device), use_cache=True)
+            cache = getattr(head, "cache", None) or head.past_key_values  # renamed in transformers 5.x
             first = torch.log_softmax(head.logits[0, -1].float(), -1)
             tails = [f[common:] for f in fulls]
             width = max(len(t) for t in tails)
             pad = self.tokenizer.pad_token_id
             ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=self.device)
             mask = torch.tensor([[1] * (common + len(t)) + [0] * (width - len(t)) for t in tails], device=self.device)
-            cache = head.past_key_values
             cache.batch_repeat_interleave(len(tails))
-            rest = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits.float(), -1)
+            kw = {self._cache_kwarg: cache}
+            rest = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask, **kw).logits.float(), -1)
             scores = []
             for r, t in enumerate(tails):
                 lp = first[t[0]].item() + sum(rest[r, i - 1, t[i]].item() for i in range(1, len(t)))
