@@ -5,6 +5,7 @@
     python bench/gpu_grm_tools.py finish RUN STAGE BASE   # SFT or RL stopped by its time limit: newest
                                                           # checkpoint -> RUN/STAGE/adapter, log, and the
                                                           # adapter merged into BASE (e.g. smollm2-135m, sft)
+    python bench/gpu_grm_tools.py merge ADAPTER OUT BASE  # a LoRA adapter merged into BASE: a plain model folder
     python bench/gpu_grm_tools.py pick EVAL_DIR A B       # the model (A or B) more accurate on the
                                                           # validation slice (EVAL_DIR/val_A, val_B); A on a tie
 """
@@ -34,10 +35,6 @@ def fp16(src: str, out: str) -> None:
 def finish(run: str, stage: str, base: str) -> None:
     """Make RUN/STAGE look like a finished `spct sft|rl --lora` from its newest checkpoint: the
     adapter, the log and the adapter merged into BASE (a model spct resolves, or RUN/<stage>)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from spct.backends.models import resolve_model
     from spct.train.sft import ADAPTER_DIR, LOG_FILE, last_checkpoint
 
     out = Path(run) / stage
@@ -52,11 +49,20 @@ def finish(run: str, stage: str, base: str) -> None:
         shutil.copy(Path(ckpt) / name, out / ADAPTER_DIR / name)
     state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
     (out / LOG_FILE).write_text(json.dumps(state["log_history"], indent=1) + "\n")
-    base_path = str(Path(run) / base) if (Path(run) / base / "config.json").exists() else resolve_model(base)[0]
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), out / ADAPTER_DIR).merge_and_unload()
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(base_path).save_pretrained(out)
+    merge(str(out / ADAPTER_DIR), str(out), str(Path(run) / base) if (Path(run) / base / "config.json").exists() else base)
     print(f"{stage} finished from {ckpt} (step {state['global_step']})")
+
+
+def merge(adapter: str, out: str, base: str) -> None:
+    """A LoRA adapter folder (a checkpoint, or OUT/adapter) merged into BASE (a model spct resolves): a plain model."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from spct.backends.models import resolve_model
+
+    path = resolve_model(base)[0]
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path), adapter).merge_and_unload().save_pretrained(out)
+    AutoTokenizer.from_pretrained(path).save_pretrained(out)
 
 
 def pick(eval_dir: str, a: str, b: str) -> None:
@@ -75,4 +81,4 @@ def pick(eval_dir: str, a: str, b: str) -> None:
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"rft-finish": rft_finish, "fp16": fp16, "finish": finish, "pick": pick}[cmd](*args)
+    {"rft-finish": rft_finish, "fp16": fp16, "finish": finish, "merge": merge, "pick": pick}[cmd](*args)

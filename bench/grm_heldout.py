@@ -56,8 +56,7 @@ def summarise(path: Path, examples: dict, policy) -> dict:
         own_js = [j for j in r.judgments if j.ok and not j.forced and not j.truncated]
         own += len(own_js)
         judged += len(r.judgments)
-        own_correct.append(bool(policy.vote(ex, own_js).correct) if not hasattr(policy, "vote_pointwise") else
-                           bool(policy.aggregate(ex, own_js).correct))
+        own_correct.append(bool(policy.vote(ex, own_js).correct))
     n = len(rewards)
     return {
         "items": n,

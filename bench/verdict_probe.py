@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
 
@@ -26,7 +25,7 @@ from spct.backends import load_backend
 from spct.backends.base import ScoreQuery
 from spct.data import Example, read_examples
 from spct.format import JudgingFormat
-from spct.score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from spct.score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
 from spct.voting import labelled_best
 
 VALUES = list(range(MIN_SCORE, MAX_SCORE + 1))
@@ -36,9 +35,7 @@ def first_expected(backend, fmt: JudgingFormat, ex: Example, order: list[int]) -
     """Expected value of the first score right after `Scores: \\boxed{`."""
     sep = "," if len(order) > 1 else "}"
     [lps] = backend.continuation_logprobs([ScoreQuery(fmt.messages(ex, order), SCORE_PREFIX, [f"{v}{sep}" for v in VALUES])])
-    top = max(lps)
-    w = [math.exp(x - top) for x in lps]
-    return sum(v * q for v, q in zip(VALUES, w, strict=True)) / sum(w)
+    return expected_score(lps)
 
 
 def judge_pair(backend, fmt, ex: Example, mode: str) -> tuple[list[float], float | None]:

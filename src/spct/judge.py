@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,7 +22,14 @@ from .backends.base import Backend, GenerationRequest, ScoreQuery, expected_read
 from .data import Example, InputError, Judgment, Query, Reward
 from .format import Format, JudgingFormat, to_original
 from .policies import Adaptive, BothOrders, MetaScorer, Pointwise, Policy, StopRule, Voting
-from .score_scale import BOX_PATTERN, MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from .score_scale import (
+    BOX_PATTERN,
+    MAX_NEW_TOKENS,
+    MAX_SCORE,
+    MIN_SCORE,
+    SCORE_PREFIX,
+    expected_score,
+)
 from .voting import check_rating_scale
 
 log = logging.getLogger(__name__)
@@ -290,12 +296,7 @@ class GenerativeRewardModel:
             return
         width = MAX_SCORE - MIN_SCORE + 1
         for j, lps in zip(todo, self.backend.continuation_logprobs(queries), strict=True):
-            shown_expected = []
-            for p in range(len(lps) // width):
-                group = lps[p * width : (p + 1) * width]
-                top = max(group)
-                weights = [math.exp(x - top) for x in group]
-                shown_expected.append(round(sum((MIN_SCORE + v) * w for v, w in enumerate(weights)) / sum(weights), 4))
+            shown_expected = [round(expected_score(lps[p : p + width]), 4) for p in range(0, len(lps), width)]
             j.expected = to_original(shown_expected, j.order)  # type: ignore[arg-type]
 
     def sample(self, examples: list[Example], k: int, *, hints: dict[str, int] | None = None, first_sample: int = 0,

@@ -107,7 +107,7 @@ class BothOrders(Voting):
 
 
 class Pointwise(Voting):
-    """Each response judged alone (a one-response judgment), k judgments per response, summed per response.
+    """Each response judged alone (a one-response judgment), k judgments per response, rewarded by its mean score.
 
     No response is ever shown beside another, so there is no position to prefer and nothing to
     compare against: the judge rates each response on its own, as a scalar reward model does.
@@ -119,27 +119,28 @@ class Pointwise(Voting):
         drawn = iter(sample(singles, k, greedy=k == 1))
         return [self.aggregate(ex, [j for _ in ex.responses for j in next(drawn)]) for ex in examples]
 
-    def aggregate(self, example: Example, judgments: list[Judgment]) -> Reward:
-        """Group the single-response judgments by response (their ids), meta-rate each group, vote."""
-        per_response = [[j for j in judgments if j.id == f"{example.id}/{i}"] for i in range(len(example.responses))]
-        for i, js in enumerate(per_response):
-            self.rate(single(example, i), js)
-        return self.vote_pointwise(example, per_response)
+    @staticmethod
+    def per_response(example: Example, judgments: list[Judgment]) -> list[list[Judgment]]:
+        """The single-response judgments grouped by the response they judged (their ids)."""
+        return [[j for j in judgments if j.id == f"{example.id}/{i}"] for i in range(len(example.responses))]
 
-    def vote_pointwise(self, example: Example, per_response: list[list[Judgment]]) -> Reward:
-        """Sum each response's own scores (its top k_meta by meta score with a meta RM)."""
-        n = len(example.responses)
-        judgments = [j for js in per_response for j in js]
+    def rate(self, example: Example, judgments: list[Judgment]) -> None:
+        """Meta-rate each response's judgments against that response alone (what the judge saw)."""
+        for i, js in enumerate(self.per_response(example, judgments)):
+            super().rate(single(example, i), js)
+
+    def vote(self, example: Example, judgments: list[Judgment]) -> Reward:
+        """Each response's mean score over its valid judgments (its top k_meta with a meta RM)."""
+        per_response = self.per_response(example, judgments)
         k_meta = (self.k_meta or max(1, len(per_response[0]) // 2)) if self.meta_scorer is not None else None
+        if len(per_response) == 1:  # one response: summed and checked against its rating, like voting@k
+            return replace(vote(example.id, per_response[0], 1, best=example.best, ratings=example.ratings, k_meta=k_meta),
+                           judgments=judgments)
         votes = [vote(f"{example.id}/{i}", js, 1, k_meta=k_meta) for i, js in enumerate(per_response)]
         failed = sum(v.failed for v in votes)
-        if n == 1:
-            r = vote(example.id, per_response[0], 1, best=example.best, ratings=example.ratings, k_meta=k_meta)
-            return replace(r, judgments=judgments)
         if any(v.rewards is None for v in votes):
             return Reward(example.id, None, len(judgments), 0, failed, None, False if example.labelled else None, judgments)
-        rewards = [v.rewards[0] / v.used for v in votes]  # type: ignore[index]  # mean score: equal weight per response
-        rewards = [round(x, 4) for x in rewards]
+        rewards = [round(v.rewards[0] / v.used, 4) for v in votes]  # type: ignore[index]  # mean: equal weight per response
         correct = is_correct(rewards, example.best, example.ratings) if example.labelled else None
         top = sorted(rewards, reverse=True)
         margin = round(top[0] - top[1], 4)

@@ -10,6 +10,7 @@ time). Nothing here imports spct.
 
 from __future__ import annotations
 
+import math
 import re
 
 MIN_SCORE, MAX_SCORE = 1, 10
@@ -38,6 +39,13 @@ PROBE_MAX_NEW_TOKENS = 48
 def normalise(score: float) -> float:
     """A score (or mean score) on MIN_SCORE..MAX_SCORE mapped onto 0..1."""
     return (score - MIN_SCORE) / (MAX_SCORE - MIN_SCORE)
+
+
+def expected_score(logprobs: list[float]) -> float:
+    """Mean of MIN_SCORE..MAX_SCORE under log-probabilities given in that order (normalised among themselves)."""
+    top = max(logprobs)
+    weights = [math.exp(x - top) for x in logprobs]
+    return sum((MIN_SCORE + v) * w for v, w in enumerate(weights)) / sum(weights)
 
 
 def ascii_int(text: str, max_digits: int = MAX_DIGITS) -> int | None:

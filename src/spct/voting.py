@@ -3,7 +3,8 @@
 Voting sums each response's integer scores over the valid samples (range k..10k), which both
 averages out sampling noise and widens the reward range. Failed samples are counted, never
 read as zeros. A judgment read with the expected-score readout votes with its expected scores
-(`Judgment.expected`: real numbers, so two responses almost never tie). Meta-guided voting keeps only the k_meta judgments the meta RM rates highest.
+(`Judgment.expected`: real numbers, so two responses almost never tie). Meta-guided voting
+keeps only the k_meta judgments the meta RM rates highest.
 """
 
 from __future__ import annotations

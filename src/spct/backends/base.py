@@ -24,7 +24,7 @@ from ..score_scale import MAX_NEW_TOKENS
 from .score_line import ScoreConstraint, constraint_satisfied, forced_prompt_tail
 
 __all__ = ["Backend", "BackendError", "Continuation", "Generation", "GenerationRequest", "HFTokenizerMixin",
-           "ScoreConstraint", "ScoreQuery"]
+           "ScoreConstraint", "ScoreQuery", "common_prefix_len"]
 
 
 @dataclass
@@ -70,6 +70,11 @@ class ScoreQuery:
     messages: list[Message]
     prefill: str
     candidates: list[str]
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two token-id lists share."""
+    return next((p for p, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def expected_readout_unsupported(engine: str) -> str:

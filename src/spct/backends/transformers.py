@@ -34,6 +34,7 @@ from .base import (
     HFTokenizerMixin,
     ScoreConstraint,
     ScoreQuery,
+    common_prefix_len,
 )
 from .models import ModelNotFound, resolve_model
 from .score_line import constraint_satisfied, forced_prompt_tail, score_budget
@@ -240,8 +241,7 @@ class TransformersBackend(HFTokenizerMixin, Backend):
             target = self.encode_chat(req.messages, prefill)
             pad = int((state["mask"][r] == 0).sum())
             seen = state["sequences"][r, pad:cached_len].tolist()
-            common = next((p for p, (a, b) in enumerate(zip(seen, target, strict=False)) if a != b), min(len(seen), len(target)))
-            common = min(common, len(target) - 1)  # generate needs at least one token to read
+            common = min(common_prefix_len(seen, target), len(target) - 1)  # generate needs at least one token to read
             row_cache = DynamicCache(ddp_cache_data=[(layer.keys[r : r + 1, :, pad : pad + common],
                                                       layer.values[r : r + 1, :, pad : pad + common]) for layer in layers])
             ids = torch.tensor([target], device=self.device)
@@ -275,9 +275,7 @@ class TransformersBackend(HFTokenizerMixin, Backend):
             context = self.encode_chat(q.messages, q.prefill)
             fulls = [self.encode_chat(q.messages, q.prefill + c) for c in q.candidates]
             # Tokens shared by the context and every candidate (a candidate may merge with the prefill's last token).
-            common = min(next((p for p, (a, b) in enumerate(zip(context, f, strict=False)) if a != b), min(len(context), len(f)))
-                         for f in fulls)
-            common = max(1, min(common, min(len(f) for f in fulls) - 1))
+            common = max(1, min(min(common_prefix_len(context, f), len(f) - 1) for f in fulls))
             head = self.model(input_ids=torch.tensor([context[:common]], device=self.device), use_cache=True)
             cache = getattr(head, "cache", None) or head.past_key_values  # renamed in transformers 5.x
             first = torch.log_softmax(head.logits[0, -1].float(), -1)
@@ -289,9 +287,6 @@ class TransformersBackend(HFTokenizerMixin, Backend):
             cache.batch_repeat_interleave(len(tails))
             kw = {self._cache_kwarg: cache}
             rest = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask, **kw).logits.float(), -1)
-            scores = []
-            for r, t in enumerate(tails):
-                lp = first[t[0]].item() + sum(rest[r, i - 1, t[i]].item() for i in range(1, len(t)))
-                scores.append(lp)
-            out.append(scores)
+            out.append([first[t[0]].item() + sum(rest[r, i - 1, t[i]].item() for i in range(1, len(t)))
+                        for r, t in enumerate(tails)])
         return out

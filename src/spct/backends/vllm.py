@@ -32,6 +32,7 @@ from .base import (
     GenerationRequest,
     HFTokenizerMixin,
     ScoreQuery,
+    common_prefix_len,
 )
 from .models import resolve_model
 from .score_line import score_budget, score_tail_regex
@@ -189,16 +190,15 @@ class VLLMBackend(HFTokenizerMixin, Backend):
         """Each candidate as a prompt with `prompt_logprobs`: prefix caching reads the shared prompt once."""
         from vllm import SamplingParams
 
+        if self.replicas:
+            raise BackendError("the expected-score readout runs on one vLLM replica (data_parallel_size 1)")
         items = []  # (query index, candidate's token ids, where its own tokens start)
         for qi, q in enumerate(queries):
             context = self.encode_chat(q.messages, q.prefill)
             for c in q.candidates:
                 full = self.encode_chat(q.messages, q.prefill + c)
-                start = next((p for p, (a, b) in enumerate(zip(context, full, strict=False)) if a != b), len(context))
-                items.append((qi, full, max(1, min(start, len(full) - 1))))
+                items.append((qi, full, max(1, min(common_prefix_len(context, full), len(full) - 1))))
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        if self.replicas:
-            raise BackendError("the expected-score readout runs on one vLLM replica (data_parallel_size 1)")
         outs = self.llm.generate([{"prompt_token_ids": ids} for _, ids, _ in items], params, use_tqdm=False)
         result: list[list[float]] = [[] for _ in queries]
         for (qi, ids, start), o in zip(items, outs, strict=True):

@@ -259,7 +259,7 @@ def train_sft(base_model: str, data: str | Path | list[str | Path], output_dir: 
         args=sft_config(s, output_dir, init_kwargs, trl_overrides),
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=lora_config(s, _num_layers(path, init_kwargs)) if s.lora else None,
+        peft_config=lora_config(s, _num_layers(path, init_kwargs) if s.lora_top_layers else None) if s.lora else None,
         verdict_weight=s.verdict_weight,
     )
     t0 = time.perf_counter()
