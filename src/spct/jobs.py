@@ -38,7 +38,7 @@ def judge_fitting(judge: Callable[[list[Example]], list[T]], chunk: list[Example
         return list(zip(chunk, judge(chunk), strict=True)), []
     except ContextOverflow as e:
         if len(chunk) == 1:
-            return [], [f"{chunk[0].source or f'example {chunk[0].id}'} [{e.field}]: {e.why}"]
+            return [], [str(e)]  # `file:line [field]: why`
     done: list[tuple[Example, T]] = []
     issues: list[str] = []
     for ex in chunk:
