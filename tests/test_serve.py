@@ -205,7 +205,7 @@ def _post_all(url: str, bodies: list[dict], path: str = "/v1/judge", timeout: fl
 
 def test_concurrent_requests_are_grouped_into_one_backend_call():
     fake = FakeBackend()
-    app = create_app(GenerativeRewardModel(fake), ServerConfig(batch_wait_s=1.0))
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(batch_wait_s=20.0, max_batch_examples=8))
     with running_server(app) as url:
         responses = _post_all(url, [judge_body(str(i)) for i in range(8)])
     assert [r.status_code for r in responses] == [200] * 8
@@ -246,7 +246,8 @@ def test_request_timeout_is_504():
 
 def test_backend_failure_mid_batch_fails_only_the_poisoned_request():
     fake = FakeBackend(fail=lambda req: "POISON" in req.messages[-1]["content"])
-    app = create_app(GenerativeRewardModel(fake), ServerConfig(batch_wait_s=0.5))
+    # The batch closes when all six are in (max_batch_examples), not on a timer that a slow CI machine misses.
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(batch_wait_s=20.0, max_batch_examples=6))
     bodies = [judge_body(str(i)) for i in range(5)] + [judge_body("POISON")]
     with running_server(app) as url:
         responses = _post_all(url, bodies)
@@ -254,8 +255,8 @@ def test_backend_failure_mid_batch_fails_only_the_poisoned_request():
     assert [r.status_code for r in responses[:5]] == [200] * 5
     assert responses[5].status_code == 502
     assert "the judge backend failed: scripted failure" in responses[5].json()["error"]
-    assert max(len(c) for c in fake.calls) >= 2  # the failure happened inside a shared batch
-    assert metrics["requests_rerun_alone"] >= 2
+    assert len(fake.calls[0]) == 6  # the failure happened inside a shared batch
+    assert metrics["requests_rerun_alone"] == 6
 
 
 def test_cli_serve_binds_loopback_and_answers(tmp_path):
@@ -271,7 +272,7 @@ def test_cli_serve_binds_loopback_and_answers(tmp_path):
 @pytest.mark.slow
 def test_server_on_embedded_model_batches_two_requests(embedded_backend):
     grm = GenerativeRewardModel(embedded_backend, JudgeConfig(k=1, max_new_tokens=8))
-    app = create_app(grm, ServerConfig(batch_wait_s=1.0))
+    app = create_app(grm, ServerConfig(batch_wait_s=20.0, max_batch_examples=2))
     bodies = [
         {"query": ["User: What is 2+2?\nAssistant: 4", "User: What is 2+2?\nAssistant: 5"],
          "prompts": ["User: What is 2+2?\nAssistant:"] * 2},
