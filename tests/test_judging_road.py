@@ -147,15 +147,14 @@ def test_compare_prints_the_paper_overall(tmp_path, capsys):
 def test_probe_honours_engine_options(tmp_path, monkeypatch):
     built = {}
 
-    def fake_load(model, engine, **options):
-        built.update(model=model, engine=engine, **options)
+    def fake_load(config):
+        built.update(engine=config.resolved_engine, **config.engine_options())
         return FakeBackend()
 
     monkeypatch.setattr(spct.cli.common, "load_backend", fake_load)
-    monkeypatch.setattr("spct.backends.load_backend", fake_load)
     assert main(["probe", "-o", str(tmp_path / "p"), "--model", "openai:judge", "--base-url", "http://127.0.0.1:9/v1",
                  "--guided", "vllm", "--limit", "1", "--prompts", "hardened"]) == 0
-    assert built["base_url"] == "http://127.0.0.1:9/v1" and built["guided"] == "vllm"
+    assert built == {"engine": "openai", "base_url": "http://127.0.0.1:9/v1", "concurrency": 8, "guided": "vllm"}
 
 
 def test_library_errors_name_parameters_and_the_cli_translates():

@@ -16,19 +16,39 @@ import logging
 import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from .backends.base import Backend, GenerationRequest, ScoreQuery, expected_readout_unsupported
 from .data import Example, InputError, Judgment, Query, Reward
 from .format import Format, JudgingFormat, to_original
-from .policies import Adaptive, BothOrders, MetaScorer, Pointwise, Policy, StopRule, Voting
+from .policies import (
+    RULES,
+    Adaptive,
+    BothOrders,
+    MetaScorer,
+    Pointwise,
+    Policy,
+    StopRule,
+    Voting,
+    is_greedy,
+)
 from .score_scale import (
     BOX_PATTERN,
+    GREEDY_TEMPERATURE,
     MAX_NEW_TOKENS,
     MAX_SCORE,
     MIN_SCORE,
+    SAMPLE_TEMPERATURE,
     SCORE_PREFIX,
     expected_score,
+)
+from .settings import (
+    MAX_K,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    sample_count,
+    setting,
 )
 from .voting import check_rating_scale
 
@@ -63,35 +83,35 @@ def sample_order(seed: int, example_id: str, sample: int, n: int) -> list[int]:
     return order
 
 
-def _opt(default, help: str):
-    """A config field whose help text the CLI shows (cli.common.add_config_arg), like TRL's configs."""
-    return field(default=default, metadata={"help": help})
+POLICIES = ("voting", "both-orders", "pointwise")
+READOUTS = ("sampled", "expected")
 
 
 @dataclass
 class JudgeConfig:
-    """How the judge judges; each field's default and help text are the CLI's too."""
+    """How the judge judges; each field's default and help text are the CLI's too (`spct.settings`)."""
 
-    k: int = _opt(1, "judgments sampled per example and voted on; k=1 is one greedy judgment")
-    temperature: float = _opt(0.5, "sampling temperature when k > 1")
-    max_new_tokens: int = _opt(MAX_NEW_TOKENS, "token budget of one judgment")
-    seed: int = _opt(0, "seeds response shuffles and sampling")
-    constrain: bool = _opt(True, "force a parseable score line where the model does not write one")
-    retries: int = _opt(0, "re-sample a failed judgment up to this many times")
-    principles: bool = _opt(True, "write principles before the critique")
-    k_meta: int | None = _opt(None, "with a meta RM: judgments it keeps for the vote (default: k/2)")
-    adaptive: str | None = _opt(None, "sample in rounds and stop an example once more samples cannot (exact) or are unlikely "
-                                      "to (bound) change its winner; Reward.k is then the samples drawn (default: off)")
-    round_size: int = _opt(1, "adaptive voting: samples drawn per round")
-    format_demo: bool = _opt(False, "show a demonstrated judgment before the query when sampling (bootstrapping RFT "
-                                    "data from a base model)")
-    policy: str = _opt("voting", "voting: each judgment shows the responses in a fresh shuffled order; both-orders: half "
-                                 "the judgments show them as given and half reversed (at least 2; greedy when k <= 2), "
-                                 "so neither position is favoured; pointwise: each response judged alone, k judgments "
-                                 "each, rewarded by its mean score")
-    readout: str = _opt("sampled", "a judgment's score per response: the integer it wrote (sampled, the paper's rule) or "
-                                   "its expected score under the model's probabilities of 1..10 (expected: no ties; needs "
-                                   "an engine that gives log-probabilities)")
+    k: int = setting(1, "judgments sampled per example and voted on; k=1 is one greedy judgment", type=sample_count)
+    temperature: float = setting(SAMPLE_TEMPERATURE, "sampling temperature when k > 1", type=non_negative_float)
+    max_new_tokens: int = setting(MAX_NEW_TOKENS, "token budget of one judgment", type=positive_int)
+    seed: int = setting(0, "seeds response shuffles and sampling")
+    constrain: bool = setting(True, "force a parseable score line where the model does not write one")
+    retries: int = setting(0, "re-sample a failed judgment up to this many times", type=non_negative_int)
+    principles: bool = setting(True, "write principles before the critique")
+    k_meta: int | None = setting(None, "with a meta RM: judgments it keeps for the vote (default: k/2)", type=positive_int)
+    adaptive: str | None = setting(None, "sample in rounds and stop an example once more samples cannot (exact) or are "
+                                         "unlikely to (bound) change its winner; Reward.k is then the samples drawn "
+                                         "(default: off)", choices=RULES)
+    round_size: int = setting(1, "adaptive voting: samples drawn per round", type=positive_int)
+    format_demo: bool = setting(False, "show a demonstrated judgment before the query when sampling (bootstrapping RFT "
+                                       "data from a base model)")
+    policy: str = setting("voting", "voting: each judgment shows the responses in a fresh shuffled order; both-orders: "
+                                    "half the judgments show them as given and half reversed (at least 2; greedy when "
+                                    "k <= 2), so neither position is favoured; pointwise: each response judged alone, k "
+                                    "judgments each, rewarded by its mean score", choices=POLICIES)
+    readout: str = setting("sampled", "a judgment's score per response: the integer it wrote (sampled, the paper's rule) "
+                                      "or its expected score under the model's probabilities of 1..10 (expected: no "
+                                      "ties; needs an engine that gives log-probabilities)", choices=READOUTS)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -101,10 +121,6 @@ class JudgeConfig:
         if self.policy != "voting" and self.adaptive:
             raise InputError(f"adaptive voting draws shuffled orders; it cannot be combined with policy {self.policy}",
                              field="adaptive")
-
-
-POLICIES = ("voting", "both-orders", "pointwise")
-READOUTS = ("sampled", "expected")
 
 
 def policy_for(config: JudgeConfig, meta_scorer: MetaScorer | None = None) -> Policy:
@@ -231,7 +247,7 @@ class GenerativeRewardModel:
         return GenerationRequest(
             messages=fmt.sample_messages(example, order, hint, seed),
             n=1,
-            temperature=0.0 if greedy else cfg.temperature,
+            temperature=GREEDY_TEMPERATURE if greedy else cfg.temperature,
             max_new_tokens=cfg.max_new_tokens,
             seed=seed,
             constraint=fmt.constraint(len(order)) if cfg.constrain else None,
@@ -304,7 +320,7 @@ class GenerativeRewardModel:
         """k judgments per example (one backend call for the whole batch), numbered from `first_sample`.
 
         `hints` maps example id -> original index of the best response (hinted sampling).
-        `greedy` defaults to k == 1. `orders`: "shuffled" (a seeded shuffle per sample) or "both"
+        `greedy` defaults to `is_greedy(k, orders)`. `orders`: "shuffled" (a seeded shuffle per sample) or "both"
         (as given for even samples, reversed for odd ones).
         """
         items: list[Shown] = []
@@ -314,7 +330,7 @@ class GenerativeRewardModel:
                          else sample_order(self.config.seed, ex.id, s, len(ex.responses)))
                 hint = order.index(hints[ex.id]) if hints and ex.id in hints else None
                 items.append((ex, s, order, hint))
-        judgments = self.judge_shown(items, greedy=k == 1 if greedy is None else greedy)
+        judgments = self.judge_shown(items, greedy=is_greedy(k, orders) if greedy is None else greedy)
         return [judgments[i * k : (i + 1) * k] for i in range(len(examples))]
 
     def aggregate(self, example: Example, judgments: list[Judgment]) -> Reward:
@@ -324,8 +340,7 @@ class GenerativeRewardModel:
     def judge(self, examples: Iterable[Example], k: int | None = None, batch_size: int = 8) -> list[Reward]:
         return list(self.judge_iter(list(examples), k, batch_size))
 
-    # The most judgments per example: k is a sample count that sizes memory, not a free integer.
-    MAX_K = 4096
+    MAX_K = MAX_K  # the most judgments per example (spct.settings)
 
     def judge_iter(self, examples: list[Example], k: int | None = None, batch_size: int = 8) -> Iterator[Reward]:
         """Rewards in input order, `batch_size` examples per policy round (so callers can append as they go)."""

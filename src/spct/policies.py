@@ -11,7 +11,8 @@
   change (`exact`) or are unlikely to change (`bound`) the winner; `Reward.k` is what it drew.
 
 A policy never builds prompts or calls an engine: it asks the judge's `sample` function for
-judgments (examples, k, first sample index, greedy or not) and aggregates what comes back.
+judgments (examples, k, first sample index, greedy or not; `is_greedy` by default) and
+aggregates what comes back.
 
 Adaptive stop rules. Voting@K sums MIN..MAX scores, so one more sample can move any response
 at most MAX - MIN points closer to the leader. If the leader's lead over every other response is
@@ -42,10 +43,19 @@ MAX_GAIN = MAX_SCORE - MIN_SCORE  # the most one sample can close a gap between 
 RULES = ("exact", "bound")
 
 
+def is_greedy(k: int, orders: str = "shuffled") -> bool:
+    """Whether a budget of k judgments is judged greedily: when it holds one judgment per order shown.
+
+    k = 1 is one greedy judgment; with both orders, k = 2 is one greedy judgment in each. Any
+    larger budget samples (at temperature 0 a second judgment of the same order would repeat the first).
+    """
+    return k == (2 if orders == "both" else 1)
+
+
 class SampleFn(Protocol):
     """The judge's sampler: per example, k judgments numbered from `first_sample`."""
 
-    def __call__(self, examples: list[Example], k: int, *, first_sample: int = 0, greedy: bool = False,
+    def __call__(self, examples: list[Example], k: int, *, first_sample: int = 0, greedy: bool | None = None,
                  orders: str = "shuffled") -> list[list[Judgment]]: ...
 
 
@@ -88,7 +98,7 @@ class Voting:
         return self.vote(example, judgments)
 
     def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
-        drawn = sample(examples, k, greedy=k == 1)
+        drawn = sample(examples, k)
         return [self.aggregate(ex, js) for ex, js in zip(examples, drawn, strict=True)]
 
 
@@ -102,7 +112,7 @@ class BothOrders(Voting):
 
     def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
         k = max(2, k + k % 2)
-        drawn = sample(examples, k, greedy=k == 2, orders="both")
+        drawn = sample(examples, k, orders="both")
         return [self.aggregate(ex, js) for ex, js in zip(examples, drawn, strict=True)]
 
 
@@ -116,7 +126,7 @@ class Pointwise(Voting):
 
     def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
         singles = [single(ex, i) for ex in examples for i in range(len(ex.responses))]
-        drawn = iter(sample(singles, k, greedy=k == 1))
+        drawn = iter(sample(singles, k))
         return [self.aggregate(ex, [j for _ in ex.responses for j in next(drawn)]) for ex in examples]
 
     @staticmethod
@@ -258,7 +268,7 @@ class Adaptive(Voting):
         done = 0
         while active:
             step = min(self.round_size, k - done)
-            got = sample([examples[i] for i in active], step, first_sample=done, greedy=k == 1)
+            got = sample([examples[i] for i in active], step, first_sample=done, greedy=is_greedy(k))
             for i, js in zip(active, got, strict=True):
                 drawn[i] += js
             done += step

@@ -1,4 +1,4 @@
-"""Generation engines behind one interface (`Backend`). `load_backend` picks one from a model spec.
+"""Generation engines behind one interface (`Backend`). `load_backend` builds one from an `EngineConfig`.
 
 - `transformers` (default): the embedded judge (`spct-grm-135m`, SmolLM2-135M + spct's adapter), its
   base `smollm2-135m`, or any local/hub causal LM, CPU or one GPU.
@@ -12,30 +12,33 @@ Other engines register here as they are added, one file each.
 from __future__ import annotations
 
 from .base import Backend, BackendError, Generation, GenerationRequest, ScoreConstraint
+from .config import ENGINES, EngineConfig
 
-ENGINES = ("transformers", "openai", "vllm", "llamacpp", "fake")
 
+def load_backend(config: EngineConfig | str | None = None, **options) -> Backend:
+    """The one place a backend is built: from an EngineConfig (a bare model spec for the defaults).
 
-def load_backend(model: str = "spct-grm-135m", engine: str = "transformers", **options) -> Backend:
-    """`model` may name its engine: `openai:NAME` always goes to an OpenAI-compatible server."""
-    if model.startswith("openai:"):
-        engine = "openai"
+    `options` reach the engine's constructor beyond the config's fields (llama.cpp's `n_ctx`,
+    vLLM's `max_model_len`, ...) and win over them.
+    """
+    config = EngineConfig(config) if isinstance(config, str) else config or EngineConfig()
+    engine, options = config.resolved_engine, {**config.engine_options(), **options}
     if engine == "openai":
         from .openai import OpenAIBackend
 
-        return OpenAIBackend(model, **options)
+        return OpenAIBackend(config.model, **options)
     if engine == "vllm":
         from .vllm import VLLMBackend
 
-        return VLLMBackend(model, **options)
+        return VLLMBackend(config.model, **options)
     if engine == "llamacpp":
         from .llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(model, **options)
+        return LlamaCppBackend(config.model, **options)
     if engine == "transformers":
         from .transformers import TransformersBackend
 
-        return TransformersBackend(model, **options)
+        return TransformersBackend(config.model, **options)
     if engine == "fake":
         from .fake import FakeBackend
 
@@ -43,4 +46,5 @@ def load_backend(model: str = "spct-grm-135m", engine: str = "transformers", **o
     raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
 
 
-__all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "ScoreConstraint", "load_backend", "ENGINES"]
+__all__ = ["Backend", "BackendError", "EngineConfig", "Generation", "GenerationRequest", "ScoreConstraint", "load_backend",
+           "ENGINES"]

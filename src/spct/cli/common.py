@@ -1,56 +1,28 @@
-"""Options shared by every subcommand that runs a judge."""
+"""Options shared by every subcommand that runs a judge: EngineConfig's and JudgeConfig's fields as flags.
+
+The value checks (`positive_int`, ...) live in `spct.settings`; they are re-exported here for the
+commands' own flags.
+"""
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..backends import ENGINES, Backend, load_backend
-from ..backends.models import BASE_MODEL, DEFAULT_JUDGE
+from ..backends import Backend, EngineConfig, load_backend
 from ..data import Example, InputError, InputIssue, load_examples
-from ..judge import POLICIES, READOUTS, GenerativeRewardModel, JudgeConfig
-from ..policies import RULES, MetaScorer
+from ..judge import GenerativeRewardModel, JudgeConfig
+from ..policies import MetaScorer
+from ..score_scale import MAX_NEW_TOKENS
+from ..settings import add_dataclass_args, from_namespace
+from ..settings import non_negative_float as non_negative_float
+from ..settings import non_negative_int as non_negative_int
+from ..settings import positive_float as positive_float
+from ..settings import positive_int as positive_int
+from ..settings import sample_count as sample_count
 from ..voting import check_rating_scale
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def sample_count(text: str) -> int:
-    """--k: judgments per example, 1..GenerativeRewardModel.MAX_K (each one is held in memory)."""
-    value = positive_int(text)
-    if value > GenerativeRewardModel.MAX_K:
-        raise argparse.ArgumentTypeError(f"must be in 1..{GenerativeRewardModel.MAX_K}, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
 
 MAX_BODY_MB = 1024.0  # a request body past 1 GiB is no reward request
 
@@ -85,77 +57,36 @@ def check_output_file(input_path: str, output: str) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) -> None:
-    """The engine options every judging command shares (`build_backend` reads them)."""
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default=DEFAULT_JUDGE,
-                   help=model_help or f"'{DEFAULT_JUDGE}' (embedded SPCT-trained judge, default), '{BASE_MODEL}' (its "
-                                      "untrained base), a local HF model folder, a .gguf file, or a hub id")
-    g.add_argument("--engine", default="transformers", choices=ENGINES, help="generation engine (default: transformers)")
-    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    g.add_argument("--gen-batch-size", type=positive_int, default=16, help="sequences per generate call (default: 16)")
-    add_engine_args(p)
+    """The engine options every judging command shares: EngineConfig's fields (`build_backend` reads them)."""
+    add_dataclass_args(p.add_argument_group("model"), EngineConfig, ("model", "engine", "device", "gen_batch_size", "dtype"),
+                       helps={"model": model_help} if model_help else None)
+    add_dataclass_args(p.add_argument_group("engines (openai, vllm, llamacpp)"), EngineConfig,
+                       ("base_url", "concurrency", "guided", "tensor_parallel_size", "data_parallel_size", "n_threads"))
 
 
-def add_config_arg(g: argparse._ArgumentGroup, name: str, default=None, **kwargs) -> None:
-    """A flag for the JudgeConfig field `name`: its help text and default come from the field.
-
-    A boolean field that defaults to on becomes `--no-NAME`; `default` overrides the field's
-    default for one command (a smaller token budget for serving, say).
-    """
-    f = JudgeConfig.__dataclass_fields__[name]
-    value = f.default if default is None else default
-    flag = name.replace("_", "-")
-    if isinstance(f.default, bool):
-        g.add_argument(f"--no-{flag}", dest=name, action="store_false", help=f"do not {f.metadata['help']}")
-        return
-    shown = "" if value is None else f" (default: {value})"  # None-defaults say what they mean in the help
-    g.add_argument(f"--{flag}", default=value, help=f"{f.metadata['help']}{shown}", **kwargs)
-
-
-def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int | None = None) -> None:
+def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
     """Judging options, from JudgeConfig; k=None leaves --k to the command (eval takes several)."""
-    g = p.add_argument_group("judging")
-    if k is not None:
-        add_config_arg(g, "k", k, type=sample_count)
-    add_config_arg(g, "temperature", type=non_negative_float)
-    add_config_arg(g, "max_new_tokens", max_new_tokens, type=positive_int)
-    add_config_arg(g, "seed", type=int)
-    add_config_arg(g, "constrain")
-    add_config_arg(g, "retries", type=non_negative_int)
-    add_config_arg(g, "principles")
-    add_config_arg(g, "policy", choices=POLICIES)
-    add_config_arg(g, "readout", choices=READOUTS)
+    names = ("k",) * (k is not None) + ("temperature", "max_new_tokens", "seed", "constrain", "retries", "principles",
+                                         "policy", "readout")
+    add_dataclass_args(p.add_argument_group("judging"), JudgeConfig, names, defaults={"k": k, "max_new_tokens": max_new_tokens})
 
 
 def add_adaptive_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("adaptive voting")
-    add_config_arg(g, "adaptive", choices=RULES)
-    add_config_arg(g, "round_size", type=positive_int)
+    add_dataclass_args(p.add_argument_group("adaptive voting"), JudgeConfig, ("adaptive", "round_size"))
 
 
 def build_backend(args: argparse.Namespace) -> Backend:
-    """The one place a backend is built from command-line options, for every subcommand."""
-    options: dict = {}
-    if args.engine == "transformers" and not args.model.startswith("openai:"):
-        options = {"device": getattr(args, "device", None), "batch_size": getattr(args, "gen_batch_size", 16)}
-    options.update(engine_options(args))
-    return load_backend(args.model, args.engine, **options)
+    """The backend the command line asks for: EngineConfig from the flags, built by `load_backend`."""
+    return load_backend(from_namespace(EngineConfig, args))
 
 
 def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
-    """JudgeConfig from the judging options (those a command lacks keep the library's defaults)."""
-    d = JudgeConfig()
-
-    def opt(name: str):
-        return getattr(args, name, getattr(d, name))
-
+    """JudgeConfig from the judging flags (those a command lacks keep the library's defaults); `k` wins over --k."""
+    k = k or args.k
     k_meta = getattr(args, "k_meta", None)
-    if k_meta is not None and not (getattr(args, "meta_rm", None) and 1 <= k_meta <= (k or args.k)):
+    if k_meta is not None and not (getattr(args, "meta_rm", None) and 1 <= k_meta <= k):
         raise InputError("--k-meta needs --meta-rm and a value in 1..k")
-    return JudgeConfig(k=k or args.k, temperature=opt("temperature"), max_new_tokens=opt("max_new_tokens"), seed=opt("seed"),
-                       constrain=opt("constrain"), retries=opt("retries"), principles=opt("principles"), k_meta=k_meta,
-                       adaptive=opt("adaptive"), round_size=opt("round_size"), format_demo=opt("format_demo"),
-                       policy=opt("policy"), readout=opt("readout"))
+    return from_namespace(JudgeConfig, args, k=k)
 
 
 def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:
@@ -185,7 +116,7 @@ def build_grm(args: argparse.Namespace, k: int | None = None) -> GenerativeRewar
 def add_meta_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("meta RM")
     g.add_argument("--meta-rm", default=None, help="folder of a meta RM (spct train-meta): vote over its top judgments")
-    add_config_arg(g, "k_meta", type=positive_int)
+    add_dataclass_args(g, JudgeConfig, ("k_meta",))
 
 
 def report_issues(issues: Sequence[InputIssue | str], limit: int = 20) -> None:
@@ -194,34 +125,6 @@ def report_issues(issues: Sequence[InputIssue | str], limit: int = 20) -> None:
         print(f"warning: skipped {issue}", file=sys.stderr)
     if len(issues) > limit:
         print(f"warning: ... and {len(issues) - limit} more bad line(s)", file=sys.stderr)
-
-
-def add_engine_args(p: argparse.ArgumentParser) -> None:
-    """Options of the openai, vllm and llamacpp engines (ignored by the others)."""
-    from ..backends.openai import GUIDED
-
-    g = p.add_argument_group("engines (openai, vllm, llamacpp)")
-    g.add_argument("--base-url", default=None,
-                   help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (key from SPCT_API_KEY or OPENAI_API_KEY)")
-    g.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests in flight (default: 8)")
-    g.add_argument("--guided", default="none", choices=GUIDED,
-                   help="openai: the server's mechanism for the constrained score line (default: none)")
-    g.add_argument("--tensor-parallel-size", type=positive_int, default=1, help="vllm: GPUs per model replica (default: 1)")
-    g.add_argument("--data-parallel-size", type=positive_int, default=1, help="vllm: model replicas, placed by Ray (default: 1)")
-    g.add_argument("--n-threads", type=positive_int, default=None, help="llamacpp: CPU threads (default: all cores)")
-
-
-def engine_options(args: argparse.Namespace) -> dict:
-    def opt(name: str, default=None):
-        return getattr(args, name, default)  # callers may build args by hand, without the engine options
-
-    if args.model.startswith("openai:") or args.engine == "openai":
-        return {"base_url": opt("base_url"), "concurrency": opt("concurrency", 8), "guided": opt("guided", "none")}
-    if args.engine == "vllm":
-        return {"tensor_parallel_size": opt("tensor_parallel_size", 1), "data_parallel_size": opt("data_parallel_size", 1)}
-    if args.engine == "llamacpp":
-        return {"n_threads": opt("n_threads")}
-    return {}
 
 
 def load_labelled(args: argparse.Namespace) -> list[Example]:

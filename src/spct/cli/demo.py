@@ -14,6 +14,7 @@ from rich.table import Table
 from ..backends.models import BASE_MODEL
 from ..data import read_examples
 from ..jobs import JobSummary, judge_file
+from ..score_scale import DEMO_MAX_NEW_TOKENS
 from .common import add_judge_args, add_model_args, build_grm
 
 
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", default=BASE_MODEL,
                    help=f"untrained model shown beside the judge (default: {BASE_MODEL}); 'none' shows the judge alone")
     add_model_args(p)
-    add_judge_args(p, k=2, max_new_tokens=160)
+    add_judge_args(p, k=2, max_new_tokens=DEMO_MAX_NEW_TOKENS)
     p.set_defaults(func=run)
 
 

@@ -1,0 +1,142 @@
+"""The settings spine: a settings dataclass is declared once and read from flags or the environment.
+
+Like TRL's own configs, each field of a settings dataclass (`JudgeConfig`, `EngineConfig`) carries
+its help text in `metadata={"help": ...}` (and, where the value needs checking, an argparse
+`type` or `choices`). `add_dataclass_args` turns the fields into command-line flags,
+`from_namespace` reads them back, and `from_env` reads the same fields from `SPCT_<FIELD>`
+environment variables (the RL adapters' configuration), so no layer copies a setting field by
+field. Nothing here imports spct, so settings dataclasses at any layer can use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: The most judgments per example: k is a sample count that sizes memory, not a free integer.
+MAX_K = 4096
+
+
+def setting(default: Any, help: str, **flag: Any) -> Any:
+    """A settings field whose help text (and argparse `type` / `choices`) the command line shows."""
+    return dataclasses.field(default=default, metadata={"help": help, **flag})
+
+
+# -- value checks: argparse types, also applied to environment variables -----------------------
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def sample_count(text: str) -> int:
+    """--k: judgments per example, 1..MAX_K (each one is held in memory)."""
+    value = positive_int(text)
+    if value > MAX_K:
+        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_K}, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+# -- dataclass fields <-> flags and environment variables ---------------------------------------
+
+
+def _parser(f: dataclasses.Field, default: Any) -> Callable[[str], Any] | None:
+    """How a field's text is read: its declared `type`, else the type of a numeric default (str otherwise)."""
+    if "type" in f.metadata:
+        return f.metadata["type"]
+    return type(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else None
+
+
+def add_dataclass_args(group: argparse._ActionsContainer, cls: type, names: Iterable[str] | None = None,
+                       defaults: Mapping[str, Any] | None = None, helps: Mapping[str, str] | None = None) -> None:
+    """One flag per field of `cls` (those in `names`, in that order; default: all): `--field-name`.
+
+    Help, default and checks come from the field; `defaults` and `helps` replace them for one
+    command (a smaller token budget for serving, say). A boolean field that defaults to on
+    becomes `--no-NAME`, one that defaults to off `--NAME`. The help names the default unless it
+    is None or the help already says what the default means.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names or fields:
+        f = fields[name]
+        value = (defaults or {}).get(name, f.default)
+        text = (helps or {}).get(name, f.metadata["help"])
+        flag = name.replace("_", "-")
+        if isinstance(f.default, bool):
+            if value:
+                group.add_argument(f"--no-{flag}", dest=name, action="store_false", help=f"do not {text}")
+            else:
+                group.add_argument(f"--{flag}", dest=name, action="store_true", help=text)
+            continue
+        if value is not None and "default" not in text:
+            text = f"{text} (default: {value})"
+        kwargs = {key: v for key, v in f.metadata.items() if key in ("choices", "metavar")}
+        group.add_argument(f"--{flag}", dest=name, default=value, type=_parser(f, value), help=text, **kwargs)
+
+
+def from_namespace(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
+    """`cls` from parsed flags named like its fields; fields a command has no flag for keep their defaults."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **overrides})
+
+
+ENV_PREFIX = "SPCT_"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def from_env(cls: type[T], defaults: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+             **overrides: Any) -> T:
+    """`cls` from `SPCT_<FIELD>` environment variables (SPCT_MODEL, SPCT_MAX_NEW_TOKENS, ...), checked like the flags.
+
+    Precedence: `overrides` (None is no override), then the environment, then `defaults`, then
+    the field's own default. A bad value raises ValueError naming the variable.
+    """
+    environ = os.environ if environ is None else environ
+    values = dict(defaults or {})
+    for f in dataclasses.fields(cls):
+        var = ENV_PREFIX + f.name.upper()
+        text = environ.get(var, "").strip()
+        if not text:
+            continue
+        if isinstance(f.default, bool):
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError(f"{var}={text!r}: expected one of {', '.join(_TRUE + _FALSE)}")
+            values[f.name] = text.lower() in _TRUE
+            continue
+        parse = _parser(f, f.default) or str
+        try:
+            values[f.name] = parse(text)
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            raise ValueError(f"{var}={text!r}: {e}") from e
+    values.update({key: v for key, v in overrides.items() if v is not None})
+    return cls(**values)
