@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from spct.backends import GenerationRequest, load_backend
+from spct.backends import EngineConfig, GenerationRequest, load_backend
 from spct.data import read_examples
 from spct.judge import GenerativeRewardModel, JudgeConfig
 
@@ -141,7 +141,7 @@ def bench_tokens(args) -> dict:
     prompt = [{"role": "user", "content": "Explain in a few sentences why the sky is blue."}]
     n = args.max_new_tokens
     tb = transformers_backend(args)
-    lb = load_backend("smollm2-135m", "llamacpp", n_ctx=2048, n_threads=args.threads)
+    lb = load_backend(EngineConfig("smollm2-135m", "llamacpp", n_threads=args.threads), n_ctx=2048)
     single = GenerationRequest(prompt, max_new_tokens=n)
     batch = [GenerationRequest(prompt, temperature=0.5, seed=s, max_new_tokens=n) for s in range(8)]
     for b in (tb, lb):
@@ -162,7 +162,7 @@ def bench_constrain(args) -> dict:
     engines = args.engines.split(",")
     out = {}
     for engine in engines:
-        backend = transformers_backend(args) if engine == "transformers" else load_backend("smollm2-135m", engine, n_ctx=4096, n_threads=args.threads)
+        backend = transformers_backend(args) if engine == "transformers" else load_backend(EngineConfig("smollm2-135m", engine, n_threads=args.threads), n_ctx=4096)
         for constrain in (False, True):
             grm = GenerativeRewardModel(backend, JudgeConfig(k=1, max_new_tokens=args.max_new_tokens, constrain=constrain))
             t, rewards = timed(lambda grm=grm: grm.judge(exs, batch_size=args.batch_size))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spct.backends import load_backend
+from spct.backends import EngineConfig, load_backend
 from spct.data import Reward, iter_jsonl, read_examples
 from spct.jobs import judge_file
 from spct.judge import POLICIES, READOUTS, GenerativeRewardModel, JudgeConfig, policy_for
@@ -111,8 +111,8 @@ def main() -> None:
     config = JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens, constrain=args.constrain, policy=args.policy,
                          readout=args.readout)
     if args.revote is None:
-        options = {"batch_size": args.gen_batch_size} if args.engine == "transformers" else {}
-        grm = GenerativeRewardModel(load_backend(args.model, args.engine, **options), config, meta)
+        engine = EngineConfig(args.model, args.engine, gen_batch_size=args.gen_batch_size)
+        grm = GenerativeRewardModel(load_backend(engine), config, meta)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     for i, (data, name) in enumerate(zip(args.data, args.name, strict=True)):
         examples, _ = read_examples(data)

@@ -6,9 +6,9 @@
 import json
 import time
 
-from spct.backends import GenerationRequest, ScoreConstraint, load_backend
+from spct.backends import EngineConfig, GenerationRequest, ScoreConstraint, load_backend
 
-b = load_backend("smollm2-135m", "llamacpp", n_ctx=2048)
+b = load_backend(EngineConfig("smollm2-135m", "llamacpp"), n_ctx=2048)
 msgs = [{"role": "user", "content": "Judge: is 'Paris' a good answer to 'capital of France?' Answer with principles, analysis and scores."}]
 req = GenerationRequest(msgs, max_new_tokens=24)
 prompt = b.render(msgs)

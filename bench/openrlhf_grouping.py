@@ -125,14 +125,14 @@ def _text(query) -> str:
 
 def real_accuracy(name: str, args: argparse.Namespace, **config) -> dict:
     """Chosen vs rejected of N HH-RLHF pairs, each response in its own request, on a real model."""
-    from spct.backends import load_backend
+    from spct.backends import EngineConfig, load_backend
     from spct.data import read_examples
     from spct.judge import JudgeConfig
 
     hh = Path("/work/shared/data/hh-rlhf-harmless/test.jsonl.gz")
     demo = Path(__file__).resolve().parents[1] / "src" / "spct" / "assets" / "hh_rlhf_demo.jsonl"
     examples = read_examples(hh if hh.exists() else demo)[0][: args.real]
-    grm = GenerativeRewardModel(load_backend(args.model, args.engine), JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens))
+    grm = GenerativeRewardModel(load_backend(EngineConfig(args.model, args.engine)), JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens))
     app = create_app(grm, ServerConfig(**config))
 
     async def post_all(url: str) -> list[dict | None]:

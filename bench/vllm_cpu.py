@@ -41,12 +41,12 @@ def pairs(n: int):
 
 def run_engine(args: argparse.Namespace) -> dict:
     """One engine in this process: load, judge, measure."""
-    from spct.backends import load_backend
+    from spct.backends import EngineConfig, load_backend
     from spct.judge import GenerativeRewardModel, JudgeConfig
 
-    options = {"max_model_len": 4096, "dtype": args.dtype} if args.engine == "vllm" else {"device": "cpu", "batch_size": 16}
+    engine = EngineConfig(args.model, args.engine, device="cpu", dtype=args.dtype if args.engine == "vllm" else None)
     t0 = time.perf_counter()
-    backend = load_backend(args.model, args.engine, **options)
+    backend = load_backend(engine, **({"max_model_len": 4096} if args.engine == "vllm" else {}))
     load_s = time.perf_counter() - t0
     grm = GenerativeRewardModel(backend, JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens))
     examples = pairs(args.n)

@@ -10,7 +10,13 @@ import re
 
 import pytest
 
-from spct.backends import BackendError, GenerationRequest, ScoreConstraint, load_backend
+from spct.backends import (
+    BackendError,
+    EngineConfig,
+    GenerationRequest,
+    ScoreConstraint,
+    load_backend,
+)
 from spct.backends.score_line import (
     constraint_satisfied,
     head_before_score_line,
@@ -42,7 +48,7 @@ def test_unavailable_engines_fail_clearly():
         import vllm  # noqa: F401
     except ImportError:
         with pytest.raises(BackendError, match="spct\\[vllm\\]"):
-            load_backend("smollm2-135m", "vllm")
+            load_backend(EngineConfig("smollm2-135m", "vllm"))
 
 
 # -- llama.cpp ------------------------------------------------------------------------------
@@ -50,7 +56,7 @@ def test_unavailable_engines_fail_clearly():
 @pytest.fixture(scope="module")
 def llamacpp_backend():
     pytest.importorskip("llama_cpp", reason="the optional spct[llamacpp] extra is not installed")
-    return load_backend("smollm2-135m", "llamacpp", n_ctx=2048)
+    return load_backend(EngineConfig("smollm2-135m", "llamacpp"), n_ctx=2048)
 
 
 def test_llamacpp_grammar_compiles():
@@ -81,7 +87,7 @@ def test_vllm_constrained_judging(pair_examples):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     pytest.importorskip("vllm", reason="vLLM is not installed")
-    backend = load_backend("smollm2-135m", "vllm", gpu_memory_utilization=0.3, max_model_len=4096)
+    backend = load_backend(EngineConfig("smollm2-135m", "vllm"), gpu_memory_utilization=0.3, max_model_len=4096)
     grm = GenerativeRewardModel(backend, JudgeConfig(k=4, max_new_tokens=64))
     judgments = [j for js in grm.sample(pair_examples, 4) for j in js]
     assert len(judgments) == 8 and all(j.ok for j in judgments)
@@ -104,7 +110,7 @@ def test_vllm_structured_output_uses_the_current_api():
 def test_vllm_cpu_judging_with_n_samples_and_forced_score_lines(pair_examples):
     """vLLM's CPU build (scripts/setup_vllm_cpu.sh): every judgment parses, n = k samples per request."""
     pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup_vllm_cpu.sh)")
-    backend = load_backend("smollm2-135m", "vllm", max_model_len=4096)  # float32 on a CPU without bf16
+    backend = load_backend(EngineConfig("smollm2-135m", "vllm"), max_model_len=4096)  # float32 on a CPU without bf16
     grm = GenerativeRewardModel(backend, JudgeConfig(k=4, max_new_tokens=48))
     judgments = [j for js in grm.sample(pair_examples, 4) for j in js]
     assert len(judgments) == 8 and all(j.ok for j in judgments)

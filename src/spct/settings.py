@@ -114,29 +114,37 @@ ENV_PREFIX = "SPCT_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+def _read(f: dataclasses.Field, name: str, text: str) -> Any:
+    """A field's value from text (an environment variable, a string keyword), checked like its flag."""
+    if isinstance(f.default, bool):
+        if text.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"{name}={text!r}: expected one of {', '.join(_TRUE + _FALSE)}")
+        return text.lower() in _TRUE
+    try:
+        return (_parser(f, f.default) or str)(text)
+    except (ValueError, argparse.ArgumentTypeError) as e:
+        raise ValueError(f"{name}={text!r}: {e}") from e
+
+
 def from_env(cls: type[T], defaults: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
              **overrides: Any) -> T:
     """`cls` from `SPCT_<FIELD>` environment variables (SPCT_MODEL, SPCT_MAX_NEW_TOKENS, ...), checked like the flags.
 
-    Precedence: `overrides` (None is no override), then the environment, then `defaults`, then
-    the field's own default. A bad value raises ValueError naming the variable.
+    Precedence: `overrides` (None is no override; text is read like the variable), then the
+    environment, then `defaults`, then the field's own default. A bad value raises ValueError
+    naming the variable or keyword.
     """
     environ = os.environ if environ is None else environ
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
     values = dict(defaults or {})
     for f in dataclasses.fields(cls):
         var = ENV_PREFIX + f.name.upper()
         text = environ.get(var, "").strip()
-        if not text:
-            continue
-        if isinstance(f.default, bool):
-            if text.lower() not in _TRUE + _FALSE:
-                raise ValueError(f"{var}={text!r}: expected one of {', '.join(_TRUE + _FALSE)}")
-            values[f.name] = text.lower() in _TRUE
-            continue
-        parse = _parser(f, f.default) or str
-        try:
-            values[f.name] = parse(text)
-        except (ValueError, argparse.ArgumentTypeError) as e:
-            raise ValueError(f"{var}={text!r}: {e}") from e
-    values.update({key: v for key, v in overrides.items() if v is not None})
+        if text:
+            values[f.name] = _read(f, var, text)
+        value = overrides.get(f.name)
+        if value is not None:
+            values[f.name] = _read(f, f.name, value) if isinstance(value, str) else value
     return cls(**values)

@@ -21,7 +21,7 @@ import uuid
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from ..score_scale import MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from ..score_scale import CHAT_API_TEMPERATURE, MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 from .base import Backend, BackendError, GenerationRequest, ScoreConstraint
 
 
@@ -41,7 +41,7 @@ class ChatRequest(BaseModel):
     model: str | None = None
     messages: list[ChatMessage]
     n: int = 1
-    temperature: float = 1.0
+    temperature: float = CHAT_API_TEMPERATURE
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     seed: int | None = None
@@ -93,19 +93,20 @@ def create_app(backend: Backend, model_name: str, max_tokens: int = MAX_NEW_TOKE
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Serve the model EngineConfig's flags name (the same `--model`, `--engine`, ... as `spct judge`)."""
     import uvicorn
 
-    from . import load_backend
+    from ..settings import add_dataclass_args, from_namespace
+    from . import EngineConfig, load_backend
 
     p = argparse.ArgumentParser(prog="python -m spct.backends.local_server", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="spct-grm-135m", help="model spec for the engine (default: the embedded judge)")
-    p.add_argument("--engine", default="transformers", help="spct engine serving it (default: transformers)")
+    add_dataclass_args(p, EngineConfig)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     args = p.parse_args(argv)
-    app = create_app(load_backend(args.model, args.engine), args.model)
+    config = from_namespace(EngineConfig, args)
+    app = create_app(load_backend(config), config.model)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-
 
 if __name__ == "__main__":
     main()

@@ -14,13 +14,14 @@ import math
 import os
 import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..data import Example, Query
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..score_scale import SERVE_MAX_NEW_TOKENS
 from ..serve.protocol import MAX_ITEMS, MAX_RESPONSES
+from ..settings import from_env
 
 Group = tuple[Query, list[str]]
 MAX_PER_REQUEST = MAX_ITEMS  # examples per /v1/judge call (the server's limit)
@@ -44,19 +45,24 @@ class RewardClient:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> RewardClient:
-        """Configured by SPCT_REWARD_URL (+ SPCT_API_KEY) for a server, else SPCT_MODEL in-process
-        (default: the embedded model), with SPCT_K and SPCT_MAX_NEW_TOKENS; keyword overrides win."""
-        url = overrides.pop("url", None) or os.environ.get("SPCT_REWARD_URL")
-        k = overrides.pop("k", None) or int(os.environ.get("SPCT_K", "1"))
-        if url:
-            return cls(url=url, api_key=overrides.pop("api_key", None) or os.environ.get("SPCT_API_KEY"), k=k, **overrides)
-        from ..backends import load_backend
-        from ..backends.models import DEFAULT_JUDGE
+        """Configured by SPCT_REWARD_URL (+ SPCT_API_KEY) for a server, else in-process with EngineConfig's
+        fields from SPCT_MODEL, SPCT_ENGINE, SPCT_DEVICE, ... (default: the embedded model); the judging
+        settings come from JudgeConfig's SPCT_K, SPCT_MAX_NEW_TOKENS, ... (`spct.settings.from_env`)
+        with serving's token budget and one retry. Keyword overrides (a field name, or url, api_key
+        and RewardClient's own) win."""
+        from ..backends import EngineConfig, load_backend
 
-        model = overrides.pop("model", None) or os.environ.get("SPCT_MODEL", DEFAULT_JUDGE)
-        max_new_tokens = int(overrides.pop("max_new_tokens", None) or os.environ.get("SPCT_MAX_NEW_TOKENS", SERVE_MAX_NEW_TOKENS))
-        grm = GenerativeRewardModel(load_backend(model), JudgeConfig(k=k, max_new_tokens=max_new_tokens, retries=1))
-        return cls(grm, k=k, **overrides)
+        def take(config_cls: type) -> dict[str, Any]:
+            return {f.name: overrides.pop(f.name) for f in fields(config_cls) if f.name in overrides}
+
+        judging = from_env(JudgeConfig, {"max_new_tokens": SERVE_MAX_NEW_TOKENS, "retries": 1}, **take(JudgeConfig))
+        engine = take(EngineConfig)
+        url = overrides.pop("url", None) or os.environ.get("SPCT_REWARD_URL")
+        if url:
+            return cls(url=url, api_key=overrides.pop("api_key", None) or os.environ.get("SPCT_API_KEY"), k=judging.k,
+                       **overrides)
+        grm = GenerativeRewardModel(load_backend(from_env(EngineConfig, **engine)), judging)
+        return cls(grm, k=judging.k, **overrides)
 
     # -- in-process ---------------------------------------------------------------------------
     @staticmethod

@@ -4,8 +4,8 @@ OpenRLHF loads this file and calls `reward_func(queries, prompts, labels)`, wher
 is the decoded prompt + response. Responses that share a prompt are judged together, as
 `spct serve`'s /get_reward does. Configure with environment variables: SPCT_REWARD_URL (+
 SPCT_API_KEY) to call a running `spct serve`, else SPCT_MODEL (default: the embedded model),
-SPCT_K and SPCT_MAX_NEW_TOKENS to judge in-process. (To skip this file, point
-`--reward.remote_url` at the server's http://HOST:PORT/get_reward directly.) The flag is
+SPCT_K, SPCT_MAX_NEW_TOKENS and the other SPCT_<FIELD> settings (RewardClient.from_env) to
+judge in-process. (To skip this file, point `--reward.remote_url` at the server's http://HOST:PORT/get_reward directly.) The flag is
 OpenRLHF >= 0.10.2's; older versions call it `--remote_rm_url`.
 """
 
