@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 
+from ..settings import add_dataclass_args, from_namespace
 from ..train.rl import RLSettings, train_rl
-from .common import load_labelled, non_negative_float, positive_float, positive_int
-from .sft import add_lora_args, add_trainer_args
+from .common import load_labelled, positive_int
+from .sft import add_trainer_args
 from .trl_args import add_trl_args, trl_overrides
 
 
@@ -22,19 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="folder for the trained model")
     p.add_argument("--split", default="train", help="split, when DATA is a HF dataset (default: train)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N examples")
-    p.add_argument("--beta", type=non_negative_float, default=0.08, help="KL coefficient (default: 0.08, the paper's; TRL's is 0)")
-    p.add_argument("--num-generations", type=positive_int, default=4, help="group size G (default: 4)")
-    p.add_argument("--prompts-per-step", type=positive_int, default=1, help="prompts per device per step (default: 1)")
-    p.add_argument("--max-completion-length", type=positive_int, default=1024, help="token budget of a judgment (default: 1024)")
-    p.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature of the rollouts (default: 1.0)")
-    vllm = p.add_mutually_exclusive_group()
+    add_dataclass_args(p, RLSettings, ("beta", "num_generations", "prompts_per_step", "max_completion_length", "temperature"))
+    vllm = p.add_mutually_exclusive_group()  # three ways: on, off, or on when a GPU is present (None)
     vllm.add_argument("--vllm", dest="use_vllm", action="store_true", default=None, help="generate with vLLM (default when a GPU is present)")
     vllm.add_argument("--no-vllm", dest="use_vllm", action="store_false", help="generate with transformers")
-    p.add_argument("--vllm-tp", type=positive_int, default=1, help="tensor-parallel size of the colocated vLLM engine (default: 1)")
-    p.add_argument("--vllm-memory", type=positive_float, default=0.3, help="share of GPU memory vLLM may use (default: 0.3)")
+    add_dataclass_args(p, RLSettings, ("vllm_tensor_parallel_size", "vllm_gpu_memory_utilization"))
     p.add_argument("--no-principles", dest="principles", action="store_false", help="ablation: judge without principles")
-    add_trainer_args(p, lr=1e-6, epochs=1.0)
-    add_lora_args(p)
+    add_trainer_args(p, RLSettings)
     add_trl_args(p, "GRPOConfig")
     p.set_defaults(func=run)
 
@@ -44,13 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = trl_overrides(args, GRPOConfig)
     examples = load_labelled(args)
-    s = RLSettings(beta=args.beta, num_generations=args.num_generations, prompts_per_step=args.prompts_per_step,
-                   grad_accum=args.grad_accum, max_completion_length=args.max_completion_length,
-                   temperature=args.temperature, learning_rate=args.lr, epochs=args.epochs, max_steps=args.max_steps,
-                   use_vllm=args.use_vllm, vllm_tensor_parallel_size=args.vllm_tp,
-                   vllm_gpu_memory_utilization=args.vllm_memory, gradient_checkpointing=args.gradient_checkpointing, lora=args.lora,
-                   lora_r=args.lora_r, lora_alpha=args.lora_alpha, use_cpu=args.use_cpu, seed=args.seed,
-                   logging_steps=args.logging_steps, save_steps=args.save_steps, report_to=args.report_to)
+    s = from_namespace(RLSettings, args)
     print(json.dumps(train_rl(args.model, examples, args.output, s, principles=args.principles, trl_overrides=overrides)),
           file=sys.stderr)
     return 0

@@ -22,8 +22,9 @@ import torch
 from ..data import Example, InputError
 from ..format import JudgingFormat
 from ..judge import sample_order
+from ..settings import non_negative_float, positive_float, positive_int, setting
 from ..voting import check_rating_scale, is_correct
-from .sft import resolve_policy, save_model
+from .sft import TrainerSettings, resolve_policy, save_model
 
 
 def completion_text(completion: Any) -> str:
@@ -66,28 +67,21 @@ def rl_rows(examples: list[Example], seed: int = 0, principles: bool = True) -> 
 
 
 @dataclass
-class RLSettings:
-    beta: float = 0.08  # KL coefficient; the paper's value (TRL defaults to 0)
-    num_generations: int = 4  # group size G
-    prompts_per_step: int = 1  # per device; the batch is prompts_per_step * num_generations completions
-    grad_accum: int = 4
-    max_completion_length: int = 1024
-    temperature: float = 1.0
-    learning_rate: float = 1e-6
-    epochs: float = 1.0
-    max_steps: int = -1
-    use_vllm: bool | None = None  # None: on when a GPU is present
-    vllm_tensor_parallel_size: int = 1  # vLLM shards per colocated engine (e.g. 8 for a 27B policy)
-    vllm_gpu_memory_utilization: float = 0.3  # share of each GPU vLLM may take beside training
-    gradient_checkpointing: bool = False
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    use_cpu: bool = False
-    seed: int = 0
-    logging_steps: int = 10
-    save_steps: int = 0  # > 0: checkpoint every N steps; a rerun resumes from the newest
-    report_to: str = "none"
+class RLSettings(TrainerSettings):
+    """GRPO's own knobs beside the shared ones (see `grpo_config`)."""
+
+    epochs: float = setting(1.0, "epochs", type=positive_float)
+    learning_rate: float = setting(1e-6, "learning rate", type=positive_float, flag="lr")
+    beta: float = setting(0.08, "KL coefficient (default: 0.08, the paper's; TRL's is 0)", type=non_negative_float)
+    num_generations: int = setting(4, "group size G", type=positive_int)
+    prompts_per_step: int = setting(1, "prompts per device per step", type=positive_int)
+    max_completion_length: int = setting(1024, "token budget of a judgment", type=positive_int)
+    temperature: float = setting(1.0, "sampling temperature of the rollouts", type=positive_float)  # TRL's default
+    use_vllm: bool | None = setting(None, "generate the rollouts with vLLM; None: when a GPU is present (--vllm / --no-vllm)")
+    vllm_tensor_parallel_size: int = setting(1, "tensor-parallel size of the colocated vLLM engine", type=positive_int,
+                                             flag="vllm-tp")
+    vllm_gpu_memory_utilization: float = setting(0.3, "share of GPU memory vLLM may use", type=positive_float,
+                                                 flag="vllm-memory")
 
 
 def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None,
@@ -102,25 +96,13 @@ def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[s
         beta=s.beta,
         num_generations=s.num_generations,
         per_device_train_batch_size=s.prompts_per_step * s.num_generations,
-        gradient_accumulation_steps=s.grad_accum,
         max_completion_length=s.max_completion_length,
         temperature=s.temperature,
-        learning_rate=s.learning_rate,
-        num_train_epochs=s.epochs,
-        max_steps=s.max_steps,
         use_vllm=on_gpu if s.use_vllm is None else s.use_vllm,
         vllm_mode="colocate",  # generation runs inside the training processes, no separate server
         vllm_tensor_parallel_size=s.vllm_tensor_parallel_size,
         vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
-        gradient_checkpointing=s.gradient_checkpointing,
-        bf16=on_gpu,
-        use_cpu=s.use_cpu,
-        seed=s.seed,
-        logging_steps=s.logging_steps,
-        save_strategy="steps" if s.save_steps > 0 else "no",
-        save_steps=s.save_steps or 500,
-        save_total_limit=2,
-        report_to=s.report_to,
+        **s.trainer_fields(),
     ), **(trl_overrides or {})})
 
 

@@ -21,29 +21,60 @@ import torch
 
 from ..backends.models import resolve_model
 from ..data import InputError
+from ..settings import positive_float, positive_int, setting
 
 
 @dataclass
-class SFTSettings:
-    """The knobs spct exposes; everything else keeps TRL's defaults (see `sft_config`)."""
+class TrainerSettings:
+    """The training knobs SFT and RL share; everything else keeps TRL's defaults (`trainer_fields`).
 
-    epochs: float = 2.0
-    max_steps: int = -1  # > 0 overrides epochs
-    learning_rate: float = 1e-5
-    batch_size: int = 4  # per device
-    grad_accum: int = 4
-    max_length: int = 4096  # prompt + completion tokens; longer rows are truncated
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_top_layers: int | None = None  # LoRA only in the last N decoder layers: backward stops there (cheap CPU runs)
-    gradient_checkpointing: bool = False
-    use_cpu: bool = False
-    seed: int = 0
-    logging_steps: int = 10
-    save_steps: int = 0  # > 0: checkpoint every N steps; a rerun resumes from the newest
-    report_to: str = "none"
-    verdict_weight: float = 1.0  # loss weight of the final score box's values (1 = plain SFT)
+    Each field's help text is its `spct sft` / `spct rl` flag's (`spct.settings`).
+    """
+
+    epochs: float = setting(2.0, "epochs", type=positive_float)
+    max_steps: int = setting(-1, "stop after N optimizer steps (overrides --epochs; default: -1, off)")
+    learning_rate: float = setting(1e-5, "learning rate", type=positive_float, flag="lr")
+    grad_accum: int = setting(4, "gradient accumulation steps", type=positive_int)
+    gradient_checkpointing: bool = setting(False, "trade compute for memory")
+    use_cpu: bool = setting(False, "train on CPU even when a GPU is present", flag="cpu")
+    seed: int = setting(0, "seeds the data order and the trainer")
+    logging_steps: int = setting(10, "log every N optimizer steps", type=positive_int)
+    save_steps: int = setting(0, "checkpoint every N steps into the output folder; a rerun resumes from the newest "
+                                 "(default: 0, off)")
+    report_to: str = setting("none", "trackers for transformers (e.g. wandb, tensorboard; default: none)")
+    lora: bool = setting(False, "train LoRA adapters (merged into the saved model; the adapter alone in OUT/adapter)")
+    lora_r: int = setting(16, "LoRA rank", type=positive_int)
+    lora_alpha: int = setting(32, "LoRA alpha", type=positive_int)
+
+    def trainer_fields(self) -> dict[str, Any]:
+        """These settings as the transformers TrainingArguments fields under TRL's SFTConfig and GRPOConfig."""
+        return dict(
+            num_train_epochs=self.epochs,
+            max_steps=self.max_steps,
+            learning_rate=self.learning_rate,
+            gradient_accumulation_steps=self.grad_accum,
+            gradient_checkpointing=self.gradient_checkpointing,
+            bf16=torch.cuda.is_available() and not self.use_cpu,
+            use_cpu=self.use_cpu,
+            seed=self.seed,
+            logging_steps=self.logging_steps,
+            save_strategy="steps" if self.save_steps > 0 else "no",
+            save_steps=self.save_steps or 500,
+            save_total_limit=2,
+            report_to=self.report_to,
+        )
+
+
+@dataclass
+class SFTSettings(TrainerSettings):
+    """SFT's own knobs beside the shared ones (see `sft_config`)."""
+
+    batch_size: int = setting(4, "rows per device per step", type=positive_int)
+    max_length: int = setting(4096, "max tokens of prompt + completion", type=positive_int)
+    lora_top_layers: int | None = setting(None, "LoRA only in the last N decoder layers, so backward stops there "
+                                                "(cheaper; default: every layer)", type=positive_int)
+    verdict_weight: float = setting(1.0, "loss weight of the final score box's values; a verdict row's bare score "
+                                         "prefix then weighs 0 (default: 1, plain SFT)")
 
 
 def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None,
@@ -51,26 +82,13 @@ def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[s
     """TRL's SFTConfig from spct's settings; `trl_overrides` sets any other SFTConfig field (and wins)."""
     from trl import SFTConfig
 
-    on_gpu = torch.cuda.is_available() and not s.use_cpu
     return SFTConfig(**{**dict(
         output_dir=str(output_dir),
         model_init_kwargs=model_init_kwargs or None,
-        num_train_epochs=s.epochs,
-        max_steps=s.max_steps,
-        learning_rate=s.learning_rate,
         per_device_train_batch_size=s.batch_size,
-        gradient_accumulation_steps=s.grad_accum,
         max_length=s.max_length,
         completion_only_loss=True,
-        gradient_checkpointing=s.gradient_checkpointing,
-        bf16=on_gpu,
-        use_cpu=s.use_cpu,
-        seed=s.seed,
-        logging_steps=s.logging_steps,
-        save_strategy="steps" if s.save_steps > 0 else "no",
-        save_steps=s.save_steps or 500,
-        save_total_limit=2,
-        report_to=s.report_to,
+        **s.trainer_fields(),
     ), **(trl_overrides or {})})
 
 
