@@ -9,8 +9,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data import InputError, load_examples
+from ..judge import JudgeConfig
 from ..probes import ATTACKS, PROMPTS, ProbeConfig, run_probes
 from ..score_scale import PROBE_MAX_NEW_TOKENS
+from ..settings import add_dataclass_args
 from .common import add_model_args, build_grm, positive_int, report_issues
 from .demo import demo_file
 
@@ -28,8 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split, when --data is a HF dataset (default: test)")
     p.add_argument("--limit", type=positive_int, default=None, help="probe only the first N usable examples")
     p.add_argument("--prompts", default=",".join(PROMPTS), help=f"prompt variants (default: {','.join(PROMPTS)})")
-    p.add_argument("--max-new-tokens", type=positive_int, default=PROBE_MAX_NEW_TOKENS,
-                   help=f"token budget of one judgment (default: {PROBE_MAX_NEW_TOKENS})")
+    add_dataclass_args(p, JudgeConfig, ("max_new_tokens",), defaults={"max_new_tokens": PROBE_MAX_NEW_TOKENS})
     p.add_argument("--batch-size", type=positive_int, default=4, help="examples per generation batch (default: 4)")
     add_model_args(p)
     p.set_defaults(func=run)
