@@ -39,10 +39,11 @@ DEMO_MAX_NEW_TOKENS = 160
 PROBE_MAX_NEW_TOKENS = 48
 # Temperatures. Sampled judgments (k > 1) use the paper's 0.5; one judgment is greedy (0, see
 # `policies.is_greedy`). An OpenAI-style chat request that names none samples at 1.0, that API's
-# own default; RL rollouts take TRL's GRPOConfig default.
+# own default; RL rollouts sample at 1.0, TRL's GRPOConfig default.
 SAMPLE_TEMPERATURE = 0.5
 GREEDY_TEMPERATURE = 0.0
 CHAT_API_TEMPERATURE = 1.0
+ROLLOUT_TEMPERATURE = 1.0
 
 
 def normalise(score: float) -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..data import Message
-from ..score_scale import MAX_NEW_TOKENS
+from ..score_scale import GREEDY_TEMPERATURE, MAX_NEW_TOKENS
 from .score_line import ScoreConstraint, constraint_satisfied, forced_prompt_tail
 
 __all__ = ["Backend", "BackendError", "Continuation", "Generation", "GenerationRequest", "HFTokenizerMixin",
@@ -31,7 +31,7 @@ __all__ = ["Backend", "BackendError", "Continuation", "Generation", "GenerationR
 class GenerationRequest:
     messages: list[Message]
     n: int = 1
-    temperature: float = 0.0  # 0 = greedy
+    temperature: float = GREEDY_TEMPERATURE  # 0 = greedy
     max_new_tokens: int = MAX_NEW_TOKENS
     seed: int = 0
     constraint: ScoreConstraint | None = None

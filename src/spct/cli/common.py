@@ -15,7 +15,6 @@ from ..backends import Backend, EngineConfig, load_backend
 from ..data import Example, InputError, InputIssue, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..policies import MetaScorer
-from ..score_scale import MAX_NEW_TOKENS
 from ..settings import add_dataclass_args, from_namespace
 from ..settings import non_negative_float as non_negative_float
 from ..settings import non_negative_int as non_negative_int
@@ -64,11 +63,13 @@ def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) ->
                        ("base_url", "concurrency", "guided", "tensor_parallel_size", "data_parallel_size", "n_threads"))
 
 
-def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
-    """Judging options, from JudgeConfig; k=None leaves --k to the command (eval takes several)."""
+def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int | None = None) -> None:
+    """Judging options, from JudgeConfig; k=None leaves --k to the command (eval takes several), a `max_new_tokens`
+    preset replaces the full budget (score_scale)."""
     names = ("k",) * (k is not None) + ("temperature", "max_new_tokens", "seed", "constrain", "retries", "principles",
                                          "policy", "readout")
-    add_dataclass_args(p.add_argument_group("judging"), JudgeConfig, names, defaults={"k": k, "max_new_tokens": max_new_tokens})
+    defaults = {"k": k, "max_new_tokens": max_new_tokens or JudgeConfig.max_new_tokens}
+    add_dataclass_args(p.add_argument_group("judging"), JudgeConfig, names, defaults=defaults)
 
 
 def add_adaptive_args(p: argparse.ArgumentParser) -> None:

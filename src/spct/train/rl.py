@@ -22,6 +22,7 @@ import torch
 from ..data import Example, InputError
 from ..format import JudgingFormat
 from ..judge import sample_order
+from ..score_scale import ROLLOUT_TEMPERATURE
 from ..settings import non_negative_float, positive_float, positive_int, setting
 from ..voting import check_rating_scale, is_correct
 from .sft import TrainerSettings, resolve_policy, save_model
@@ -76,7 +77,7 @@ class RLSettings(TrainerSettings):
     num_generations: int = setting(4, "group size G", type=positive_int)
     prompts_per_step: int = setting(1, "prompts per device per step", type=positive_int)
     max_completion_length: int = setting(1024, "token budget of a judgment", type=positive_int)
-    temperature: float = setting(1.0, "sampling temperature of the rollouts", type=positive_float)  # TRL's default
+    temperature: float = setting(ROLLOUT_TEMPERATURE, "sampling temperature of the rollouts", type=positive_float)
     use_vllm: bool | None = setting(None, "generate the rollouts with vLLM; None: when a GPU is present (--vllm / --no-vllm)")
     vllm_tensor_parallel_size: int = setting(1, "tensor-parallel size of the colocated vLLM engine", type=positive_int,
                                              flag="vllm-tp")
