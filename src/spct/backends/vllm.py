@@ -10,6 +10,8 @@ text again, adding a BOS the chat template already wrote).
 `tensor_parallel_size` splits one model over several GPUs; `data_parallel_size > 1` starts
 that many replicas as Ray actors (each holding `tensor_parallel_size` GPUs) and shards the
 prompts between them; on a Ray cluster (see docs/engines.md) the replicas land on any node.
+On CPU spct sizes the KV cache itself (`kv_cache.py`): vLLM's own rule there claims 90% of the
+machine's memory, enough to get the worker OOM-killed beside any other job.
 
 The constrained score line uses vLLM's structured outputs: samples whose last box is not a
 valid score list are cut before the score line and continued from `Scores: \\boxed{` with a
