@@ -208,6 +208,11 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="openai: the server's mechanism for the constrained score line (default: none)")
     g.add_argument("--tensor-parallel-size", type=positive_int, default=1, help="vllm: GPUs per model replica (default: 1)")
     g.add_argument("--data-parallel-size", type=positive_int, default=1, help="vllm: model replicas, placed by Ray (default: 1)")
+    g.add_argument("--kv-cache-gib", type=positive_float, default=None,
+                   help="vllm: KV cache size in GiB (default: on CPU sized from the model and the free memory, "
+                        "or VLLM_CPU_KVCACHE_SPACE; on GPUs vLLM's gpu_memory_utilization)")
+    g.add_argument("--enforce-eager", action="store_true",
+                   help="vllm: skip torch.compile, for a faster start-up at some cost per token")
     g.add_argument("--n-threads", type=positive_int, default=None, help="llamacpp: CPU threads (default: all cores)")
 
 
@@ -218,7 +223,8 @@ def engine_options(args: argparse.Namespace) -> dict:
     if args.model.startswith("openai:") or args.engine == "openai":
         return {"base_url": opt("base_url"), "concurrency": opt("concurrency", 8), "guided": opt("guided", "none")}
     if args.engine == "vllm":
-        return {"tensor_parallel_size": opt("tensor_parallel_size", 1), "data_parallel_size": opt("data_parallel_size", 1)}
+        return {"tensor_parallel_size": opt("tensor_parallel_size", 1), "data_parallel_size": opt("data_parallel_size", 1),
+                "kv_cache_gib": opt("kv_cache_gib"), "enforce_eager": opt("enforce_eager", False)}
     if args.engine == "llamacpp":
         return {"n_threads": opt("n_threads")}
     return {}
