@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import Backend, Generation, ScoreConstraint
+from ..backends.base import Backend
 from ..data import Example, InputError, Judgment, Message
 from ..format import Format
+from ..generation import Generation, ScoreConstraint
 from ..judge import GenerativeRewardModel, Shown, sample_order
 from ..prompts import SYSTEM, render_body
 
