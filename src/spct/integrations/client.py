@@ -19,8 +19,8 @@ from typing import Any
 
 from ..data import Example, Query
 from ..judge import GenerativeRewardModel, JudgeConfig
+from ..rollouts import MAX_ITEMS, MAX_RESPONSES
 from ..score_scale import SERVE_MAX_NEW_TOKENS
-from ..serve.protocol import MAX_ITEMS, MAX_RESPONSES
 
 Group = tuple[Query, list[str]]
 MAX_PER_REQUEST = MAX_ITEMS  # examples per /v1/judge call (the server's limit)
