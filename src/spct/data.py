@@ -49,6 +49,12 @@ class Example:
     def labelled(self) -> bool:
         return bool(self.best) or self.ratings is not None
 
+    def query_text(self) -> str:
+        """The query with its earlier turns, flattened for an encoder (the scalar RM's input)."""
+        if isinstance(self.query, str):
+            return self.query
+        return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in self.query)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("source")
