@@ -83,6 +83,8 @@ class RewardClient:
         return [r["mean_scores"] if r["mean_scores"] is not None else [None] * len(ex["responses"])
                 for r, ex in zip(body["rewards"], examples, strict=True)]
 
+    # httpx's transport retries cover failed connects only, not a busy 503 with Retry-After, and
+    # there is no OpenAI SDK here (/v1/judge is spct's own API): the busy loops below stay.
     def _check(self, response) -> bool:
         """True when the server was busy (503: wait and retry); raises on any other failure."""
         if response.status_code == 503:
