@@ -88,3 +88,21 @@ def test_judgments_through_the_judge(sample):
     if sample["greedy"]:
         plain, none = _judgments(False, **sample)
         assert shared == plain and not none
+
+
+@pytest.mark.slow
+def test_embedded_model_judges_the_same_with_and_without_sharing(embedded_backend):
+    examples = read_examples(HH)[0][:4]
+
+    def judged(sharing: bool, **sample) -> list[tuple[str, list[int] | None, bool]]:
+        embedded_backend.share_prefill = sharing
+        try:
+            judge = GenerativeRewardModel(embedded_backend, JudgeConfig(max_new_tokens=64))
+            return [(j.text, j.scores, j.forced) for per_example in judge.sample(examples, 4, **sample) for j in per_example]
+        finally:
+            embedded_backend.share_prefill = True
+
+    greedy = judged(True, greedy=True, orders="both")
+    assert greedy == judged(False, greedy=True, orders="both")
+    sampled, plain = judged(True, greedy=False), judged(False, greedy=False)
+    assert len(sampled) == len(plain) == 16 and all(scores is not None for _, scores, _ in sampled)
