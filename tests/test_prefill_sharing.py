@@ -9,6 +9,7 @@ import pytest
 from _tiny import tiny_engine
 
 from spct.backends.base import GenerationRequest, ScoreConstraint
+from spct.backends.transformers import TransformersBackend
 from spct.data import read_examples
 from spct.judge import GenerativeRewardModel, JudgeConfig
 
@@ -91,16 +92,16 @@ def test_judgments_through_the_judge(sample):
 
 
 @pytest.mark.slow
-def test_embedded_model_judges_the_same_with_and_without_sharing(embedded_backend):
+def test_embedded_model_judges_the_same_with_and_without_sharing():
+    # CPU float32: on a GPU in bf16 a different batch shape may pick different kernels, so equal
+    # greedy text is not promised there (the same holds for any change of batch composition).
+    engine = TransformersBackend("smollm2-135m", device="cpu", batch_size=8)
     examples = read_examples(HH)[0][:4]
 
     def judged(sharing: bool, **sample) -> list[tuple[str, list[int] | None, bool]]:
-        embedded_backend.share_prefill = sharing
-        try:
-            judge = GenerativeRewardModel(embedded_backend, JudgeConfig(max_new_tokens=64))
-            return [(j.text, j.scores, j.forced) for per_example in judge.sample(examples, 4, **sample) for j in per_example]
-        finally:
-            embedded_backend.share_prefill = True
+        engine.share_prefill = sharing
+        judge = GenerativeRewardModel(engine, JudgeConfig(max_new_tokens=64))
+        return [(j.text, j.scores, j.forced) for per_example in judge.sample(examples, 4, **sample) for j in per_example]
 
     greedy = judged(True, greedy=True, orders="both")
     assert greedy == judged(False, greedy=True, orders="both")
