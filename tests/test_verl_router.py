@@ -128,10 +128,12 @@ def _byte_tokenizer() -> Any:
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(bytes_to_unicode().values())}, merges=[]))
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
 
 
 def test_long_responses_are_cut_to_the_judges_context_with_its_own_tokenizer():
@@ -180,28 +182,43 @@ def test_the_listwise_manager_judges_each_group_together_through_verls_router():
     assert sorted(responses_in_prompt(request.messages[-1]["content"])) == sorted(answers)
 
 
-def test_verls_own_loader_and_manager_use_the_router():
-    pytest.importorskip("verl.experimental.reward_loop.reward_manager")
+@pytest.mark.parametrize("manager", ["naive", "SPCTListwiseRewardManager"])
+def test_verls_reward_loop_worker_judges_through_the_router(tmp_path, manager):
+    """verl's own RewardLoopWorker (the class, without its Ray actor), as verl builds it with its
+    judge enabled: it loads spct's function (and manager) and hands them the router and tokenizer."""
+    pytest.importorskip("verl.experimental.reward_loop.reward_loop")
+    import numpy as np
     from omegaconf import OmegaConf
-    from verl.trainer.ppo.reward import get_custom_reward_fn, load_reward_manager
+    from verl import DataProto
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
+    tokenizer = _byte_tokenizer()
+    tokenizer.save_pretrained(tmp_path)  # the policy's and the judge's tokenizer, loaded by verl
+    spct = "pkg://spct.integrations.verl"
+    managers = {"naive": {"source": "register", "name": "naive", "module": {"path": None, "name": "unused"}},
+                "SPCTListwiseRewardManager": {"source": "importlib", "name": manager,
+                                              "module": {"path": spct, "name": manager}}}
+    config = OmegaConf.create({
+        "actor_rollout_ref": {"model": {"path": str(tmp_path), "tokenizer_path": None}, "rollout": {"n": 2}},
+        "reward": {"custom_reward_function": {"path": spct, "name": "compute_score_async", "reward_kwargs": {"k": 2}},
+                   "reward_manager": managers[manager],
+                   "reward_model": {"enable": True, "model_path": str(tmp_path)}},
+    })
+    width, prompt = 64, tokenizer("Boiling point?")["input_ids"]
+    rows = [(prompt, tokenizer(a)["input_ids"]) for a in (SHORT, LONG)]
+    data = DataProto.from_dict(
+        tensors={"prompts": torch.tensor([[0] * (width - len(p)) + p for p, _ in rows]),
+                 "responses": torch.tensor([r + [0] * (width - len(r)) for _, r in rows]),
+                 "attention_mask": torch.tensor([[0] * (width - len(p)) + [1] * (len(p) + len(r)) + [0] * (width - len(r))
+                                                 for p, r in rows])},
+        non_tensors={"uid": np.array(["u1", "u1"], dtype=object), "data_source": np.array(["boiling"] * 2, dtype=object),
+                     "reward_model": np.array([{"ground_truth": None}] * 2, dtype=object),
+                     "extra_info": np.array([{"question": "At what temperature does water boil?"}] * 2, dtype=object)})
     fake = FakeBackend()
     with _router(fake) as url:
-        address = url.removeprefix("http://")
-        config = OmegaConf.create({
-            "actor_rollout_ref": {"rollout": {"n": 3}},
-            "reward": {
-                "custom_reward_function": {"path": "pkg://spct.integrations.verl", "name": "compute_score_async",
-                                           "reward_kwargs": {"k": 2}},
-                "reward_manager": {"source": "importlib", "name": "SPCTListwiseRewardManager",
-                                   "module": {"path": "pkg://spct.integrations.verl", "name": "SPCTListwiseRewardManager"}},
-            },
-        })
-        out = asyncio.run(_as_naive_manager(get_custom_reward_fn(config), address, [SHORT, LONG]))
-        assert [o["reward_score"] for o in out] == [1.0, 6.0]
-        manager = load_reward_manager(config, _CharTokenizer(), reward_router_address=address, reward_model_tokenizer=None)
-
-        async def run() -> list[dict]:
-            return await asyncio.gather(*(manager.run_single([_sample("Q?", a, "u1")]) for a in [SHORT, LONG, "x"]))
-
-        assert [o["reward_score"] for o in asyncio.run(run())] == [1.0, 6.0, 1.0]
+        worker = RewardLoopWorker(config, reward_router_address=url.removeprefix("http://"))
+        out = worker.loop.run_until_complete(worker.compute_score_batch(data))
+    assert [o["reward_score"] for o in out] == [1.0, 6.0]
+    prompts = [r.messages[-1]["content"] for call in fake.calls for r in call]
+    per_judgment = 1 if manager == "naive" else 2  # naive: each response alone; spct's manager: the uid's group
+    assert len(prompts) == 2 * 2 // per_judgment and {len(responses_in_prompt(p)) for p in prompts} == {per_judgment}
