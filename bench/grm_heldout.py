@@ -28,17 +28,14 @@ import numpy as np
 
 from spct.backends import EngineConfig, load_backend
 from spct.data import Reward, iter_jsonl, read_examples
+from spct.eval.metrics import bootstrap_ci
 from spct.jobs import judge_file
 from spct.judge import POLICIES, READOUTS, GenerativeRewardModel, JudgeConfig, policy_for
 from spct.voting import voted_scores
 
 
-def bootstrap_ci(hits: list[bool], n_boot: int = 2000, seed: int = 0) -> list[float]:
-    if not hits:
-        return [float("nan"), float("nan")]
-    a = np.asarray(hits, dtype=float)
-    means = np.random.default_rng(seed).choice(a, size=(n_boot, len(a))).mean(axis=1)
-    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+def mean_ci(hits: list[bool]) -> list[float]:
+    return [round(float(x), 4) for x in bootstrap_ci([hits], np.mean)] if hits else [float("nan"), float("nan")]
 
 
 def summarise(path: Path, examples: dict, policy) -> dict:
@@ -61,11 +58,11 @@ def summarise(path: Path, examples: dict, policy) -> dict:
     return {
         "items": n,
         "strict_accuracy": round(sum(correct) / n, 4) if n else None,
-        "ci95": bootstrap_ci(correct),
+        "ci95": mean_ci(correct),
         "tie_rate": round(ties / n, 4) if n else None,
         "own_score_line_rate": round(own / judged, 4) if judged else None,
         "accuracy_unconstrained": round(sum(own_correct) / n, 4) if n else None,
-        "ci95_unconstrained": bootstrap_ci(own_correct),
+        "ci95_unconstrained": mean_ci(own_correct),
         "top_judgment_share": round(texts.most_common(1)[0][1] / sum(texts.values()), 4) if texts else None,
         "first_shown_win_rate": round(first_wins / len(pairs), 4) if pairs else None,
     }

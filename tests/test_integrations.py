@@ -84,7 +84,7 @@ def test_openrlhf_reward_func_in_process():
 def test_verl_compute_score_single_and_batch(monkeypatch):
     fake = FakeBackend()
     monkeypatch.setattr(verl, "_clients", {(): RewardClient(GenerativeRewardModel(fake))})
-    assert verl.compute_score("hh", "a helpful answer", None, {"question": "Q?"}) == {"score": 2.0}
+    assert verl.compute_score("hh", "a helpful answer", None, {"question": "Q?"}) == {"score": 2.0, "spct_failed": 0}
     out = verl.compute_score_batch(["d"] * 6, COMPLETIONS, [None] * 6, [{"question": p} for p in PROMPTS])
     assert [o["score"] for o in out] == EXPECTED
     with pytest.raises(RewardError, match=r"extra_info has no 'question'"):
@@ -146,7 +146,7 @@ def test_concurrent_first_calls_build_one_client_in_every_adapter(monkeypatch):
     built.clear()
     monkeypatch.setattr(verl, "_clients", {})
     out = _fire(8, lambda: verl.compute_score("d", "hello", None, {"question": "Say hi."}, k=1))
-    assert len(built) == 1 and out == [{"score": 1.0}] * 8
+    assert len(built) == 1 and out == [{"score": 1.0, "spct_failed": 0}] * 8
 
     built.clear()
     monkeypatch.setattr(trl_adapter, "_default", None)
@@ -203,7 +203,7 @@ def test_listwise_scorer_reads_verl_samples_and_judges_each_uid_together():
 
     out = asyncio.run(run())
     assert [o["reward_score"] for o in out] == EXPECTED[:3]
-    assert all(o["reward_extra_info"]["spct_group_size"] == 3 for o in out)
+    assert all(o["reward_extra_info"] == {"spct_group_size": 3, "spct_failed": 0} for o in out)
     [[req]] = fake.calls
     assert "<|im_start|>" not in req.messages[-1]["content"] and "Say hi." in req.messages[-1]["content"]
 
@@ -250,7 +250,7 @@ def test_verl_loads_spct_through_its_own_loader():
         })
         fn = get_custom_reward_fn(config)
         assert asyncio.run(fn(data_source="d", solution_str="a helpful answer", ground_truth=None,
-                              extra_info={"question": "Q?"})) == {"score": 2.0}
+                              extra_info={"question": "Q?"})) == {"score": 2.0, "spct_failed": 0}
         manager = load_reward_manager(config, _Tok())
         assert get_reward_manager_cls("spct_listwise") is type(manager)
         samples = [_sample("Say hi.", c, "u1") for c in COMPLETIONS[:3]]

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from spct.adaptive import AdaptiveRewardModel
 from spct.backends.fake import FakeBackend
 from spct.cli import main
 from spct.data import Example
@@ -71,7 +70,7 @@ def test_train_meta_rm_on_the_embedded_encoder_and_load_it_back(tmp_path):
 
 @pytest.mark.slow
 def test_adaptive_judging_with_the_embedded_generator(embedded_backend, pair_examples):
-    model = AdaptiveRewardModel(embedded_backend, JudgeConfig(max_new_tokens=16), round_size=1)
+    model = GenerativeRewardModel(embedded_backend, JudgeConfig(max_new_tokens=16, adaptive="exact", round_size=1))
     rewards = model.judge(pair_examples[:1], k=2)
     [r] = rewards
     assert 1 <= r.k <= 2 and len(r.judgments) == r.k

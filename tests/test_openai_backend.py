@@ -3,6 +3,7 @@ over the embedded model, or over the scripted backend), plus an unreachable serv
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import contextmanager
 
 import pytest
@@ -53,29 +54,66 @@ def test_n_samples_and_routing_through_real_http():
 
 def test_unreachable_server_is_a_clear_error():
     url = f"http://127.0.0.1:{free_port()}/v1"
-    backend = OpenAIBackend("m", base_url=url, max_retries=1, backoff=0.01, timeout=2)
-    with pytest.raises(BackendError, match="cannot reach .*127.0.0.1"):
+    backend = OpenAIBackend("m", base_url=url, max_retries=1, timeout=2)
+    with pytest.raises(BackendError, match="cannot reach .*127.0.0.1.* after 2 attempt.*connection"):
         backend.generate([_req()])
 
 
-def test_5xx_and_429_are_retried_then_succeed():
+def test_5xx_and_429_are_retried_by_the_sdk_within_max_retries():
     app = create_app(FakeBackend(), "fake")
     failures = {"left": 3}
+    tries: list[str] = []
 
     @app.middleware("http")
     async def flaky(request: Request, call_next):
+        tries.append(request.headers["x-stainless-retry-count"])
         if failures["left"] > 0:
             failures["left"] -= 1
             status = 429 if failures["left"] == 0 else 503
-            return JSONResponse({"error": {"message": "busy"}}, status_code=status, headers={"retry-after": "0"})
+            return JSONResponse({"error": {"message": "busy"}}, status_code=status, headers={"retry-after-ms": "10"})
         return await call_next(request)
 
     with serve(app) as url:
-        out = OpenAIBackend("fake", base_url=url, max_retries=4, backoff=0.01).generate([_req()])
+        out = OpenAIBackend("fake", base_url=url, max_retries=4).generate([_req()])
         assert failures["left"] == 0 and "\\boxed" in out[0][0].text
-        failures["left"] = 10
-        with pytest.raises(BackendError, match="giving up after 2 attempt"):
-            OpenAIBackend("fake", base_url=url, max_retries=1, backoff=0.01).generate([_req()])
+        assert tries == ["0", "1", "2", "3"]
+        failures["left"], tries[:] = 10, []
+        with pytest.raises(BackendError, match="giving up after 2 attempt.*HTTP 503: .*busy"):
+            OpenAIBackend("fake", base_url=url, max_retries=1).generate([_req()])
+        assert tries == ["0", "1"]  # max_retries=1: two attempts, no more
+        failures["left"], tries[:] = 10, []
+        with pytest.raises(BackendError, match="after 1 attempt"):
+            OpenAIBackend("fake", base_url=url, max_retries=0).generate([_req()])
+        assert tries == ["0"]
+
+
+def test_timeouts_are_retried_and_reported_with_the_timeout():
+    app = create_app(FakeBackend(), "fake")
+    tries: list[str] = []
+
+    @app.middleware("http")
+    async def slow(request: Request, call_next):
+        tries.append(request.headers["x-stainless-retry-count"])
+        await asyncio.sleep(3)
+        return await call_next(request)
+
+    with serve(app) as url, pytest.raises(BackendError, match="no answer within the 0.3 s timeout, 2 attempt"):
+        OpenAIBackend("fake", base_url=url, max_retries=1, timeout=0.3).generate([_req()])
+    assert tries == ["0", "1"]
+
+
+def test_other_4xx_fail_at_once():
+    app = create_app(FakeBackend(), "fake")
+    tries: list[int] = []
+
+    @app.middleware("http")
+    async def refuse(request: Request, call_next):
+        tries.append(1)
+        return JSONResponse({"error": {"message": "no such model"}}, status_code=404)
+
+    with serve(app) as url, pytest.raises(BackendError, match=r"/v1: HTTP 404: .*no such model"):
+        OpenAIBackend("fake", base_url=url, max_retries=3).generate([_req()])
+    assert tries == [1]
 
 
 def test_guided_dialects_send_the_servers_own_fields():

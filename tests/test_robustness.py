@@ -452,3 +452,32 @@ def test_a_missing_local_path_is_not_sent_to_the_hub(spec, monkeypatch):
 def test_hub_ids_still_go_to_the_hub(spec, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert resolve_model(spec) == (spec, None)
+
+
+def test_two_concurrent_writers_one_output(tmp_path):
+    """Two processes start writing the same output at once: one writes, the other stops with
+    OutputLocked before writing anything, and no row appears twice."""
+    out = tmp_path / "out.jsonl"
+    writer = textwrap.dedent(f"""
+        import sys, time
+        from spct.data import JsonlAppender, OutputLocked
+        sys.stdin.readline()  # both start together, once imported
+        try:
+            with JsonlAppender({str(out)!r}) as w:
+                for i in range(40):
+                    w.write({{"id": str(i)}})
+                    time.sleep(0.05)  # a 2 s run: the other writer starts well inside it
+        except OutputLocked:
+            sys.exit(3)
+        """)
+    procs = [subprocess.Popen([sys.executable, "-c", writer], stdin=subprocess.PIPE, text=True, env=_env())
+             for _ in range(2)]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    codes = sorted(p.wait(timeout=120) for p in procs)
+    assert codes == [0, 3]
+    assert [r["id"] for r in rows(out)] == [str(i) for i in range(40)]
+    assert (tmp_path / ".out.jsonl.lock").exists()  # filelock's lock file, hidden beside the output
+    with JsonlAppender(out) as again:  # released by both
+        assert len(again.done) == 40

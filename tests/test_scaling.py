@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spct.adaptive import AdaptiveRewardModel, StopRule, adaptive_vote, exact_stop, samples_needed
 from spct.backends.fake import FakeBackend
 from spct.cli import main
 from spct.data import Example, Judgment
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.meta_rm import meta_row, read_meta_rows
-from spct.scaling import bootstrap_ci, evaluate_scaling
+from spct.policies import StopRule, adaptive_vote, exact_stop, samples_needed
+from spct.scaling import evaluate_scaling
 from spct.voting import vote, vote_confidence
 
 
@@ -82,7 +82,7 @@ def test_adaptive_model_samples_in_rounds_at_temperature_and_stops_early():
     # Long response 0 always wins 10 vs 1 under the fake length rule.
     ex = Example("e", "q?", ["x" * 200, "y"], best=[0])
     backend = FakeBackend()
-    model = AdaptiveRewardModel(backend, JudgeConfig(k=8), round_size=1)
+    model = GenerativeRewardModel(backend, JudgeConfig(k=8, adaptive="exact", round_size=1))
     [r] = model.judge([ex])
     assert r.k == 5 and len(r.judgments) == 5 and r.best == 0 and r.correct
     assert [j.sample for j in r.judgments] == list(range(5))
@@ -123,11 +123,6 @@ def test_meta_guided_voting_keeps_the_top_k_meta():
     # Default k_meta is k/2.
     grm.config.k_meta = None
     assert grm.judge([ex])[0].used == 2
-
-
-def test_bootstrap_ci_brackets_the_mean():
-    lo, hi = bootstrap_ci([1.0] * 30 + [0.0] * 10, n_boot=500)
-    assert lo < 0.75 < hi and 0.5 < lo and hi < 0.95
 
 
 def test_evaluate_scaling_on_replayed_samples():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from _tiny import tiny_engine
+
 from spct.backends.base import Backend, Continuation, Generation, GenerationRequest, ScoreConstraint
 from spct.backends.transformers import TransformersBackend
 
@@ -58,7 +60,7 @@ def test_greedy_is_generated_once_and_copied_and_no_constraint_means_no_forcing(
 def test_transformers_engine_forces_through_its_logits_processor():
     engine = TransformersBackend.__new__(TransformersBackend)  # no model: the phases are stubbed below
     engine.batch_size = 4
-    engine.reuse_kv, engine._forced_ahead = False, {}
+    engine.reuse_kv, engine._forced_ahead, engine.share_prefill = False, {}, True
     engine.render = lambda messages: "<prompt>"
     engine.encode_chat = lambda messages, tail="": f"<prompt>{tail}"  # stands in for the token ids
     runs: list[tuple[list[str], int, object]] = []
@@ -82,34 +84,11 @@ def test_engines_import_neither_prompts_nor_the_parser():
                 assert node.module.split(".")[-1] not in ("prompts", "parsing", "format", "judge"), path.name
 
 
-def _tiny_engine(reuse_kv: bool) -> TransformersBackend:
-    """The transformers engine over a randomly initialised 2-layer Llama and a byte-level tokenizer (no download)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
-    vocab["<eos>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    engine = TransformersBackend.__new__(TransformersBackend)
-    engine.tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>", padding_side="left")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    engine.model = LlamaForCausalLM(config).eval()
-    engine.device, engine.batch_size, engine.context_length, engine.model_name = "cpu", 4, 512, "tiny"
-    engine._score_tokens, engine.reuse_kv, engine._forced_ahead = None, reuse_kv, {}
-    return engine
-
-
 def test_forced_line_from_the_kv_cache_matches_re_reading():
     reqs = [GenerationRequest([{"role": "user", "content": f"judge {i} " + "x" * (7 * i)}], n=1, temperature=0.0,
                               max_new_tokens=6, constraint=PAIR) for i in range(3)]
-    reread = _tiny_engine(reuse_kv=False).generate(reqs)
-    engine = _tiny_engine(reuse_kv=True)
+    reread = tiny_engine(reuse_kv=False).generate(reqs)
+    engine = tiny_engine(reuse_kv=True)
     called: list[int] = []
     original = engine._run
     engine._run = lambda *a, **kw: called.append(len(a[0])) or original(*a, **kw)  # noqa: ARG005

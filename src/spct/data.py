@@ -8,7 +8,6 @@ line becomes an `InputIssue` that names file, line and field, and the reader mov
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import json
 import logging
@@ -20,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import filelock
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,12 @@ class Example:
     @property
     def labelled(self) -> bool:
         return bool(self.best) or self.ratings is not None
+
+    def query_text(self) -> str:
+        """The query with its earlier turns, flattened for an encoder (the scalar RM's input)."""
+        if isinstance(self.query, str):
+            return self.query
+        return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in self.query)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -504,10 +511,10 @@ class OutputLocked(InputError):
 class JsonlAppender:
     """Append-as-you-go output that resumes: rows already written (by key) are skipped.
 
-    One writer at a time: the file is held under an advisory lock (`flock`, taken without
-    waiting), so a second concurrent run on the same output stops at once with OutputLocked
-    instead of writing every row twice. The path is resolved first (`a/../b` and symlinks
-    name the file they reach).
+    One writer at a time: a `filelock` lock on a hidden `.NAME.lock` beside the output (taken
+    without waiting, left in place on release as filelock does), so a second concurrent run on
+    the same output stops at once with OutputLocked instead of writing every row twice. The
+    path is resolved first (`a/../b` and symlinks name the file they reach).
 
     A partial last line (a crash mid-write: no newline, and it opens like one of our rows) is
     cut off on open with a warning naming it, so a rerun neither loses finished rows nor
@@ -526,18 +533,24 @@ class JsonlAppender:
         self.done: dict[str, dict[str, Any]] = {}
         real = check_output_path(self.path)
         real.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(real, "a+b")
+        # Not thread-local: an appender may be closed by another thread than the one that opened it.
+        self._lock = filelock.FileLock(real.with_name(f".{real.name}.lock"), thread_local=False)
         try:
-            try:
-                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise OutputLocked(f"another spct run is writing {self.path}; wait for it to finish "
-                                   "or choose another output") from None
-            except OSError as e:  # a filesystem without locks: go on, but say what is not guarded
-                log.warning("%s: cannot lock the output (%s); make sure no other run writes to it", self.path, e)
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise OutputLocked(f"another spct run is writing {self.path}; wait for it to finish "
+                               "or choose another output") from None
+        except OSError as e:  # the lock file cannot be made: go on, but say what is not guarded
+            log.warning("%s: cannot lock the output (%s); make sure no other run writes to it", self.path, e)
+        try:
+            self._fh = open(real, "a+b")
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
             self._recover()
         except BaseException:
-            self._fh.close()
+            self.close()
             raise
 
     def _not_ours(self, lineno: int, why: str) -> InputError:
@@ -597,7 +610,8 @@ class JsonlAppender:
             raise OSError(e.errno, f"cannot write {self.path}: {e.strerror}") from e
 
     def close(self) -> None:
-        self._fh.close()  # closing releases the lock
+        self._fh.close()
+        self._lock.release()
 
     def __enter__(self) -> JsonlAppender:
         return self

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backends.base import Generation, ScoreConstraint
 from .data import Example, Judgment, Message
+from .generation import Generation, ScoreConstraint
 from .parsing import JudgmentParseError, parse_judgment
 from .prompts import judge_messages, with_format_demo
 from .score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX

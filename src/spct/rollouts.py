@@ -6,7 +6,8 @@ policy's prompt was too long OpenRLHF cuts it from the left, so the query then s
 the prompt: the response follows the longest overlap. The policy's chat-template markup is not
 part of what is judged: a ChatML or Llama 3 prompt becomes its conversation, and role headers
 and end markers around a response go. The reward server and the in-process OpenRLHF and verl
-adapters read rollouts the same way, through this module; it imports nothing from spct.
+adapters read rollouts the same way, through this module, and share its request limits; it
+imports nothing from spct.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ _TEMPLATES = (
      re.compile(r"<\|start_header_id\|>assistant<\|end_header_id\|>\s*"), "<|begin_of_text|>"),
 )
 MIN_OVERLAP = 16  # characters of a left-truncated prompt a query must still start with
+
+# Limits of one reward request: the server's wire types enforce them, and the clients split
+# their work to fit them. The server's body-size limit bounds what reaches these checks.
+MAX_ITEMS = 256  # queries per /get_reward request, examples per /v1/judge request
+MAX_RESPONSES = 64  # responses per example
+MAX_CHARS = 200_000  # characters in one string
 
 
 def untemplate(prompt: str) -> str | list[dict[str, str]]:

@@ -6,7 +6,7 @@ samples (the expected accuracy at k, averaged over `subsets` draws). Methods: gr
 temperature-0 judgment; the same at every k), voting@k, meta-guided voting@k (top k/2 by meta
 score) and adaptive voting under the exact and the confidence-bound stop rules, which also
 report how many of the k samples they drew. Accuracy uses the strict rule (a tie is wrong);
-95% intervals come from a bootstrap over examples.
+95% intervals come from a bootstrap over examples (`eval.metrics.bootstrap_ci`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import Example, InputError, JsonlAppender, Judgment
+from .eval.metrics import N_BOOTSTRAP, bootstrap_ci
 from .judge import GenerativeRewardModel, MetaScorer
 from .policies import StopRule, adaptive_vote
 from .voting import vote
@@ -57,17 +58,6 @@ def _rng(seed: int, *parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def bootstrap_ci(values: list[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling examples."""
-    if not values:
-        return float("nan"), float("nan")
-    arr = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, len(arr), size=(n_boot, len(arr)))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
-
-
 def evaluate_scaling(
     rows: list[dict[str, Any]],
     ks: list[int],
@@ -76,7 +66,7 @@ def evaluate_scaling(
     subsets: int = 16,
     bound_rule: StopRule | None = None,
     round_size: int = 1,
-    n_boot: int = 2000,
+    n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
@@ -133,7 +123,7 @@ def evaluate_scaling(
     for m in methods:
         curves[m] = []
         for k in ks:
-            lo, hi = bootstrap_ci(per_example[m][k], n_boot, seed)
+            lo, hi = (float(x) for x in bootstrap_ci([per_example[m][k]], np.mean, seed=seed, n_resamples=n_boot))
             curves[m].append({"k": k, "accuracy": float(np.mean(per_example[m][k])), "ci95": [lo, hi]})
     adaptive = {
         name: [{"k": k, "mean_samples": float(np.mean(used[name][k])), "fraction_of_k": float(np.mean(used[name][k])) / k,

@@ -8,7 +8,7 @@ Two-phase decoding lives here, once: `generate` asks the engine for free text
 already end in a valid score line, cuts it before its score line and asks the engine to continue
 from the forced prefix under the constraint (`generate_forced`), each engine in its own way (a
 logits processor, a regex, a grammar). Greedy requests are generated once and copied. Engines
-know nothing of prompts or parsing: the constraint is data (`score_line`).
+know nothing of prompts or parsing: the constraint is data (`spct.generation`).
 """
 
 from __future__ import annotations
@@ -16,34 +16,15 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..data import Message
-from ..score_scale import GREEDY_TEMPERATURE, MAX_NEW_TOKENS
-from .score_line import ScoreConstraint, constraint_satisfied, forced_prompt_tail
+from ..generation import Generation, GenerationRequest, ScoreConstraint
+from .score_line import constraint_satisfied, forced_prompt_tail
 
 __all__ = ["Backend", "BackendError", "Continuation", "Generation", "GenerationRequest", "HFTokenizerMixin",
            "ScoreConstraint", "ScoreQuery", "common_prefix_len"]
-
-
-@dataclass
-class GenerationRequest:
-    messages: list[Message]
-    n: int = 1
-    temperature: float = GREEDY_TEMPERATURE  # 0 = greedy
-    max_new_tokens: int = MAX_NEW_TOKENS
-    seed: int = 0
-    constraint: ScoreConstraint | None = None
-
-
-@dataclass
-class Generation:
-    text: str
-    finish_reason: str = "stop"  # "stop" or "length"
-    forced: bool = False  # the score line was written under the constraint
-    new_tokens: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

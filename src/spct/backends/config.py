@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settings import positive_int, setting
+from ..settings import positive_float, positive_int, setting
 from .models import BASE_MODEL, DEFAULT_JUDGE
 from .openai import GUIDED
 
@@ -33,6 +33,10 @@ class EngineConfig:
     guided: str = setting("none", "openai: the server's mechanism for the constrained score line", choices=GUIDED)
     tensor_parallel_size: int = setting(1, "vllm: GPUs per model replica", type=positive_int)
     data_parallel_size: int = setting(1, "vllm: model replicas, placed by Ray", type=positive_int)
+    kv_cache_gib: float | None = setting(None, "vllm: KV cache size in GiB (default: on CPU sized from the model and the "
+                                               "free memory, or VLLM_CPU_KVCACHE_SPACE; on GPUs vLLM's "
+                                               "gpu_memory_utilization)", type=positive_float)
+    enforce_eager: bool = setting(False, "vllm: skip torch.compile, for a faster start-up at some cost per token")
     n_threads: int | None = setting(None, "llamacpp: CPU threads (default: all cores)", type=positive_int)
 
     @property
@@ -49,7 +53,7 @@ class EngineConfig:
             return {"base_url": self.base_url, "concurrency": self.concurrency, "guided": self.guided}
         if engine == "vllm":
             return {"tensor_parallel_size": self.tensor_parallel_size, "data_parallel_size": self.data_parallel_size,
-                    "dtype": self.dtype}
+                    "kv_cache_gib": self.kv_cache_gib, "enforce_eager": self.enforce_eager, "dtype": self.dtype}
         if engine == "llamacpp":
             return {"n_threads": self.n_threads}
         return {}

@@ -3,9 +3,10 @@ Ollama, hosted APIs, or spct's own `spct.backends.local_server`.
 
 Requests go out concurrently (an asyncio semaphore caps how many are in flight), each asking
 for all `n` samples at once; servers that return fewer choices than asked (some ignore `n`)
-are asked again for the rest. 429s, 5xx answers, timeouts and dropped connections are retried
-with exponential backoff (honouring `Retry-After`); when every attempt fails, or the server
-cannot be reached at all, a `BackendError` names the URL and the cause.
+are asked again for the rest. 408/409/429s, 5xx answers, timeouts and dropped connections are
+retried by the OpenAI SDK itself (`max_retries`, exponential backoff, honouring `Retry-After`);
+when every attempt fails, or the server cannot be reached at all, a `BackendError` names the URL
+and the cause.
 
 The constrained score line goes through the server's own mechanism, chosen with `guided`:
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import threading
 from typing import Any
 
@@ -70,7 +70,6 @@ class OpenAIBackend(Backend):
         concurrency: int = 8,
         max_retries: int = 4,
         timeout: float = 300.0,
-        backoff: float = 1.0,
         guided: str = "none",
         context_length: int | None = None,
     ):
@@ -83,11 +82,10 @@ class OpenAIBackend(Backend):
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.timeout = timeout
-        self.backoff = backoff
         self.guided = guided
         self.context_length = context_length
 
-    # -- one HTTP call with retries ---------------------------------------------------------
+    # -- one HTTP call (the SDK retries it) --------------------------------------------------
     async def _call(self, client, sem: asyncio.Semaphore, messages: list[dict], n: int, req: GenerationRequest,
                     max_tokens: int, seed: int, extra_body: dict) -> list[Any]:
         import openai
@@ -99,29 +97,20 @@ class OpenAIBackend(Backend):
             kwargs["top_p"] = 1.0
         if extra_body:
             kwargs["extra_body"] = extra_body
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                async with sem:
-                    resp = await client.chat.completions.create(**kwargs)
-                return list(resp.choices)
-            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError) as e:
-                last = e
-            except openai.APIStatusError as e:  # other 4xx: asking again will not help
-                raise BackendError(f"{self.base_url}: HTTP {e.status_code}: {e.message}") from e
-            if attempt < self.max_retries:
-                await asyncio.sleep(self._delay(attempt, last))
-        if isinstance(last, openai.APIConnectionError) and not isinstance(last, openai.APITimeoutError):
-            raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url} "
-                               f"after {self.max_retries + 1} attempt(s): {last}") from last
-        raise BackendError(f"{self.base_url}: giving up after {self.max_retries + 1} attempt(s): {last}") from last
-
-    def _delay(self, attempt: int, error: Exception | None) -> float:
-        response = getattr(error, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after and retry_after.replace(".", "", 1).isdigit():
-            return min(float(retry_after), 60.0)
-        return self.backoff * (2**attempt) * (0.5 + random.random())
+        attempts = f"{self.max_retries + 1} attempt(s)"
+        try:
+            async with sem:
+                resp = await client.chat.completions.create(**kwargs)
+        except openai.APITimeoutError as e:
+            raise BackendError(f"{self.base_url}: no answer within the {self.timeout:g} s timeout, {attempts}") from e
+        except openai.APIConnectionError as e:
+            raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url} after {attempts}: "
+                               f"{e.__cause__ or e}") from e
+        except openai.APIStatusError as e:
+            retried = e.status_code in (408, 409, 429) or e.status_code >= 500  # the SDK's rule
+            raise BackendError(f"{self.base_url}: " + (f"giving up after {attempts}: " if retried else "")
+                               + f"HTTP {e.status_code}: {e.message}") from e
+        return list(resp.choices)
 
     # -- the two phases -------------------------------------------------------------------
     def forces_score_line(self, request: GenerationRequest) -> bool:
@@ -163,7 +152,8 @@ class OpenAIBackend(Backend):
         import openai
 
         sem = asyncio.Semaphore(self.concurrency)
-        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=0) as client:
+        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                                     max_retries=self.max_retries) as client:
             return list(await asyncio.gather(*(jobs(client, sem, x) for x in items)))
 
     def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:

@@ -12,32 +12,9 @@ where to cut, by the parser's own rule (the box must end the judgment), read fro
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from ..score_scale import (
-    AFTER_BOX_PATTERN,
-    BOX_PATTERN,
-    MAX_SCORE,
-    MIN_SCORE,
-    SCORE_PREFIX,
-    ascii_int,
-    strip_score_label,
-)
-
-
-@dataclass(frozen=True)
-class ScoreConstraint:
-    """Force the judgment's last line: `prefix` then `count` integers in lo..hi, comma-separated, then `}`.
-
-    Engines let the model write its principles and analysis freely and only constrain the
-    score line, so a tiny model's judgment always parses while its reasoning stays its own.
-    """
-
-    count: int
-    prefix: str = SCORE_PREFIX
-    lo: int = MIN_SCORE
-    hi: int = MAX_SCORE
-
+from ..generation import ScoreConstraint
+from ..score_scale import AFTER_BOX_PATTERN, BOX_PATTERN, ascii_int, strip_score_label
 
 _BOX = re.compile(BOX_PATTERN)
 _AFTER_BOX = re.compile(AFTER_BOX_PATTERN)

@@ -7,19 +7,27 @@ kept as written, the others lose their broken score line (if any) and are contin
 forced `Scores: \\boxed{` under a logits processor that admits only `count` integers in lo..hi
 and the closing brace. With `reuse_kv` (the default) the forced continuation starts from the
 free phase's KV cache, so it reads only the few tokens after the shared prefix instead of
-prompt + judgment again (bench/kv_forced.py measures both). Prompts are encoded with
-`encode_chat`, so special-token strings inside judged text stay text.
+prompt + judgment again (bench/kv_forced.py measures both); the rows of a batch that need it are
+forced together, in one `generate`. Prompts are encoded with `encode_chat`, so special-token
+strings inside judged text stay text.
+
+Samples that share a prompt share its prefill: k voting samples of a two-response example have
+at most two distinct prompts (one per response order), so a batch reads each distinct prompt
+once and copies its KV cache to the samples that show it before decoding them apart
+(bench/engine_sharing.py measures it). Batches keep such samples together.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+from functools import cached_property
 
 import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    Cache,
     DynamicCache,
     LogitsProcessor,
     LogitsProcessorList,
@@ -44,6 +52,20 @@ log = logging.getLogger(__name__)
 
 def _number_prefix_ok(q: str, lo: int, hi: int) -> bool:
     return q == "" or (q.isascii() and q.isdigit() and any(str(v).startswith(q) for v in range(lo, hi + 1)))
+
+
+def _distinct(prompts: list[list[int]]) -> tuple[list[int], list[int]]:
+    """(the first row of each distinct prompt, the distinct prompt of each row)."""
+    index: dict[tuple[int, ...], int] = {}
+    first: list[int] = []
+    where: list[int] = []
+    for r, p in enumerate(prompts):
+        key = tuple(p)
+        if key not in index:
+            index[key] = len(first)
+            first.append(r)
+        where.append(index[key])
+    return first, where
 
 
 def viable_score_text(t: str, c: ScoreConstraint) -> bool:
@@ -130,8 +152,7 @@ class TransformersBackend(HFTokenizerMixin, Backend):
         self._score_tokens: list[tuple[int, str]] | None = None  # built on first constrained call
         self.reuse_kv = reuse_kv
         self._forced_ahead: dict[tuple[int, int], tuple[str, int]] = {}
-        # The forward's KV-cache argument: `cache` from transformers 5.x, `past_key_values` before.
-        self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.share_prefill = True  # off only to check that sharing changes no output (tests, bench/engine_sharing.py)
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, messages: list[dict]) -> str:
@@ -146,7 +167,8 @@ class TransformersBackend(HFTokenizerMixin, Backend):
              constraints: list[ScoreConstraint] | None = None, state: dict | None = None) -> list[tuple[str, int, bool]]:
         """One left-padded batch of token-id prompts -> (text, new tokens, hit the token limit) per prompt.
 
-        Given a `state` dict, it receives the batch's attention mask, sequences and KV cache.
+        Rows with the same prompt share its prefill (`_shared_prefill`). Given a `state` dict, it
+        receives the batch's attention mask, sequences and KV cache.
         """
         enc = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
         start = enc["input_ids"].shape[1]
@@ -156,6 +178,9 @@ class TransformersBackend(HFTokenizerMixin, Backend):
                 self._score_tokens = ScoreLineProcessor.score_tokens(self.tokenizer)
             processor = ScoreLineProcessor(self.tokenizer, constraints, start, self._score_tokens)
             kwargs["logits_processor"] = LogitsProcessorList([processor])
+        first, where = _distinct(prompts)
+        if self.share_prefill and len(first) < len(prompts) and start > 1:
+            kwargs[self._cache_kwarg] = self._shared_prefill(enc["input_ids"], enc["attention_mask"], first, where)
         if state is not None:
             full = self.model.generate(**enc, **kwargs, return_dict_in_generate=True)
             cache = getattr(full, "cache", None)  # renamed from past_key_values in transformers 5.x
@@ -165,6 +190,28 @@ class TransformersBackend(HFTokenizerMixin, Backend):
         else:
             out = self.model.generate(**enc, **kwargs)[:, start:]
         return [self._decoded(row, max_new_tokens) for row in out]
+
+    def _shared_prefill(self, ids: torch.Tensor, mask: torch.Tensor, first: list[int], where: list[int]) -> Cache:
+        """The KV cache of every row's prompt but its last token, computed once per distinct prompt.
+
+        `first[u]` is a row showing distinct prompt u, `where[r]` the distinct prompt of row r. The
+        distinct rows are read with the positions `generate` would give them (left padding
+        skipped), then the cache's batch is expanded to one copy per row, so `generate` reads
+        only each row's last prompt token before sampling the rows apart.
+        """
+        rows = torch.tensor(first, device=ids.device)
+        head, head_mask = ids[rows, :-1], mask[rows, :-1]
+        positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
+        cache = DynamicCache(config=self.model.config)
+        self.model.base_model(input_ids=head, attention_mask=head_mask, position_ids=positions, use_cache=True,
+                              **{self._cache_kwarg: cache})
+        cache.batch_select_indices(torch.tensor(where, device=ids.device))
+        return cache
+
+    @cached_property
+    def _cache_kwarg(self) -> str:
+        """The KV-cache keyword of forward and generate: `cache` from transformers 5.x, `past_key_values` before."""
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     def _sampling(self, temperature: float, max_new_tokens: int, seed: int) -> dict:
         """generate() keywords: seeded sampling at `temperature`, or greedy at 0."""
@@ -181,88 +228,107 @@ class TransformersBackend(HFTokenizerMixin, Backend):
         n_new = int(ended[0]) + 1 if len(ended) else int((row != self.tokenizer.pad_token_id).sum())
         return self.tokenizer.decode(row, skip_special_tokens=True), n_new, len(ended) == 0 and n_new >= max_new_tokens
 
-    def _batches(self, indices: list[int], rows) -> list[list[int]]:
-        """Chunks of at most batch_size rows that share temperature and token budget.
+    def _batches(self, rows: list[tuple[GenerationRequest, list[int]]], indices: list[int] | None = None) -> list[list[int]]:
+        """Chunks of at most batch_size rows (request, prompt ids) that share temperature and token budget.
 
-        Rows are taken in prompt-length order so one long prompt does not pad a whole batch.
+        Rows are taken in prompt-length order so one long prompt does not pad a whole batch, and
+        rows with the same prompt stay next to each other so that a batch prefills it once.
         """
+        indices = list(range(len(rows))) if indices is None else indices
+        first: dict[tuple[int, ...], int] = {}
+        seen = [first.setdefault(tuple(rows[j][1]), j) for j in indices]
         groups: dict[tuple[float, int], list[int]] = {}
-        for j in sorted(indices, key=lambda j: len(rows[j][2])):
-            req = rows[j][1]
+        for _, _, j in sorted(zip((len(rows[j][1]) for j in indices), seen, indices, strict=True)):
+            req = rows[j][0]
             groups.setdefault((req.temperature, req.max_new_tokens), []).append(j)
         return [g[b : b + self.batch_size] for g in groups.values() for b in range(0, len(g), self.batch_size)]
 
     def generate_free(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         """Free text; with `reuse_kv`, a batch's failing score lines are forced at once from its KV cache."""
         self._forced_ahead.clear()
-        # (request index, request, rendered prompt); the text orders batches, `encode_chat` feeds the model.
-        rows: list[tuple[int, GenerationRequest, str]] = []
+        rows: list[tuple[GenerationRequest, list[int]]] = []  # (request, prompt ids) per sample
+        owner: list[int] = []  # request index of each row
         samples: list[int] = []  # sample index of each row within its request
         for i, req in enumerate(requests):
-            rows += [(i, req, self.render(req.messages))] * req.n
+            rows += [(req, self.encode_chat(req.messages))] * req.n
+            owner += [i] * req.n
             samples += range(req.n)
         gens: list[Generation] = [Generation("")] * len(rows)
-        for chunk in self._batches(list(range(len(rows))), rows):
-            req0 = rows[chunk[0]][1]
-            state: dict | None = {} if self.reuse_kv and any(rows[j][1].constraint for j in chunk) else None
-            done = self._run([self.encode_chat(rows[j][1].messages) for j in chunk], req0.temperature, req0.max_new_tokens,
-                             req0.seed + chunk[0], state=state)
+        for chunk in self._batches(rows):
+            req0 = rows[chunk[0]][0]
+            state: dict | None = {} if self.reuse_kv and any(rows[j][0].constraint for j in chunk) else None
+            done = self._run([rows[j][1] for j in chunk], req0.temperature, req0.max_new_tokens, req0.seed + chunk[0],
+                             state=state)
             for j, (text, n_new, hit) in zip(chunk, done, strict=True):
                 gens[j] = Generation(text, "length" if hit else "stop", False, n_new)
             if state:
-                self._force_from_cache([(r, j, samples[j]) for r, j in enumerate(chunk)], rows, gens, state)
+                self._force_from_cache([(r, rows[j][0], samples[j], gens[j].text) for r, j in enumerate(chunk)], state)
         out: list[list[Generation]] = [[] for _ in requests]
-        for (i, _, _), g in zip(rows, gens, strict=True):
+        for i, g in zip(owner, gens, strict=True):
             out[i].append(g)
         return out
 
     @torch.inference_mode()
-    def _force_from_cache(self, batch: list[tuple[int, int, int]], rows, gens: list[Generation], state: dict) -> None:
-        """Force the score line of each row of a finished batch that needs it, continuing from the batch's KV cache.
+    def _force_from_cache(self, batch: list[tuple[int, GenerationRequest, int, str]], state: dict) -> None:
+        """Force, in one `generate`, the score line of every row of a finished batch that needs it, from the batch's KV cache.
 
-        The continuation's tokens (prompt + free text up to its score line + the forced prefix)
-        share a prefix with what the batch already read; that prefix is sliced out of the cache
-        (left padding dropped), so only the few tokens after it are read again. The results wait
-        in `_forced_ahead` for `generate_forced`, which `Backend.generate` calls for the same rows.
+        `batch` holds (row in the batch, request, sample index, free text). A row's continuation
+        (prompt + free text up to its score line + the forced prefix) shares a prefix with what
+        the batch already read. The cache keeps its columns: a row attends to its own shared
+        prefix there and to nothing else (its left padding and the cached tokens it does not
+        share are masked), and its unshared tokens follow, left-padded to the longest. So only
+        those few tokens are read again. The results wait in `_forced_ahead` for
+        `generate_forced`, which `Backend.generate` calls for the same rows.
         """
         cache = state["cache"]
         layers = getattr(cache, "layers", None)
         if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
             return  # sliding-window or other caches: generate_forced re-reads instead
+        todo = [(r, req, sample, text) for r, req, sample, text in batch
+                if req.constraint is not None and not constraint_satisfied(text, req.constraint)]
+        if not todo:
+            return
         if self._score_tokens is None:
             self._score_tokens = ScoreLineProcessor.score_tokens(self.tokenizer)
         cached_len = cache.get_seq_length()
-        for r, j, sample in batch:
-            req = rows[j][1]
-            c = req.constraint
-            if c is None or constraint_satisfied(gens[j].text, c):
-                continue
-            _, prefill = forced_prompt_tail(gens[j].text, c)
-            target = self.encode_chat(req.messages, prefill)
+        spans, tails = [], []  # per row: (left padding, shared tokens), then its tokens after the shared prefix
+        for r, req, _, text in todo:
+            target = self.encode_chat(req.messages, forced_prompt_tail(text, req.constraint)[1])
             pad = int((state["mask"][r] == 0).sum())
-            seen = state["sequences"][r, pad:cached_len].tolist()
-            common = min(common_prefix_len(seen, target), len(target) - 1)  # generate needs at least one token to read
-            row_cache = DynamicCache(ddp_cache_data=[(layer.keys[r : r + 1, :, pad : pad + common],
-                                                      layer.values[r : r + 1, :, pad : pad + common]) for layer in layers])
-            ids = torch.tensor([target], device=self.device)
-            kwargs = self._sampling(req.temperature, score_budget(c), req.seed + 7919 + sample)
-            processor = ScoreLineProcessor(self.tokenizer, [c], len(target), self._score_tokens)
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=row_cache,
-                                      logits_processor=LogitsProcessorList([processor]), **kwargs)
-            tail, n_new, _ = self._decoded(out[0, len(target):], score_budget(c))
+            common = min(common_prefix_len(state["sequences"][r, pad:cached_len].tolist(), target), len(target) - 1)
+            spans.append((pad, common))
+            tails.append(target[common:])
+        kept = max(pad + common for pad, common in spans)  # cache columns still needed
+        width = max(len(t) for t in tails)
+        picked = [r for r, *_ in todo]
+        cache.batch_select_indices(torch.tensor(picked, device=self.device))
+        if kept < cached_len:
+            cache.crop(kept - cached_len)  # a negative count removes that many tokens (transformers 4.x and 5.x)
+        pad_id = self.tokenizer.pad_token_id
+        ids = torch.cat([state["sequences"][picked, :kept],
+                         torch.tensor([[pad_id] * (width - len(t)) + t for t in tails], device=self.device)], dim=1)
+        mask = torch.tensor([[int(pad <= col < pad + common) for col in range(kept)] + [0] * (width - len(t)) + [1] * len(t)
+                             for (pad, common), t in zip(spans, tails, strict=True)], device=self.device)
+        constraints = [req.constraint for _, req, _, _ in todo]
+        _, req0, sample0, _ = todo[0]
+        kwargs = self._sampling(req0.temperature, max(score_budget(c) for c in constraints), req0.seed + 7919 + sample0)
+        processor = ScoreLineProcessor(self.tokenizer, constraints, kept + width, self._score_tokens)
+        out = self.model.generate(input_ids=ids, attention_mask=mask, logits_processor=LogitsProcessorList([processor]),
+                                  **{self._cache_kwarg: cache}, **kwargs)
+        for (_, req, sample, _), row, c in zip(todo, out[:, kept + width :], constraints, strict=True):
+            tail, n_new, _ = self._decoded(row, score_budget(c))
             self._forced_ahead[(id(req), sample)] = (tail, n_new)
 
     def generate_forced(self, continuations: list[Continuation]) -> list[tuple[str, int]]:
         """Tails forced from the KV cache during `generate_free`, else re-read prompt + free text + prefix."""
         out: list[tuple[str, int] | None] = [self._forced_ahead.pop((id(c.request), c.sample), None) for c in continuations]
         self._forced_ahead.clear()
-        rows = [(j, c.request, self.render(c.request.messages) + c.prefill) for j, c in enumerate(continuations)]
-        for chunk in self._batches([j for j, o in enumerate(out) if o is None], rows):
-            cons = [rows[j][1].constraint for j in chunk]
-            req0, c0 = rows[chunk[0]][1], continuations[chunk[0]]
+        rows = [(c.request, self.encode_chat(c.request.messages, c.prefill)) for c in continuations]
+        for chunk in self._batches(rows, [j for j, o in enumerate(out) if o is None]):
+            cons = [rows[j][0].constraint for j in chunk]
+            req0, c0 = rows[chunk[0]][0], continuations[chunk[0]]
             budget = max(score_budget(c) for c in cons)  # type: ignore[arg-type]
-            prompts = [self.encode_chat(rows[j][1].messages, continuations[j].prefill) for j in chunk]
-            done = self._run(prompts, req0.temperature, budget, req0.seed + 7919 + c0.sample, cons)  # type: ignore[arg-type]
+            done = self._run([rows[j][1] for j in chunk], req0.temperature, budget, req0.seed + 7919 + c0.sample, cons)  # type: ignore[arg-type]
             for j, (tail, n_new, _) in zip(chunk, done, strict=True):
                 out[j] = (tail, n_new)
         return out  # type: ignore[return-value]

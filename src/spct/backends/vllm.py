@@ -10,6 +10,8 @@ text again, adding a BOS the chat template already wrote).
 `tensor_parallel_size` splits one model over several GPUs; `data_parallel_size > 1` starts
 that many replicas as Ray actors (each holding `tensor_parallel_size` GPUs) and shards the
 prompts between them; on a Ray cluster (see docs/engines.md) the replicas land on any node.
+On CPU spct sizes the KV cache itself (`kv_cache.py`): vLLM's own rule there claims 90% of the
+machine's memory, enough to get the worker OOM-killed beside any other job.
 
 The constrained score line uses vLLM's structured outputs: samples whose last box is not a
 valid score list are cut before the score line and continued from `Scores: \\boxed{` with a
@@ -21,6 +23,9 @@ caching makes it cost little more than the score tokens.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +39,23 @@ from .base import (
     ScoreQuery,
     common_prefix_len,
 )
+from .kv_cache import (
+    VLLM_CPU_MAX_NUM_SEQS,
+    KVCachePlan,
+    choose_kv_cache,
+    dtype_bytes,
+    kv_bytes_per_token,
+    local_model_folder,
+    plan_kv_cache,
+    read_available_memory,
+    stored_dtype,
+    weight_file_bytes,
+    weights_in_memory,
+)
 from .models import resolve_model
 from .score_line import score_budget, score_tail_regex
+
+log = logging.getLogger(__name__)
 
 
 def _require_vllm():
@@ -95,8 +115,15 @@ class VLLMBackend(HFTokenizerMixin, Backend):
         max_model_len: int | None = None,
         dtype: str | None = None,  # None: default_dtype()
         seed: int = 0,
+        kv_cache_gib: float | None = None,
+        enforce_eager: bool = False,
         **engine_kwargs: Any,
     ):
+        """`kv_cache_gib` sets the KV cache (vLLM's `kv_cache_memory_bytes`); unset, spct sizes it on CPU
+        (`kv_cache.plan_kv_cache`) and leaves it to `gpu_memory_utilization` on GPUs.
+        `enforce_eager` skips torch.compile at start-up (on CPU, with the cache size set, also vLLM's
+        warm-up pass) at some cost per token: bench/vllm_startup.py measures both.
+        """
         vllm = _require_vllm()
         from transformers import AutoConfig, AutoTokenizer
 
@@ -114,8 +141,14 @@ class VLLMBackend(HFTokenizerMixin, Backend):
             "max_model_len": max_model_len,
             "dtype": dtype or default_dtype(),
             "seed": seed,
+            "enforce_eager": enforce_eager,
             **engine_kwargs,
         }
+        kv_args, kv_line = self._kv_cache_args(kv_cache_gib, config, path, gguf_file,
+                                               workers=tensor_parallel_size * data_parallel_size)
+        self.engine_args.update(kv_args)
+        if kv_line:
+            log.info("vLLM KV cache: %s", kv_line)
         self.data_parallel_size = data_parallel_size
         if data_parallel_size == 1:
             self.llm = vllm.LLM(**self.engine_args)
@@ -123,6 +156,32 @@ class VLLMBackend(HFTokenizerMixin, Backend):
         else:
             self.llm = None
             self.replicas = self._start_replicas(tensor_parallel_size, data_parallel_size)
+
+    def _kv_cache_args(self, kv_cache_gib: float | None, config: Any, path: str, gguf_file: str | None,
+                       workers: int) -> tuple[dict[str, Any], str | None]:
+        """The KV-cache keyword for vLLM and the line to log (`kv_cache.choose_kv_cache`)."""
+        from vllm import EngineArgs
+        from vllm.platforms import current_platform
+
+        args = self.engine_args
+
+        def plan() -> KVCachePlan:
+            if not self.context_length:
+                raise BackendError("cannot size vLLM's KV cache on CPU: the model config gives no context "
+                                   "length; pass max_model_len (or kv_cache_gib)")
+            cache_dtype = args.get("kv_cache_dtype") or "auto"
+            element = dtype_bytes(args["dtype"] if cache_dtype == "auto" else cache_dtype)
+            folder = local_model_folder(path)
+            files = weight_file_bytes(folder, gguf_file) if folder else 0
+            return plan_kv_cache(
+                bytes_per_token=kv_bytes_per_token(config, element), max_model_len=self.context_length,
+                max_num_seqs=args.get("max_num_seqs") or VLLM_CPU_MAX_NUM_SEQS, available=read_available_memory(),
+                weights=weights_in_memory(files, stored_dtype(config), args["dtype"], quantized=bool(gguf_file)))
+
+        return choose_kv_cache(
+            kv_cache_gib=kv_cache_gib, engine_args=args, environ=os.environ, is_cpu=current_platform.is_cpu(),
+            supports_bytes_arg="kv_cache_memory_bytes" in {f.name for f in dataclasses.fields(EngineArgs)},
+            workers=workers, plan=plan)
 
     def _start_replicas(self, tp: int, dp: int) -> list:
         try:

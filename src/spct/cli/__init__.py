@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("transformers", "httpx", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.ERROR if not args.verbose else logging.INFO)
+    logging.getLogger("spct.backends.vllm").setLevel(logging.INFO)  # its KV-cache line, beside vLLM's own start-up lines
     if not args.verbose:  # transformers' weight-loading bar is noise next to our own progress bar
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from transformers.utils import logging as hf_logging

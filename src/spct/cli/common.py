@@ -60,7 +60,8 @@ def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) ->
     add_dataclass_args(p.add_argument_group("model"), EngineConfig, ("model", "engine", "device", "gen_batch_size", "dtype"),
                        helps={"model": model_help} if model_help else None)
     add_dataclass_args(p.add_argument_group("engines (openai, vllm, llamacpp)"), EngineConfig,
-                       ("base_url", "concurrency", "guided", "tensor_parallel_size", "data_parallel_size", "n_threads"))
+                       ("base_url", "concurrency", "guided", "tensor_parallel_size", "data_parallel_size", "kv_cache_gib",
+                        "enforce_eager", "n_threads"))
 
 
 def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int | None = None) -> None:

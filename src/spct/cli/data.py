@@ -7,8 +7,8 @@ import sys
 from collections import Counter
 
 from ..data import InputError, JsonlAppender
-from ..eval.verifiable import SOURCES, build
 from ..splits import read_rows, split_rows, write_split
+from ..verifiable import SOURCES, build
 from .common import positive_int
 
 

@@ -7,8 +7,8 @@ import json
 import sys
 
 from ..data import InputError
-from ..eval.baselines import ScalarTrainConfig, train_scalar_rm
 from ..eval.benchmarks import BENCHMARKS, load_benchmark
+from ..train.scalar_rm import ScalarTrainConfig, train_scalar_rm
 from .common import non_negative_int, positive_float, positive_int, report_issues
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from ..data import Example, Query
 from ..judge import GenerativeRewardModel, JudgeConfig
+from ..rollouts import MAX_ITEMS, MAX_RESPONSES
 from ..score_scale import SERVE_MAX_NEW_TOKENS
-from ..serve.protocol import MAX_ITEMS, MAX_RESPONSES
 from ..settings import from_env
 
 Group = tuple[Query, list[str]]
@@ -89,6 +89,8 @@ class RewardClient:
         return [r["mean_scores"] if r["mean_scores"] is not None else [None] * len(ex["responses"])
                 for r, ex in zip(body["rewards"], examples, strict=True)]
 
+    # httpx's transport retries cover failed connects only, not a busy 503 with Retry-After, and
+    # there is no OpenAI SDK here (/v1/judge is spct's own API): the busy loops below stay.
     def _check(self, response) -> bool:
         """True when the server was busy (503: wait and retry); raises on any other failure."""
         if response.status_code == 503:

@@ -11,12 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..rollouts import check_counts, split_rollouts
-
-# Per-request limits; the body-size limit (app.py) bounds what reaches these checks.
-MAX_ITEMS = 256  # queries per /get_reward request, examples per /v1/judge request
-MAX_RESPONSES = 64  # responses per example
-MAX_CHARS = 200_000  # characters in one string
+from ..rollouts import MAX_CHARS, MAX_ITEMS, MAX_RESPONSES, check_counts, split_rollouts
 
 Text = Annotated[str, Field(max_length=MAX_CHARS)]
 

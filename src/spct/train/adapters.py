@@ -8,6 +8,8 @@ is base + ΔW_sft + ΔW_rl, and a sum of low-rank products is itself low-rank:
     s1·B1·A1 + s2·B2·A2 = [s1·B1 | s2·B2] · [A1 ; A2]
 
 so the two adapters become one of rank r1 + r2 with scaling 1, exactly, with no refitting.
+Not peft's `add_weighted_adapter(combination_type="cat")`: it needs the base model loaded and keeps
+the first adapter's `use_rslora`, so an rsLoRA stage comes out wrong (checked on a tiny model).
 """
 
 from __future__ import annotations

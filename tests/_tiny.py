@@ -1,0 +1,28 @@
+"""A transformers engine over a randomly initialised 2-layer Llama and a byte-level tokenizer: no download, cheap on CPU."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from spct.backends.transformers import TransformersBackend
+
+
+def tiny_engine(reuse_kv: bool = True, context: int = 512, batch_size: int = 4) -> TransformersBackend:
+    """Every character is a token, so `context` bounds the prompt in characters."""
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    engine = TransformersBackend.__new__(TransformersBackend)
+    engine.tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>", padding_side="left")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context)
+    engine.model = LlamaForCausalLM(config).eval()
+    engine.device, engine.batch_size, engine.context_length, engine.model_name = "cpu", batch_size, context, "tiny"
+    engine._score_tokens, engine.reuse_kv, engine._forced_ahead, engine.share_prefill = None, reuse_kv, {}, True
+    return engine
