@@ -6,6 +6,7 @@
 - `vllm`: vLLM's offline engine on GPUs (tensor / data parallel, Ray for several nodes).
 - `llamacpp`: llama.cpp through llama-cpp-python, GGUF files on CPU (extra `spct[llamacpp]`).
 - `fake`: the scripted test backend.
+- `auto` is not an engine: `backends.auto.resolve_engine` picks one of the above for the job.
 Other engines register here as they are added, one file each.
 """
 
@@ -15,13 +16,16 @@ from .base import Backend, BackendError, Generation, GenerationRequest, ScoreCon
 from .config import ENGINES, EngineConfig
 
 
-def load_backend(config: EngineConfig | str | None = None, **options) -> Backend:
+def load_backend(config: EngineConfig | str | None = None, *, judgments: int | None = None, **options) -> Backend:
     """The one place a backend is built: from an EngineConfig (a bare model spec for the defaults).
 
+    `judgments` (examples x samples, when the caller knows it) sizes the job for `--engine auto`.
     `options` reach the engine's constructor beyond the config's fields (llama.cpp's `n_ctx`,
     vLLM's `max_model_len`, ...) and win over them.
     """
-    config = EngineConfig(config) if isinstance(config, str) else config or EngineConfig()
+    from .auto import resolve_engine
+
+    config = resolve_engine(EngineConfig(config) if isinstance(config, str) else config or EngineConfig(), judgments)
     engine, options = config.resolved_engine, {**config.engine_options(), **options}
     if engine == "openai":
         from .openai import OpenAIBackend

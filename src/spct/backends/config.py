@@ -14,6 +14,7 @@ from .models import BASE_MODEL, DEFAULT_JUDGE
 from .openai import GUIDED
 
 ENGINES = ("transformers", "openai", "vllm", "llamacpp", "fake")
+AUTO = "auto"  # not an engine: `backends.auto` picks one for the job (`resolve_engine`)
 
 
 @dataclass
@@ -22,7 +23,9 @@ class EngineConfig:
 
     model: str = setting(DEFAULT_JUDGE, f"'{DEFAULT_JUDGE}' (embedded SPCT-trained judge, default), '{BASE_MODEL}' (its "
                                         "untrained base), a local HF model folder, a .gguf file, or a hub id")
-    engine: str = setting("transformers", "generation engine", choices=ENGINES)
+    engine: str = setting("transformers", "generation engine; auto picks vLLM for jobs large enough to pay back its "
+                                          "start-up when it is installed, llama.cpp for a .gguf, else transformers "
+                                          "(docs/engines.md)", choices=(*ENGINES, AUTO))
     device: str | None = setting(None, "cpu or cuda (default: cuda when available)")
     gen_batch_size: int = setting(16, "sequences per generate call", type=positive_int)
     dtype: str | None = setting(None, "transformers, vllm: weight dtype, e.g. bfloat16 or float32 (default: transformers "

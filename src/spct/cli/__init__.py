@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("transformers", "httpx", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.ERROR if not args.verbose else logging.INFO)
     logging.getLogger("spct.backends.vllm").setLevel(logging.INFO)  # its KV-cache line, beside vLLM's own start-up lines
+    logging.getLogger("spct.backends.auto").setLevel(logging.INFO)  # --engine auto: the engine it picked, and why
     if not args.verbose:  # transformers' weight-loading bar is noise next to our own progress bar
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from transformers.utils import logging as hf_logging

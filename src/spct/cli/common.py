@@ -77,9 +77,12 @@ def add_adaptive_args(p: argparse.ArgumentParser) -> None:
     add_dataclass_args(p.add_argument_group("adaptive voting"), JudgeConfig, ("adaptive", "round_size"))
 
 
-def build_backend(args: argparse.Namespace) -> Backend:
-    """The backend the command line asks for: EngineConfig from the flags, built by `load_backend`."""
-    return load_backend(from_namespace(EngineConfig, args))
+def build_backend(args: argparse.Namespace, judgments: int | None = None) -> Backend:
+    """The backend the command line asks for: EngineConfig from the flags, built by `load_backend`.
+
+    `judgments`, the job's size when the command knows it before loading, lets `--engine auto` choose.
+    """
+    return load_backend(from_namespace(EngineConfig, args), judgments=judgments)
 
 
 def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
@@ -108,11 +111,14 @@ def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:
         raise InputError(f"--meta-rm {meta_rm}: cannot load the meta RM ({e})") from e
 
 
-def build_grm(args: argparse.Namespace, k: int | None = None) -> GenerativeRewardModel:
-    """Backend, judging config and meta RM (with --meta-rm) from the command line: the judge every command uses."""
+def build_grm(args: argparse.Namespace, k: int | None = None, judgments: int | None = None) -> GenerativeRewardModel:
+    """Backend, judging config and meta RM (with --meta-rm) from the command line: the judge every command uses.
+
+    `judgments`: the job's size (examples x samples) for `--engine auto`, None when not known up front.
+    """
     config = judge_config(args, k)
     meta_scorer = load_meta_scorer(args)
-    return GenerativeRewardModel(build_backend(args), config, meta_scorer)
+    return GenerativeRewardModel(build_backend(args, judgments), config, meta_scorer)
 
 
 def add_meta_args(p: argparse.ArgumentParser) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
-from ..data import InputError
+from ..data import Example, InputError
 from ..eval.baselines import METHODS, GRMMethod, ScalarMethod, TokenProbMethod, VerdictMethod
 from ..eval.benchmarks import BENCHMARKS, LoadOptions, get_benchmark, load_benchmark
 from ..eval.runner import run_eval
@@ -46,15 +47,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_method(args: argparse.Namespace):
+def job_judgments(args: argparse.Namespace, examples: list[Example]) -> int:
+    """Judgments the method asks for, for `--engine auto`: per judged group, one greedy (k = 1) and max(k) sampled."""
+    if args.method == "token-prob":
+        return len(examples)  # one read of the score probabilities per item
+    groups = sum(math.comb(len(ex.responses), 2) for ex in examples) if args.method == "pairwise-grm" else len(examples)
+    return groups * (max((k for k in args.k if k > 1), default=0) + (1 in args.k))
+
+
+def build_method(args: argparse.Namespace, judgments: int | None = None):
     if args.meta_rm and args.method not in ("grm", "grm-no-principles"):
         raise InputError("--meta-rm works with --method grm or grm-no-principles")
     if args.method == "scalar":
         return ScalarMethod(args.model, device=args.device)
     if args.method == "token-prob":
-        return TokenProbMethod(build_backend(args), batch_size=args.gen_batch_size)
+        return TokenProbMethod(build_backend(args, judgments), batch_size=args.gen_batch_size)
     args = argparse.Namespace(**{**vars(args), "principles": args.principles and args.method != "grm-no-principles"})
-    grm = build_grm(args, k=max(args.k))
+    grm = build_grm(args, k=max(args.k), judgments=judgments)
     if args.method in ("grm", "grm-no-principles"):
         return GRMMethod(grm)
     return VerdictMethod(grm, pairwise=args.method == "pairwise-grm")
@@ -71,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
               "ks": sorted(set(args.k)), "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
               "seed": args.seed, "constrain": args.constrain, "max_responses": args.max_responses,
               "limit": args.limit, "engine": args.engine, "meta_rm": args.meta_rm, "k_meta": args.k_meta}
-    method = build_method(args)
+    method = build_method(args, job_judgments(args, examples))
     results = run_eval(bench, examples, method, args.output, config, batch_size=args.batch_size, progress=args.progress)
     report_issues([flag_words(issue) for issue in results["too_large"]])
     for k, m in results["by_k"].items():

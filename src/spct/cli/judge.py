@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         examples = examples[: args.limit]
     if not examples:
         raise InputError(f"{args.input}: no usable examples" + (f" ({len(issues)} bad line(s))" if issues else ""))
-    grm = build_grm(args)
+    grm = build_grm(args, judgments=len(examples) * args.k)
     s = judge_file(grm, examples, args.output, k=args.k, batch_size=args.batch_size, progress=args.progress)
     report_issues([flag_words(issue) for issue in s.too_large])
     line = (f"{s.written} judged, {s.skipped_done} already done, {len(issues) + len(s.too_large)} bad line(s) skipped; "

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.input, args.output)
     examples = load_labelled(args)
-    grm = build_grm(args)
+    grm = build_grm(args, judgments=len(examples) * (args.k + args.hinted))
     counts = {"written": 0, "right": 0}
 
     def keep(out: JsonlAppender, rows: list[dict]) -> None:

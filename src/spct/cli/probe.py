@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ..data import InputError, load_examples
 from ..judge import JudgeConfig
-from ..probes import ATTACKS, PROMPTS, ProbeConfig, run_probes
+from ..probes import ATTACKS, PROMPTS, ProbeConfig, conditions_for, run_probes
 from ..score_scale import PROBE_MAX_NEW_TOKENS
 from ..settings import add_dataclass_args
 from .common import add_model_args, build_grm, positive_int, report_issues
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     examples = [ex for ex in examples if ex.best and len(ex.responses) >= 2][: args.limit]
     if not examples:
         raise InputError("no usable examples: probes need >= 2 responses and a 'best' label")
-    grm = build_grm(args, k=1)
+    grm = build_grm(args, k=1, judgments=len(examples) * 2 * sum(len(conditions_for(p)) for p in prompts))  # both orders
     config = ProbeConfig(prompts=prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     with tqdm(total=len(examples), desc="probing", unit="ex") as bar:
         summary = run_probes(grm, examples, args.output, config, progress=bar.update)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     examples = examples[: args.limit] if args.limit is not None else examples
     if not examples:
         raise InputError(f"{args.input}: no usable examples")
-    grm = build_grm(args)
+    grm = build_grm(args, judgments=len(examples) * args.k)  # hinted samples come on top
     cfg = RFTConfig(n_samples=args.k, hinted=args.hinted, drop_too_easy=args.drop_too_easy, batch_size=args.batch_size)
     stats = run_rft(grm, examples, args.output, cfg, mix=args.mix, mix_limit=args.mix_limit, progress=args.progress,
                     mirror=args.mirror)

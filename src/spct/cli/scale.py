@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     # Samples are drawn plain; the meta RM (if any) re-ranks them inside evaluate_scaling.
-    grm = build_grm(argparse.Namespace(**{**vars(args), "meta_rm": None}), k=ks[-1])
+    grm = build_grm(argparse.Namespace(**{**vars(args), "meta_rm": None}), k=ks[-1],
+                    judgments=len(examples) * (1 + max(ks[-1], 2)))  # collect_samples: greedy + max(k) sampled
     rows = collect_samples(grm, examples, max(ks[-1], 2), out / "samples.jsonl", args.batch_size, args.progress)
     meta_scorer = None
     if args.meta_rm:
