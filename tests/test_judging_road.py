@@ -147,7 +147,7 @@ def test_compare_prints_the_paper_overall(tmp_path, capsys):
 def test_probe_honours_engine_options(tmp_path, monkeypatch):
     built = {}
 
-    def fake_load(config):
+    def fake_load(config, judgments=None):
         built.update(engine=config.resolved_engine, **config.engine_options())
         return FakeBackend()
 
