@@ -14,7 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from spct.data import read_examples
-from spct.train.rl import RLSettings, train_rl
+from spct.train.rl import GRPO_DEFAULTS, RLSettings, train_rl
 
 
 def main() -> None:
@@ -30,11 +30,11 @@ def main() -> None:
     examples = read_examples(args.data)[0][: args.examples]
     print("gpu", torch.cuda.get_device_name(0), "examples", len(examples))
     for length in (128, 256):
-        s = RLSettings(max_steps=3, num_generations=4, grad_accum=1, prompts_per_step=4,
-                       max_completion_length=length, use_vllm=False, logging_steps=1)
+        trl = dict(max_steps=3, num_generations=4, gradient_accumulation_steps=1, max_completion_length=length,
+                   use_vllm=False, logging_steps=1)
         t = time.perf_counter()
-        metrics = train_rl("/tmp/rand-smol", examples, f"/tmp/out-{length}", s)
-        print(json.dumps({"G": 4, "max_completion_length": length, "prompts_per_step": 4, "beta": s.beta,
+        metrics = train_rl("/tmp/rand-smol", examples, f"/tmp/out-{length}", RLSettings(prompts_per_step=4), trl_overrides=trl)
+        print(json.dumps({"G": 4, "max_completion_length": length, "prompts_per_step": 4, "beta": GRPO_DEFAULTS["beta"],
                           **metrics, "wall_s": round(time.perf_counter() - t, 1)}))
     print("peak GPU memory GiB", round(torch.cuda.max_memory_allocated() / 2**30, 2))
 

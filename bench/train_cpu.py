@@ -123,13 +123,14 @@ def main() -> None:
         return run_rft(grm, train, out / "rft", RFTConfig(batch_size=max(1, args.batch // 3)), progress=False).to_dict()
 
     stage("rft", rft)
-    stage("sft", lambda: train_sft("smollm2-135m", out / "rft", out / "sft", SFTSettings(
-        epochs=args.sft_epochs, learning_rate=args.sft_lr, batch_size=4, grad_accum=1, max_length=1024,
-        use_cpu=True, logging_steps=1)))
+    stage("sft", lambda: train_sft("smollm2-135m", out / "rft", out / "sft", SFTSettings(), trl_overrides=dict(
+        num_train_epochs=args.sft_epochs, learning_rate=args.sft_lr, per_device_train_batch_size=4,
+        gradient_accumulation_steps=1, max_length=1024, use_cpu=True, logging_steps=1)))
     if args.eval_sft:
         stage("eval_sft", lambda: evaluate(str(out / "sft"), heldout, out / "eval_sft", mnt, args.batch))
-    stage("rl", lambda: train_rl(str(out / "sft"), train, out / "rl", RLSettings(
-        max_steps=args.rl_steps, grad_accum=1, learning_rate=args.rl_lr, max_completion_length=mnt, use_cpu=True, logging_steps=1)))
+    stage("rl", lambda: train_rl(str(out / "sft"), train, out / "rl", RLSettings(), trl_overrides=dict(
+        max_steps=args.rl_steps, gradient_accumulation_steps=1, learning_rate=args.rl_lr, max_completion_length=mnt,
+        use_cpu=True, logging_steps=1)))
     stage("eval_rl", lambda: evaluate(str(out / "rl"), heldout, out / "eval_rl", mnt, args.batch))
 
     print("\n| model | k | parse (constrained) | parse (unconstrained) | acc (constrained) | acc (unconstrained) |")

@@ -172,11 +172,12 @@ def test_sft_then_grpo_on_embedded_model_saves_a_judge(tmp_path, pair_examples):
 
     grm = GenerativeRewardModel(hint_following_backend(), JudgeConfig(max_new_tokens=32))
     run_rft(grm, pair_examples, tmp_path / "rft", RFTConfig(drop_too_easy=False), progress=False)
-    sft = train_sft("smollm2-135m", tmp_path / "rft", tmp_path / "sft", SFTSettings(
-        max_steps=2, batch_size=1, grad_accum=1, max_length=512, learning_rate=1e-5, use_cpu=True, logging_steps=1))
+    sft = train_sft("smollm2-135m", tmp_path / "rft", tmp_path / "sft", SFTSettings(), trl_overrides=dict(
+        max_steps=2, per_device_train_batch_size=1, gradient_accumulation_steps=1, max_length=512, learning_rate=1e-5,
+        use_cpu=True, logging_steps=1))
     assert sft["steps"] == 2 and sft["train_loss"] > 0
-    rl = train_rl(str(tmp_path / "sft"), pair_examples[:1], tmp_path / "rl", RLSettings(
-        max_steps=1, grad_accum=1, max_completion_length=12, use_cpu=True, logging_steps=1))
+    rl = train_rl(str(tmp_path / "sft"), pair_examples[:1], tmp_path / "rl", RLSettings(), trl_overrides=dict(
+        max_steps=1, gradient_accumulation_steps=1, max_completion_length=12, use_cpu=True, logging_steps=1))
     assert rl["steps"] == 1 and rl["mean_reward_first_log"] in (-1.0, -0.5, 0.0, 0.5, 1.0)
 
     judge = GenerativeRewardModel(TransformersBackend(str(tmp_path / "rl"), batch_size=2), JudgeConfig(max_new_tokens=16))
@@ -219,8 +220,9 @@ def test_lora_sft_saves_merged_model(tmp_path, pair_examples):
     grm = GenerativeRewardModel(hint_following_backend(), JudgeConfig(max_new_tokens=32))
     run_rft(grm, pair_examples, tmp_path / "rft", RFTConfig(drop_too_easy=False), progress=False)
     out = tmp_path / "lora"
-    m = train_sft("smollm2-135m", tmp_path / "rft", out, SFTSettings(
-        max_steps=1, batch_size=1, grad_accum=1, max_length=512, lora=True, lora_r=4, use_cpu=True, logging_steps=1))
+    m = train_sft("smollm2-135m", tmp_path / "rft", out, SFTSettings(lora=True, lora_r=4), trl_overrides=dict(
+        max_steps=1, per_device_train_batch_size=1, gradient_accumulation_steps=1, max_length=512, use_cpu=True,
+        logging_steps=1))
     assert m["steps"] == 1
     assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()  # merged, a plain model
     backend = TransformersBackend(str(out), batch_size=2)

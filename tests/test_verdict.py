@@ -182,8 +182,9 @@ def test_verdict_weighted_sft_on_the_embedded_model(tmp_path, pair_examples):
     rows = tmp_path / "rows.jsonl"
     write_verdict_rows(pair_examples, rows)
     m = train_sft("smollm2-135m", [rows, rows], tmp_path / "sft", SFTSettings(
-        max_steps=2, batch_size=2, grad_accum=1, max_length=512, learning_rate=1e-4, use_cpu=True, logging_steps=1,
-        lora=True, lora_r=4, lora_top_layers=2, verdict_weight=4.0))
+        lora=True, lora_r=4, lora_top_layers=2, verdict_weight=4.0), trl_overrides=dict(
+        max_steps=2, per_device_train_batch_size=2, gradient_accumulation_steps=1, max_length=512, learning_rate=1e-4,
+        use_cpu=True, logging_steps=1))
     assert m["steps"] == 2 and m["rows"] == 8 and m["train_loss"] > 0
     logs = json.loads((tmp_path / "sft" / "log_history.json").read_text())
     assert all("verdict_accuracy" in x and "verdict_loss" in x for x in logs if "loss" in x)

@@ -79,8 +79,7 @@ def _parser(f: dataclasses.Field, default: Any) -> Callable[[str], Any] | None:
 
 def add_dataclass_args(group: argparse._ActionsContainer, cls: type, names: Iterable[str] | None = None,
                        defaults: Mapping[str, Any] | None = None, helps: Mapping[str, str] | None = None) -> None:
-    """One flag per field of `cls` (those in `names`, in that order; default: all): `--field-name`, or
-    the field's `flag` metadata where the command line has a shorter name (`--lr`).
+    """One flag per field of `cls` (those in `names`, in that order; default: all): `--field-name`.
 
     Help, default and checks come from the field; `defaults` and `helps` replace them for one
     command (a smaller token budget for serving, say). A boolean field that defaults to on
@@ -92,7 +91,7 @@ def add_dataclass_args(group: argparse._ActionsContainer, cls: type, names: Iter
         f = fields[name]
         value = (defaults or {}).get(name, f.default)
         text = (helps or {}).get(name, f.metadata["help"])
-        flag = f.metadata.get("flag", name.replace("_", "-"))
+        flag = name.replace("_", "-")
         if isinstance(f.default, bool):
             if value:
                 group.add_argument(f"--no-{flag}", dest=name, action="store_false", help=f"do not {text}")
@@ -102,8 +101,6 @@ def add_dataclass_args(group: argparse._ActionsContainer, cls: type, names: Iter
         if value is not None and "default" not in text:
             text = f"{text} (default: {value})"
         kwargs = {key: v for key, v in f.metadata.items() if key in ("choices", "metavar")}
-        if "flag" in f.metadata:
-            kwargs.setdefault("metavar", flag.upper().replace("-", "_"))  # `--lr LR`, not `--lr LEARNING_RATE`
         group.add_argument(f"--{flag}", dest=name, default=value, type=_parser(f, value), help=text, **kwargs)
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 
 from ..backends.models import ModelNotFound
 from ..data import InputError
@@ -29,10 +30,38 @@ def flag_words(message: str) -> str:
     return message
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that adds some flags only when that subcommand is parsed or shows --help.
+
+    `spct sft` / `spct rl` generate a flag per field of TRL's configs, and importing TRL takes
+    seconds that every other subcommand would pay if all parsers were complete up front.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Call `add(self)` before this parser first parses or formats its help."""
+        self._deferred.append(add)
+
+    def _complete(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spct", description="Generative reward models with Self-Principled Critique Tuning.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
     return parser

@@ -7,37 +7,38 @@ import json
 import sys
 
 from ..settings import add_dataclass_args, from_namespace
-from ..train.sft import SFTSettings, TrainerSettings, train_sft
-from .trl_args import add_trl_args, trl_overrides
+from ..train.sft import SFT_DEFAULTS, LoraSettings, SFTSettings, train_sft
+from .trl_args import TRLHelpFormatter, add_trl_args, trl_fields
 
 
-def add_trainer_args(p: argparse.ArgumentParser, settings: type[TrainerSettings], lora: tuple[str, ...] = ()) -> None:
-    """The flags of the training knobs SFT and RL share, from the fields of `settings` (their defaults differ)."""
-    g = p.add_argument_group("training")
+def add_spct_args(p: argparse.ArgumentParser, settings: type[LoraSettings], names: tuple[str, ...] = ()) -> None:
+    """What spct adds to TRL's config, the same for SFT and RL: the base model and LoRA (PEFT), then `names`."""
+    g = p.add_argument_group("model and LoRA (spct's; the trainer's knobs are TRL's, below)")
     g.add_argument("--model", default="smollm2-135m", help="base model: 'smollm2-135m' (embedded), a folder, a .gguf or a hub id")
-    add_dataclass_args(g, settings, ("epochs", "max_steps", "learning_rate", "grad_accum", "gradient_checkpointing",
-                                     "use_cpu", "seed", "logging_steps", "save_steps", "report_to"))
-    add_dataclass_args(p.add_argument_group("LoRA (PEFT)"), settings, ("lora", "lora_r", "lora_alpha", *lora))
+    add_dataclass_args(g, settings, ("lora", "lora_r", "lora_alpha", *names))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sft", help="fine-tune a GRM on `spct rft` output (TRL SFTTrainer)",
+    p = sub.add_parser("sft", help="fine-tune a GRM on `spct rft` output (TRL SFTTrainer)", formatter_class=TRLHelpFormatter,
+                       usage="%(prog)s DATA [DATA ...] -o OUTPUT [--model MODEL] [--lora] [...]\n       [any TRL SFTConfig field: --lr X, "
+                             "--epochs X, ...] [--config YAML] [--trl FIELD=VALUE]",
                        description="Supervised fine-tuning on RFT_DIR/train.jsonl (or any JSONL of TRL prompt/completion "
                                    "rows) with loss on the completion only. Saves a plain model folder (LoRA merged). "
+                                   "Every TRL SFTConfig field is a flag (TRL's defaults unless spct's are shown). "
                                    "Multi-GPU: launch with `accelerate launch --config_file configs/accelerate/... -m spct sft ...`.")
     p.add_argument("data", nargs="+", help="RFT output folder(s) and/or prompt/completion JSONL files (e.g. `spct data "
                                           "verdict` rows); several are concatenated and shuffled")
-    p.add_argument("-o", "--output", required=True, help="folder for the fine-tuned model")
-    add_dataclass_args(p, SFTSettings, ("batch_size", "max_length", "verdict_weight"))
-    add_trainer_args(p, SFTSettings, lora=("lora_top_layers",))
-    add_trl_args(p, "SFTConfig")
+    p.add_argument("-o", "--output", required=True, help="folder for the fine-tuned model (TRL's output_dir)")
+    add_spct_args(p, SFTSettings, ("lora_top_layers", "verdict_weight"))
+    add_trl_args(p, "SFTConfig", SFT_DEFAULTS, aliases={"per_device_train_batch_size": ("--batch-size",)},
+                 helps={"completion_only_loss": "loss on the completion only"})
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from trl import SFTConfig
 
-    overrides = trl_overrides(args, SFTConfig)
+    fields = trl_fields(args, SFTConfig)
     s = from_namespace(SFTSettings, args)
-    print(json.dumps(train_sft(args.model, args.data, args.output, s, trl_overrides=overrides)), file=sys.stderr)
+    print(json.dumps(train_sft(args.model, args.data, args.output, s, trl_overrides=fields)), file=sys.stderr)
     return 0

@@ -13,19 +13,18 @@ the generated score line refers to.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..data import Example, InputError
 from ..format import JudgingFormat
 from ..judge import sample_order
 from ..score_scale import ROLLOUT_TEMPERATURE
-from ..settings import non_negative_float, positive_float, positive_int, setting
+from ..settings import positive_int, setting
 from ..voting import check_rating_scale, is_correct
-from .sft import TrainerSettings, resolve_policy, save_model
+from .sft import TRAINER_DEFAULTS, LoraSettings, on_gpu, resolve_policy, save_model, trl_config
 
 
 def completion_text(completion: Any) -> str:
@@ -68,50 +67,48 @@ def rl_rows(examples: list[Example], seed: int = 0, principles: bool = True) -> 
 
 
 @dataclass
-class RLSettings(TrainerSettings):
-    """GRPO's own knobs beside the shared ones (see `grpo_config`)."""
+class RLSettings(LoraSettings):
+    """What `spct rl` adds to TRL's GRPOConfig (which holds every trainer knob: `grpo_config`)."""
 
-    epochs: float = setting(1.0, "epochs", type=positive_float)
-    learning_rate: float = setting(1e-6, "learning rate", type=positive_float, flag="lr")
-    beta: float = setting(0.08, "KL coefficient (default: 0.08, the paper's; TRL's is 0)", type=non_negative_float)
-    num_generations: int = setting(4, "group size G", type=positive_int)
-    prompts_per_step: int = setting(1, "prompts per device per step", type=positive_int)
-    max_completion_length: int = setting(1024, "token budget of a judgment", type=positive_int)
-    temperature: float = setting(ROLLOUT_TEMPERATURE, "sampling temperature of the rollouts", type=positive_float)
-    use_vllm: bool | None = setting(None, "generate the rollouts with vLLM; None: when a GPU is present (--vllm / --no-vllm)")
-    vllm_tensor_parallel_size: int = setting(1, "tensor-parallel size of the colocated vLLM engine", type=positive_int,
-                                             flag="vllm-tp")
-    vllm_gpu_memory_utilization: float = setting(0.3, "share of GPU memory vLLM may use", type=positive_float,
-                                                 flag="vllm-memory")
+    prompts_per_step: int = setting(1, "prompts per device per step: per_device_train_batch_size is this times "
+                                       "num_generations unless given", type=positive_int)
 
 
-def grpo_config(s: RLSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None,
-                trl_overrides: dict[str, Any] | None = None):
-    """TRL's GRPOConfig from spct's settings; `trl_overrides` sets any other GRPOConfig field (and wins)."""
+#: spct's GRPOConfig defaults: the paper's G = 4 and beta = 0.08 (TRL's beta is 0), generation colocated with
+#: training. `use_vllm` None: on a GPU; `per_device_train_batch_size` None: prompts_per_step x num_generations.
+GRPO_DEFAULTS: dict[str, Any] = dict(
+    TRAINER_DEFAULTS,
+    learning_rate=1e-6,
+    num_train_epochs=1.0,
+    per_device_train_batch_size=None,
+    beta=0.08,
+    num_generations=4,
+    max_completion_length=1024,
+    temperature=ROLLOUT_TEMPERATURE,
+    use_vllm=None,
+    vllm_mode="colocate",  # generation runs inside the training processes, no separate server
+)
+
+
+def grpo_config(s: RLSettings, output_dir: str | Path, trl_overrides: Mapping[str, Any] | None = None,
+                model_init_kwargs: dict[str, Any] | None = None):
+    """TRL's GRPOConfig: the fields in `trl_overrides`, spct's GRPO_DEFAULTS for the rest, then TRL's defaults."""
     from trl import GRPOConfig
 
-    on_gpu = torch.cuda.is_available() and not s.use_cpu
-    return GRPOConfig(**{**dict(
-        output_dir=str(output_dir),
-        model_init_kwargs=model_init_kwargs or None,
-        beta=s.beta,
-        num_generations=s.num_generations,
-        per_device_train_batch_size=s.prompts_per_step * s.num_generations,
-        max_completion_length=s.max_completion_length,
-        temperature=s.temperature,
-        use_vllm=on_gpu if s.use_vllm is None else s.use_vllm,
-        vllm_mode="colocate",  # generation runs inside the training processes, no separate server
-        vllm_tensor_parallel_size=s.vllm_tensor_parallel_size,
-        vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
-        **s.trainer_fields(),
-    ), **(trl_overrides or {})})
+    values = {**GRPO_DEFAULTS, **(trl_overrides or {})}
+    if values["use_vllm"] is None:
+        values["use_vllm"] = on_gpu(values)
+    if values["per_device_train_batch_size"] is None:
+        values["per_device_train_batch_size"] = s.prompts_per_step * values["num_generations"]
+    return trl_config(GRPOConfig, values, output_dir, model_init_kwargs)
 
 
 def train_rl(model: str, examples: list[Example], output_dir: str | Path, settings: RLSettings | None = None,
-             principles: bool = True, trl_overrides: dict[str, Any] | None = None) -> dict[str, float]:
+             principles: bool = True, trl_overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
     """GRPO from `model` (usually the SFT output); saves the policy to output_dir; returns metrics.
 
-    `trl_overrides` sets any TRL GRPOConfig field beyond `settings` (it wins over them).
+    `trl_overrides` holds TRL GRPOConfig fields (`learning_rate`, `beta`, `max_steps`, ...); the others
+    take spct's GRPO_DEFAULTS, then TRL's.
     """
     from datasets import Dataset
     from trl import GRPOTrainer
@@ -119,11 +116,12 @@ def train_rl(model: str, examples: list[Example], output_dir: str | Path, settin
     from .sft import SFTSettings, last_checkpoint, lora_config
 
     s = settings or RLSettings()
-    dataset = Dataset.from_list(rl_rows(examples, s.seed, principles))
+    seed = {**GRPO_DEFAULTS, **(trl_overrides or {})}["seed"]
+    dataset = Dataset.from_list(rl_rows(examples, seed, principles))
     path, init_kwargs, tokenizer = resolve_policy(model)
     tokenizer.padding_side = "left"
     peft = lora_config(SFTSettings(lora_r=s.lora_r, lora_alpha=s.lora_alpha)) if s.lora else None
-    trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, init_kwargs, trl_overrides),
+    trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, trl_overrides, init_kwargs),
                           train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,75 +22,79 @@ import torch
 
 from ..backends.models import resolve_model
 from ..data import InputError
-from ..settings import positive_float, positive_int, setting
+from ..settings import positive_int, setting
 
 
 @dataclass
-class TrainerSettings:
-    """The training knobs SFT and RL share; everything else keeps TRL's defaults (`trainer_fields`).
+class LoraSettings:
+    """The PEFT knobs `spct sft` and `spct rl` share: LoRA is spct's, not a field of TRL's configs."""
 
-    Each field's help text is its `spct sft` / `spct rl` flag's (`spct.settings`).
-    """
-
-    epochs: float = setting(2.0, "epochs", type=positive_float)
-    max_steps: int = setting(-1, "stop after N optimizer steps (overrides --epochs; default: -1, off)")
-    learning_rate: float = setting(1e-5, "learning rate", type=positive_float, flag="lr")
-    grad_accum: int = setting(4, "gradient accumulation steps", type=positive_int)
-    gradient_checkpointing: bool = setting(False, "trade compute for memory")
-    use_cpu: bool = setting(False, "train on CPU even when a GPU is present", flag="cpu")
-    seed: int = setting(0, "seeds the data order and the trainer")
-    logging_steps: int = setting(10, "log every N optimizer steps", type=positive_int)
-    save_steps: int = setting(0, "checkpoint every N steps into the output folder; a rerun resumes from the newest "
-                                 "(default: 0, off)")
-    report_to: str = setting("none", "trackers for transformers (e.g. wandb, tensorboard; default: none)")
     lora: bool = setting(False, "train LoRA adapters (merged into the saved model; the adapter alone in OUT/adapter)")
     lora_r: int = setting(16, "LoRA rank", type=positive_int)
     lora_alpha: int = setting(32, "LoRA alpha", type=positive_int)
 
-    def trainer_fields(self) -> dict[str, Any]:
-        """These settings as the transformers TrainingArguments fields under TRL's SFTConfig and GRPOConfig."""
-        return dict(
-            num_train_epochs=self.epochs,
-            max_steps=self.max_steps,
-            learning_rate=self.learning_rate,
-            gradient_accumulation_steps=self.grad_accum,
-            gradient_checkpointing=self.gradient_checkpointing,
-            bf16=torch.cuda.is_available() and not self.use_cpu,
-            use_cpu=self.use_cpu,
-            seed=self.seed,
-            logging_steps=self.logging_steps,
-            save_strategy="steps" if self.save_steps > 0 else "no",
-            save_steps=self.save_steps or 500,
-            save_total_limit=2,
-            report_to=self.report_to,
-        )
-
 
 @dataclass
-class SFTSettings(TrainerSettings):
-    """SFT's own knobs beside the shared ones (see `sft_config`)."""
+class SFTSettings(LoraSettings):
+    """What `spct sft` adds to TRL's SFTConfig (which holds every trainer knob: `sft_config`)."""
 
-    batch_size: int = setting(4, "rows per device per step", type=positive_int)
-    max_length: int = setting(4096, "max tokens of prompt + completion", type=positive_int)
     lora_top_layers: int | None = setting(None, "LoRA only in the last N decoder layers, so backward stops there "
                                                 "(cheaper; default: every layer)", type=positive_int)
     verdict_weight: float = setting(1.0, "loss weight of the final score box's values; a verdict row's bare score "
                                          "prefix then weighs 0 (default: 1, plain SFT)")
 
 
-def sft_config(s: SFTSettings, output_dir: str | Path, model_init_kwargs: dict[str, Any] | None = None,
-               trl_overrides: dict[str, Any] | None = None):
-    """TRL's SFTConfig from spct's settings; `trl_overrides` sets any other SFTConfig field (and wins)."""
+#: Where spct's trainers deliberately differ from TRL's defaults (every other field is TRL's). `bf16` None is
+#: decided at run time (on a GPU unless use_cpu), `save_steps` 0 means no checkpoints (`trl_config`).
+TRAINER_DEFAULTS: dict[str, Any] = dict(
+    gradient_accumulation_steps=4,
+    gradient_checkpointing=False,
+    bf16=None,
+    seed=0,
+    save_steps=0,
+    save_total_limit=2,
+    report_to="none",
+)
+
+#: spct's SFTConfig defaults: loss on the completion only, room for a whole judgment.
+SFT_DEFAULTS: dict[str, Any] = dict(
+    TRAINER_DEFAULTS,
+    learning_rate=1e-5,
+    num_train_epochs=2.0,
+    per_device_train_batch_size=4,
+    max_length=4096,
+    completion_only_loss=True,
+)
+
+
+def on_gpu(values: Mapping[str, Any]) -> bool:
+    """Whether a run with these TRL fields trains on a GPU: one is present and `use_cpu` is off."""
+    return torch.cuda.is_available() and not values.get("use_cpu")
+
+
+def trl_config(config_cls: type, values: Mapping[str, Any], output_dir: str | Path,
+               model_init_kwargs: dict[str, Any] | None = None):
+    """`config_cls` (TRL's SFTConfig or GRPOConfig) from `values` (spct's defaults under the caller's fields).
+
+    Settles what spct leaves to run time: bf16 None -> on a GPU; save_steps 0 with the "steps"
+    strategy -> no checkpoints; model_init_kwargs None -> the model's own (a GGUF file).
+    """
+    values = {**values, "output_dir": str(output_dir)}
+    if values.get("bf16") is None:
+        values["bf16"] = on_gpu(values)
+    if not values.get("save_steps") and values.get("save_strategy", "steps") == "steps":
+        values["save_strategy"] = "no"
+    if values.get("model_init_kwargs") is None:
+        values["model_init_kwargs"] = model_init_kwargs or None
+    return config_cls(**values)
+
+
+def sft_config(output_dir: str | Path, trl_overrides: Mapping[str, Any] | None = None,
+               model_init_kwargs: dict[str, Any] | None = None):
+    """TRL's SFTConfig: the fields in `trl_overrides`, spct's SFT_DEFAULTS for the rest, then TRL's defaults."""
     from trl import SFTConfig
 
-    return SFTConfig(**{**dict(
-        output_dir=str(output_dir),
-        model_init_kwargs=model_init_kwargs or None,
-        per_device_train_batch_size=s.batch_size,
-        max_length=s.max_length,
-        completion_only_loss=True,
-        **s.trainer_fields(),
-    ), **(trl_overrides or {})})
+    return trl_config(SFTConfig, {**SFT_DEFAULTS, **(trl_overrides or {})}, output_dir, model_init_kwargs)
 
 
 def load_train_rows(data: str | Path | list[str | Path], seed: int = 0):
@@ -262,19 +267,20 @@ def _num_layers(path: str, init_kwargs: dict[str, Any]) -> int | None:
 
 
 def train_sft(base_model: str, data: str | Path | list[str | Path], output_dir: str | Path, settings: SFTSettings | None = None,
-              trl_overrides: dict[str, Any] | None = None) -> dict[str, float]:
+              trl_overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Fine-tune `base_model` on RFT data; save the (merged) model to output_dir; return timing metrics.
 
-    `trl_overrides` sets any TRL SFTConfig field beyond `settings` (it wins over them).
+    `trl_overrides` holds TRL SFTConfig fields (`learning_rate`, `max_steps`, ...); the others take
+    spct's SFT_DEFAULTS, then TRL's.
     """
     s = settings or SFTSettings()
     if s.verdict_weight < 0:
         raise InputError("verdict_weight must be >= 0", field="verdict_weight")
-    dataset = load_train_rows(data, s.seed)
+    dataset = load_train_rows(data, {**SFT_DEFAULTS, **(trl_overrides or {})}["seed"])  # bad data stops before a model loads
     path, init_kwargs, tokenizer = resolve_policy(base_model)
     trainer = _verdict_trainer_class()(
         model=path,
-        args=sft_config(s, output_dir, init_kwargs, trl_overrides),
+        args=sft_config(output_dir, trl_overrides, init_kwargs),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(s, _num_layers(path, init_kwargs) if s.lora_top_layers else None) if s.lora else None,
