@@ -31,26 +31,27 @@ def setting(default: Any, help: str, **flag: Any) -> Any:
 # -- value checks: argparse types, also applied to environment variables -----------------------
 
 
-def positive_int(text: str) -> int:
+def int_within(text: str, low: int, high: int | None = None) -> int:
+    """An integer flag value in low..high (no upper bound without `high`)."""
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return int_within(text, 1)
 
 
 def sample_count(text: str) -> int:
     """--k: judgments per example, 1..MAX_K (each one is held in memory)."""
-    value = positive_int(text)
-    if value > MAX_K:
-        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_K}, got {value}")
-    return value
+    return int_within(text, 1, MAX_K)
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return int_within(text, 0)
 
 
 def positive_float(text: str) -> float:

@@ -15,7 +15,7 @@ from ..backends import Backend, EngineConfig, load_backend
 from ..data import Example, InputError, InputIssue, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..policies import MetaScorer
-from ..settings import add_dataclass_args, from_namespace
+from ..settings import add_dataclass_args, from_namespace, int_within
 from ..settings import non_negative_float as non_negative_float
 from ..settings import non_negative_int as non_negative_int
 from ..settings import positive_float as positive_float
@@ -35,10 +35,8 @@ def body_size_mb(text: str) -> float:
 
 
 def port_number(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port in 0..65535, got {value}")
-    return value
+    """--port: a TCP port."""
+    return int_within(text, 0, 65535)
 
 
 def check_output_file(input_path: str, output: str) -> None:
