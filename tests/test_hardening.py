@@ -358,7 +358,7 @@ def test_a_non_ascii_key_and_a_lower_case_scheme_are_accepted():
     from fastapi.testclient import TestClient
 
     from spct.serve import ServerConfig, create_app
-    from spct.serve.app import given_key
+    from spct.serve.guard import given_key
 
     client = TestClient(create_app(GenerativeRewardModel(FakeBackend()), ServerConfig(api_key="s3cret-é")))
     body = {"examples": [{"query": "q", "responses": ["a"]}]}

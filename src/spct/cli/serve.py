@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serve import ServerConfig, create_app
-    from ..serve.app import LOOPBACK_HOSTS
+    from ..serve.guard import LOOPBACK_HOSTS
     from ..serve.protocol import MAX_RESPONSES
 
     if not 1 <= args.max_group_size <= MAX_RESPONSES:  # checked before the model loads

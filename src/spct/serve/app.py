@@ -12,35 +12,32 @@
   batches, rollout group sizes, parse failures) and GET /metrics/json (the same as JSON).
   With an API key set, /health stays open but tells an unauthenticated caller only the status.
 
-Every refusal is explicit: 400/422 name the field, 401 a missing key, 413 an oversized body
-(by Content-Length, or counted as a chunked body streams in), 503 a full queue (with
-Retry-After, only with `when_full="reject"`; by default a request waits for room), 504 a timeout, 502/500 a failed backend with its reason. With `allowed_hosts`
-set (`spct serve` sets it when bound to loopback) a request whose Host header names another
-host is refused with 400, so a web page cannot reach the server through DNS rebinding.
+Every refusal is explicit: 400/422 name the field, 401 a missing key, 413 an oversized body,
+400 a Host header outside `allowed_hosts` (`spct serve` sets it when bound to loopback, against
+DNS rebinding) -- those checks are `guard.py`'s, shared with the chat server -- and 503 a full
+queue (with Retry-After, only with `when_full="reject"`; by default a request waits for room),
+504 a timeout, 502/500 a failed backend with its reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
-import time
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
 from ..rollouts import untemplate
 from ..score_scale import normalise
 from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
+from .guard import authorized, install_guard, refusal
 from .metrics import ServerMetrics
 from .protocol import (
     MAX_RESPONSES,
@@ -55,6 +52,7 @@ from .protocol import (
 )
 
 T = TypeVar("T")
+JUDGING_PATHS = ("/get_reward", "/v1/judge", "/v1/rollout")  # whose latency /metrics reports
 
 
 @dataclass
@@ -86,91 +84,6 @@ class ServerConfig:
         return uvicorn_options(self.request_deadline_s, self.max_queue)
 
 
-LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
-
-
-def _error(status: int, message: str, headers: dict | None = None, **extra) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
-
-
-def _where(loc: tuple) -> str:
-    parts = [str(x) for x in loc if x != "body"]
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
-    return out or "body"
-
-
-def host_allowed(header: str, allowed: list[str]) -> bool:
-    """Does a Host header (`name`, `name:port`, `[v6]` or `[v6]:port`) name one of `allowed`?"""
-    if header.startswith("["):
-        host, _, rest = header[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            return False
-        port = rest[1:] if rest else None
-    else:
-        host, colon, port = header.partition(":")
-        port = port if colon else None
-    if port is not None and not (port.isascii() and port.isdigit()):
-        return False
-    return bool(host) and host.lower().rstrip(".") in {h.lower().strip("[]") for h in allowed}
-
-
-def given_key(raw_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The API key a request carries (X-API-Key, or Authorization with the Bearer scheme), as sent.
-
-    Compared as bytes with the key's UTF-8: header values arrive as bytes, and decoding them as
-    latin-1 (as Starlette does) would never match a non-ASCII key. The scheme is case-insensitive
-    (RFC 7235), so `bearer KEY` is accepted too.
-    """
-    headers = dict(raw_headers)
-    if headers.get(b"x-api-key"):
-        return headers[b"x-api-key"].strip()
-    auth = headers.get(b"authorization", b"").strip()
-    scheme, sep, token = auth.partition(b" ")
-    return token.strip() if sep and scheme.lower() == b"bearer" else auth
-
-
-class BodyLimit:
-    """Pure ASGI middleware: reads the request body as it streams in and answers 413 once it passes the limit.
-
-    A chunked body carries no Content-Length to check up front; counting it here means neither
-    kind is ever held in memory beyond the limit. The body read is replayed to the app.
-    """
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left: nobody to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _error(413, f"request body exceeds the limit of {self.max_bytes} bytes")(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
-
-
 def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -> FastAPI:
     cfg = config or ServerConfig()
     if not 1 <= cfg.max_group_size <= MAX_RESPONSES:
@@ -187,62 +100,28 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
 
     app = FastAPI(title="spct reward server", version="1", lifespan=lifespan)
     app.state.batcher = batcher
-    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)  # inside `guard`: its 413s are counted
 
-    def authorized(request: Request) -> bool:
-        if not cfg.api_key:
-            return True
-        return hmac.compare_digest(given_key(request.headers.raw), cfg.api_key.encode())
+    def observe(path: str, status: int, seconds: float | None) -> None:
+        metrics.observe(path, status, seconds if path in JUDGING_PATHS else None)  # latency: judging only
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        t0 = time.perf_counter()
-        if cfg.allowed_hosts is not None and not host_allowed(request.headers.get("host", ""), cfg.allowed_hosts):
-            metrics.observe(request.url.path, 400)
-            return _error(400, f"Host header {request.headers.get('host', '')!r} is not one this server answers to "
-                               f"({', '.join(cfg.allowed_hosts)}, any port)")
-        if request.url.path != "/health" and not authorized(request):
-            response = _error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
-            metrics.observe(request.url.path, 401)
-            return response
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > cfg.max_body_bytes):
-            metrics.observe(request.url.path, 413)
-            return _error(413, f"request body of {length} bytes exceeds the limit of {cfg.max_body_bytes} bytes")
-        response = await call_next(request)
-        judging = request.url.path in ("/get_reward", "/v1/judge", "/v1/rollout")
-        metrics.observe(request.url.path, response.status_code, time.perf_counter() - t0 if judging else None)
-        return response
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        errors = exc.errors()
-        if errors and errors[0]["type"] == "json_invalid":
-            e = errors[0]
-            return _error(400, f"body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')} at position {e['loc'][-1]})")
-        problems = [f"{_where(tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in errors]
-        return _error(422, "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
+    install_guard(app, cfg.api_key, cfg.allowed_hosts, cfg.max_body_bytes, observe)
 
     async def judged(work: Awaitable[T]) -> T | JSONResponse:
         """The batcher's answer, or the refusal it ended in."""
         try:
             return await work
         except QueueFull as e:
-            return _error(503, str(e), headers={"Retry-After": str(e.retry_after_s)})
+            return refusal(503, str(e), headers={"Retry-After": str(e.retry_after_s)})
         except asyncio.TimeoutError:
-            return _error(504, f"judging did not finish within {cfg.timeout_s:g} s")
+            return refusal(504, f"judging did not finish within {cfg.timeout_s:g} s")
         except JudgeFailed as e:
-            return _error(e.status, str(e))
+            return refusal(e.status, str(e))
 
     @app.post("/v1/judge", response_model=JudgeResponse)
     async def v1_judge(body: JudgeRequest):
         k = body.k or grm.config.k
         if k > cfg.max_k:
-            return _error(422, f"k: {k} exceeds this server's limit of {cfg.max_k}")
+            return refusal(422, f"k: {k} exceeds this server's limit of {cfg.max_k}")
         examples = [
             Example(e.id or example_id(e.query if isinstance(e.query, str) else [m.model_dump() for m in e.query], e.responses),
                     e.query if isinstance(e.query, str) else [m.model_dump() for m in e.query],
@@ -259,7 +138,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
         try:
             pairs = body.split()
         except ValueError as e:
-            return _error(422, str(e))
+            return refusal(422, str(e))
         # Each response joins the other responses to its prompt (this request's and concurrent
         # ones') in one listwise judgment; the prompt's chat markup is read back into turns.
         rollouts = [(p, untemplate(p), r) for p, r in pairs]
@@ -278,7 +157,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             rewards[i] = r.rewards[pos] / r.used
             used[i], failed[i], group_size[i] = r.used, r.failed, len(r.rewards)
         if bad:
-            return _error(502, f"no valid judgment for query {bad}: every sampled judgment failed to parse")
+            return refusal(502, f"no valid judgment for query {bad}: every sampled judgment failed to parse")
         return GetRewardResponse(
             rewards=rewards,
             scores=[normalise(x) for x in rewards],
@@ -289,7 +168,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
     async def v1_rollout(body: RolloutRequest):
         k = body.k or grm.config.k
         if k > cfg.max_k:
-            return _error(422, f"k: {k} exceeds this server's limit of {cfg.max_k}")
+            return refusal(422, f"k: {k} exceeds this server's limit of {cfg.max_k}")
         query = body.query if isinstance(body.query, str) else [m.model_dump() for m in body.query]
         # Tuple keys never meet /get_reward's prompt strings: the two endpoints' groups stay apart.
         key = ("key", body.key) if body.key is not None else ("query", json.dumps(query))
@@ -298,13 +177,13 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             return result
         [(r, pos)] = result
         if r.rewards is None:
-            return _error(502, "no valid judgment: every sampled judgment failed to parse")
+            return refusal(502, "no valid judgment: every sampled judgment failed to parse")
         reward = r.rewards[pos] / r.used
         return RolloutResponse(reward=reward, score=normalise(reward), group_size=len(r.rewards), used=r.used, failed=r.failed)
 
     @app.get("/health")
     async def health(request: Request):
-        if not authorized(request):  # liveness for anyone; what is served, only for key holders
+        if not authorized(request, cfg.api_key):  # liveness for anyone; what is served, only for key holders
             return {"status": "ok"}
         return {"status": "ok", "model": getattr(grm.backend, "model_name", grm.backend.name), "k": grm.config.k,
                 "queue_depth": batcher.depth}
