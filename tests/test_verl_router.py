@@ -23,9 +23,9 @@ from fastapi import FastAPI
 
 from spct.backends.base import BackendError
 from spct.backends.fake import FakeBackend, responses_in_prompt
-from spct.backends.local_server import create_app
 from spct.integrations import RewardError, verl
 from spct.integrations.served_judge import served_judge_client, served_model
+from spct.serve import create_chat_app
 
 SERVED_NAME = "/models/judge-under-test"  # verl serves the judge under its local path
 SHORT, LONG = "ok", "Water boils at 100 degrees Celsius at sea level (1 atm)."  # fake scores: 1 + len // 10
@@ -38,7 +38,7 @@ def _fresh_clients(monkeypatch):
 
 def _router(backend: FakeBackend):
     """A stand-in for verl's reward router: an OpenAI-compatible server, addressed as host:port."""
-    return running_server(create_app(backend, SERVED_NAME))
+    return running_server(create_chat_app(backend, SERVED_NAME))
 
 
 def _load_like_verl(name: str, reward_kwargs: dict) -> Any:

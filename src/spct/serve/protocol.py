@@ -1,4 +1,5 @@
-"""Wire types of the reward server (pydantic): OpenRLHF's /get_reward, spct's native /v1/judge and /v1/rollout.
+"""Wire types of spct's servers (pydantic): the reward server's OpenRLHF /get_reward and native
+/v1/judge and /v1/rollout, and the chat server's OpenAI /v1/chat/completions (at the end).
 
 Limits live in the types, so an oversized or malformed request is refused with a message that
 names the field before any work is queued. How a rollout's query is split into prompt and
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..rollouts import MAX_CHARS, MAX_ITEMS, MAX_RESPONSES, check_counts, split_rollouts
+from ..score_scale import CHAT_API_TEMPERATURE, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 
 Text = Annotated[str, Field(max_length=MAX_CHARS)]
 
@@ -124,3 +126,33 @@ class GetRewardResponse(BaseModel):
     rewards: list[float]  # mean judge score of each response, 1..10
     scores: list[float]  # the same, rescaled to 0..1
     extra_logs: dict[str, list[float]]
+
+
+# -- the chat server (chat_api.py): OpenAI's chat completions, the fields an engine can honour --------------
+# Not strict: OpenAI clients send keys an engine has no use for (`stream_options`, a message's
+# `name`, ...), and an OpenAI-compatible server ignores them.
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class ScoreConstraintBody(BaseModel):
+    """spct's extension: force the judgment's score line (the OpenAI backend's `guided="spct"`)."""
+
+    count: int
+    prefix: str = SCORE_PREFIX
+    lo: int = MIN_SCORE
+    hi: int = MAX_SCORE
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[ChatMessage]
+    n: Annotated[int, Field(ge=1)] = 1
+    temperature: float = CHAT_API_TEMPERATURE
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None  # OpenAI's newer name for max_tokens; wins over it
+    seed: int | None = None
+    spct_score_constraint: ScoreConstraintBody | None = None
