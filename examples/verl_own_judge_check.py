@@ -1,9 +1,9 @@
 """Check spct's reward for verl's own judge before training: call `compute_score_async` exactly
 as verl 0.9.1's reward loop does when `reward.reward_model.enable=True` (with
 `reward_router_address`, host:port), against any OpenAI-compatible server standing in for
-verl's router: vLLM, SGLang, or spct's local server.
+verl's router: vLLM, SGLang, or spct's chat server.
 
-    python -m spct.backends.local_server --engine fake --model judge --port 8001 &
+    spct serve --api openai --engine fake --model judge --port 8001 &
     python examples/verl_own_judge_check.py --router 127.0.0.1:8001 --k 2
 
 Prints each answer's reward and reward_extra_info; a better answer should score higher.

@@ -7,7 +7,7 @@ import asyncio
 from contextlib import contextmanager
 
 import pytest
-from _server import free_port, running_server
+from _server import cli_server, free_port, running_server
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
@@ -162,6 +162,26 @@ def test_cli_judge_routes_openai_model_to_the_server(tmp_path, capsys):
     dead = f"http://127.0.0.1:{free_port()}/v1"
     rc = main(["judge", str(data), "-o", str(tmp_path / "dead.jsonl"), "--model", "openai:fake", "--base-url", dead, "--no-progress"])
     assert rc == 1
+
+
+def test_cli_serve_api_openai_answers_chat_completions_and_refuses_a_wrong_key():
+    import httpx
+
+    with cli_server("--api", "openai", "--model", "judge", "--api-key", "s3cret") as (port, health):
+        url = f"http://127.0.0.1:{port}/v1"
+        assert health.json() == {"status": "ok"}  # liveness needs no key, as on the reward server
+        body = {"model": "judge", "messages": _req().messages, "n": 2, "spct_score_constraint": {"count": 2}}
+        for headers in ({"Authorization": "Bearer wrong"}, {}):
+            r = httpx.post(f"{url}/chat/completions", json=body, headers=headers)
+            assert r.status_code == 401 and "API key" in r.json()["error"]
+        assert httpx.get(f"{url}/models", headers={"X-API-Key": "wrong"}).status_code == 401
+        r = httpx.post(f"{url}/chat/completions", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and r.json()["model"] == "judge"
+        assert [c["index"] for c in r.json()["choices"]] == [0, 1]
+        assert all("\\boxed{1, 1}" in c["message"]["content"] for c in r.json()["choices"])
+        # the OpenAI backend, keyed and with the spct dialect, judges through it
+        out = OpenAIBackend("judge", base_url=url, api_key="s3cret", guided="spct").generate([_req(constraint=ScoreConstraint(2))])
+        assert "\\boxed" in out[0][0].text
 
 
 def test_control_token_look_alikes_reach_the_server_broken_up():

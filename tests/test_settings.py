@@ -1,4 +1,4 @@
-"""The settings spine: one dataclass read from flags, the environment and the local server alike."""
+"""The settings spine: one dataclass read from flags and the environment alike."""
 
 from __future__ import annotations
 

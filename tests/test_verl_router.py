@@ -2,7 +2,7 @@
 
 verl (checked: 0.9.1) serves the judge itself when `reward.reward_model.enable=True` and passes
 every reward function `reward_router_address` (host:port of an OpenAI-compatible proxy) and
-`reward_model_tokenizer`. Here spct's local OpenAI-compatible server over the fake engine
+`reward_model_tokenizer`. Here spct's OpenAI-compatible chat server (serve/chat_api.py) over the fake engine
 stands in for that router, and the function is loaded and called the way verl does.
 """
 

@@ -1,7 +1,7 @@
 """EngineConfig: which model, on which engine, with which engine options; what `load_backend` builds from.
 
 The command line (`--model`, `--engine`, ...), the RL adapters' environment (`SPCT_MODEL`,
-`SPCT_ENGINE`, ...) and the local OpenAI-compatible server all fill this one dataclass
+`SPCT_ENGINE`, ...) and both servers of `spct serve` all fill this one dataclass
 (`spct.settings`), so an engine option added here reaches every one of them.
 """
 

@@ -1,5 +1,5 @@
 """Any OpenAI-compatible chat server as an engine: vLLM `serve`, SGLang, llama.cpp's server,
-Ollama, hosted APIs, or spct's own `spct.backends.local_server`.
+Ollama, hosted APIs, or spct's own chat server (`spct serve --api openai`).
 
 Requests go out concurrently (an asyncio semaphore caps how many are in flight), each asking
 for all `n` samples at once; servers that return fewer choices than asked (some ignore `n`)
@@ -15,7 +15,7 @@ The constrained score line goes through the server's own mechanism, chosen with 
 - `"sglang"`: SGLang (`regex`, `continue_final_message`).
 - `"llamacpp"`: llama.cpp's `llama-server` (`grammar` in GBNF; a final assistant message is
   continued as a prefill).
-- `"spct"`: spct's local server, which runs the transformers engine's constraint itself.
+- `"spct"`: spct's chat server (`spct serve --api openai`), which runs the transformers engine's constraint itself.
 - `"none"`: send nothing; the judgments parse only when the model writes the line itself.
 
 For the server-side dialects (vllm, sglang, llamacpp) generation is two-phase (`Backend.generate`),

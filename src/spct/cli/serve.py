@@ -1,4 +1,9 @@
-"""spct serve: run the reward server (FastAPI under uvicorn) on 127.0.0.1 by default."""
+"""spct serve: run one of spct's servers (FastAPI under uvicorn) on 127.0.0.1 by default.
+
+`--api reward` (default) serves rewards from a GRM; `--api openai` serves the engine itself as an
+OpenAI-compatible chat server. Both take the same engine flags and the same host, key,
+body-size and request-deadline plumbing; the judging and batching flags are the reward API's.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from .common import (
     add_meta_args,
     add_model_args,
     body_size_mb,
+    build_backend,
     build_grm,
     non_negative_float,
     port_number,
@@ -19,12 +25,23 @@ from .common import (
     positive_int,
 )
 
+# The HTTP APIs `spct serve` speaks: spct's reward endpoints, or OpenAI's chat completions (the name
+# says which protocol a client must speak, as `--guided` names a server's dialect).
+API_CHOICES = ("reward", "openai")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve rewards over HTTP (OpenRLHF /get_reward and native /v1/judge)",
+    p = sub.add_parser("serve", help="serve rewards over HTTP (OpenRLHF /get_reward and native /v1/judge), or the "
+                                     "model as an OpenAI-compatible chat server (--api openai)",
                        description="Serve a GRM to RL pipelines: POST /get_reward (OpenRLHF remote RM), POST /v1/judge "
                                    "and /v1/rollout (native), GET /health, GET /metrics (Prometheus text; /metrics/json: the same as JSON). "
-                                   "Concurrent requests are micro-batched.")
+                                   "Concurrent requests are micro-batched. With --api openai, serve the model itself at "
+                                   "POST /v1/chat/completions and GET /v1/models instead.")
+    p.add_argument("--api", choices=API_CHOICES, default="reward",
+                   help="what to serve: reward (default): rewards from the GRM, every flag below applies; openai: the "
+                        "model as an OpenAI-compatible chat server (/v1/chat/completions with spct's score-line "
+                        "extension, /v1/models, /health) for `--engine openai` clients and verl's reward router; of "
+                        "the flags below only the model, engine, host, port, key, body-size and deadline ones apply")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; on a loopback address, requests must "
                         "name 127.0.0.1, localhost or [::1] in their Host header)")
@@ -67,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..serve import ServerConfig, create_app
+    from ..serve import ServerConfig, create_app, create_chat_app
     from ..serve.guard import LOOPBACK_HOSTS
     from ..serve.protocol import MAX_RESPONSES
 
@@ -87,6 +104,6 @@ def run(args: argparse.Namespace) -> int:
                           api_key=args.api_key, max_k=max(16, args.k),
                           # On loopback only this machine's names are real; any other Host is a rebound DNS name.
                           allowed_hosts=LOOPBACK_HOSTS if loopback else None, request_deadline_s=args.request_deadline)
-    app = create_app(build_grm(args), config)
+    app = create_chat_app(build_backend(args), args.model, config) if args.api == "openai" else create_app(build_grm(args), config)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **config.uvicorn_options())
     return 0
