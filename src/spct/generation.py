@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .data import Message
-from .score_scale import GREEDY_TEMPERATURE, MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from .defaults import GREEDY_TEMPERATURE, MAX_NEW_TOKENS
+from .score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 
 
 @dataclass(frozen=True)

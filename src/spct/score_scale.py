@@ -1,4 +1,4 @@
-"""The judge's score scale, score line and sampling defaults, as plain constants every module shares.
+"""The judge's score scale and score line, as plain constants every module shares.
 
 Scores are integers MIN_SCORE..MAX_SCORE; a judgment ends with `SCORE_PREFIX a, b, ...}`. The two
 patterns state the parser's rule for a final score box (the last `\\boxed{...}`, followed only by
@@ -27,23 +27,6 @@ SCORES_LABEL_PATTERN = r"\bscores?\b[*_\s]*:[*_\s$]*$"
 MAX_DIGITS = 4
 
 _SCORES_LABEL = re.compile(SCORES_LABEL_PATTERN, re.IGNORECASE)
-
-# Sampling defaults: the one place they are set.
-# Token budgets of one judgment. Judging offline (judge, eval, rft, meta-data) takes the full
-# budget; serving a reward in a training loop (serve, the RL reward client) and the many-sample
-# scaling runs take less for latency; the demo judges 8 pairs with two models on CPU, so it keeps
-# judgments short enough to finish in minutes; the probes judge shorter still.
-MAX_NEW_TOKENS = 512
-SERVE_MAX_NEW_TOKENS = 256
-DEMO_MAX_NEW_TOKENS = 160
-PROBE_MAX_NEW_TOKENS = 48
-# Temperatures. Sampled judgments (k > 1) use the paper's 0.5; one judgment is greedy (0, see
-# `policies.is_greedy`). An OpenAI-style chat request that names none samples at 1.0, that API's
-# own default; RL rollouts sample at 1.0, TRL's GRPOConfig default.
-SAMPLE_TEMPERATURE = 0.5
-GREEDY_TEMPERATURE = 0.0
-CHAT_API_TEMPERATURE = 1.0
-ROLLOUT_TEMPERATURE = 1.0
 
 
 def normalise(score: float) -> float:

@@ -21,7 +21,8 @@ import uuid
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from ..score_scale import CHAT_API_TEMPERATURE, MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from ..defaults import CHAT_API_TEMPERATURE, MAX_NEW_TOKENS
+from ..score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 from .base import Backend, BackendError, GenerationRequest, ScoreConstraint
 
 
