@@ -33,7 +33,7 @@ from .policies import (
     Voting,
     is_greedy,
 )
-from .score_scale import BOX_PATTERN, MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
+from .score_line import BOX_PATTERN, MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
 from .settings import (
     MAX_K,
     non_negative_float,

@@ -42,7 +42,7 @@ from .defaults import PROBE_MAX_NEW_TOKENS
 from .format import JudgingFormat, Renderer
 from .judge import GenerativeRewardModel, Shown
 from .prompts import judge_messages
-from .score_scale import MAX_SCORE, MIN_SCORE
+from .score_line import MAX_SCORE, MIN_SCORE
 from .voting import strict_best
 
 log = logging.getLogger(__name__)

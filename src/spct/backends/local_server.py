@@ -22,7 +22,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from ..defaults import CHAT_API_TEMPERATURE, MAX_NEW_TOKENS
-from ..score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from ..score_line import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 from .base import Backend, BackendError, GenerationRequest, ScoreConstraint
 
 

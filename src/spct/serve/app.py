@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
 from ..rollouts import untemplate
-from ..score_scale import normalise
+from ..score_line import normalise
 from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
 from .metrics import ServerMetrics
 from .protocol import (
