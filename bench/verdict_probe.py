@@ -25,7 +25,7 @@ from spct.backends import load_backend
 from spct.backends.base import ScoreQuery
 from spct.data import Example, read_examples
 from spct.format import JudgingFormat
-from spct.score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
+from spct.score_line import MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
 from spct.voting import labelled_best
 
 VALUES = list(range(MIN_SCORE, MAX_SCORE + 1))

@@ -18,13 +18,13 @@ from spct.backends import (
     ScoreConstraint,
     load_backend,
 )
-from spct.backends.score_line import (
+from spct.judge import GenerativeRewardModel, JudgeConfig
+from spct.score_line import (
     constraint_satisfied,
     head_before_score_line,
     judgment_gbnf,
     score_tail_regex,
 )
-from spct.judge import GenerativeRewardModel, JudgeConfig
 
 
 def test_score_tail_regex_admits_exactly_valid_score_lists():

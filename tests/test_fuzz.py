@@ -19,13 +19,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spct.backends.base import ScoreConstraint
 from spct.backends.fake import FakeBackend
-from spct.backends.score_line import constraint_satisfied, head_before_score_line
 from spct.data import read_examples
 from spct.jobs import judge_file
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.parsing import JudgmentParseError, parse_judgment
+from spct.score_line import ScoreConstraint, constraint_satisfied, head_before_score_line
 from spct.serve import ServerConfig, create_app
 
 PARSE_KINDS = ("no_box", "not_last", "wrong_count", "not_integer", "out_of_range")

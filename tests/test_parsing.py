@@ -6,10 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spct.backends.base import ScoreConstraint
-from spct.backends.score_line import constraint_satisfied, head_before_score_line
 from spct.backends.transformers import viable_score_text
 from spct.parsing import JudgmentParseError, parse_judgment, swap_pair
+from spct.score_line import ScoreConstraint, constraint_satisfied, head_before_score_line
 
 GOOD = """Principles:
 - Accuracy (60%)

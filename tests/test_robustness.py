@@ -20,15 +20,14 @@ from _cli import rows, run_cli
 from _server import SlowFake, cli_server, running_server
 from fastapi.testclient import TestClient
 
-from spct.backends.base import ScoreConstraint
 from spct.backends.fake import FakeBackend, responses_in_prompt
 from spct.backends.models import ModelNotFound, resolve_model
-from spct.backends.score_line import constraint_satisfied
 from spct.cli import build_parser, main
 from spct.data import Example, InputError, JsonlAppender, read_examples
 from spct.judge import GenerativeRewardModel
 from spct.parsing import JudgmentParseError, parse_judgment, parse_scores
 from spct.prompts import judge_messages
+from spct.score_line import ScoreConstraint, constraint_satisfied
 from spct.serve import ServerConfig, create_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -166,7 +165,7 @@ def test_hostile_score_text_is_a_typed_parse_failure(text, kind):
 @pytest.mark.parametrize("text", ["*" * 50_000 + "\\boxed{1, 2}", "x" + " \n" * 25_000 + "y\\boxed{1, 2}",
                                   " \n" * 25_000 + "x"])
 def test_long_markup_runs_parse_in_linear_time(text):
-    from spct.backends.score_line import head_before_score_line
+    from spct.score_line import head_before_score_line
 
     t0 = time.perf_counter()
     try:

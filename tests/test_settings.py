@@ -8,10 +8,10 @@ import pytest
 
 from spct.backends import EngineConfig
 from spct.backends.fake import FakeBackend
+from spct.defaults import SERVE_MAX_NEW_TOKENS
 from spct.integrations.client import RewardClient
 from spct.judge import JudgeConfig
 from spct.policies import is_greedy
-from spct.score_scale import SERVE_MAX_NEW_TOKENS
 from spct.settings import add_dataclass_args, from_env, from_namespace
 
 

@@ -12,7 +12,7 @@ from spct.backends.base import BackendError
 from spct.backends.fake import FakeBackend, responses_in_prompt
 from spct.data import Example, InputError, Judgment
 from spct.judge import GenerativeRewardModel, JudgeConfig
-from spct.score_scale import SCORE_PREFIX
+from spct.score_line import SCORE_PREFIX
 from spct.train.verdict import HIGH_SCORE, LOW_SCORE, verdict_rows, write_verdict_rows
 from spct.voting import vote
 

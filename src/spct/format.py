@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .data import Example, Judgment, Message
-from .generation import Generation, ScoreConstraint
+from .generation import Generation
 from .parsing import JudgmentParseError, parse_judgment
 from .prompts import judge_messages, with_format_demo
-from .score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from .score_line import MAX_SCORE, MIN_SCORE, SCORE_PREFIX, ScoreConstraint
 
 #: (example, shown order, responses to show, hint position or None) -> chat messages.
 Renderer = Callable[[Example, list[int], list[str], int | None], list[Message]]

@@ -1,7 +1,8 @@
 """What a judge asks an engine for and what it gets back, as plain data.
 
 These types sit below both the judging format and the engines, so the format can read a
-`Generation` and state its `ScoreConstraint` without importing any engine code.
+`Generation` and attach its `ScoreConstraint` (from `spct.score_line`) without importing any
+engine code.
 """
 
 from __future__ import annotations
@@ -9,21 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .data import Message
-from .score_scale import GREEDY_TEMPERATURE, MAX_NEW_TOKENS, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
-
-
-@dataclass(frozen=True)
-class ScoreConstraint:
-    """Force the judgment's last line: `prefix` then `count` integers in lo..hi, comma-separated, then `}`.
-
-    Engines let the model write its principles and analysis freely and only constrain the
-    score line, so a tiny model's judgment always parses while its reasoning stays its own.
-    """
-
-    count: int
-    prefix: str = SCORE_PREFIX
-    lo: int = MIN_SCORE
-    hi: int = MAX_SCORE
+from .defaults import GREEDY_TEMPERATURE, MAX_NEW_TOKENS
+from .score_line import ScoreConstraint
 
 
 @dataclass

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from .backends.base import Backend, GenerationRequest, ScoreQuery, expected_readout_unsupported
 from .data import Example, InputError, Judgment, Query, Reward
+from .defaults import GREEDY_TEMPERATURE, MAX_NEW_TOKENS, SAMPLE_TEMPERATURE
 from .format import Format, JudgingFormat, to_original
 from .policies import (
     RULES,
@@ -32,16 +33,7 @@ from .policies import (
     Voting,
     is_greedy,
 )
-from .score_scale import (
-    BOX_PATTERN,
-    GREEDY_TEMPERATURE,
-    MAX_NEW_TOKENS,
-    MAX_SCORE,
-    MIN_SCORE,
-    SAMPLE_TEMPERATURE,
-    SCORE_PREFIX,
-    expected_score,
-)
+from .score_line import BOX_PATTERN, MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
 from .settings import (
     MAX_K,
     non_negative_float,

@@ -25,7 +25,7 @@ import torch
 
 from .data import Example, InputError, InputIssue, Judgment, example_from_dict, iter_jsonl
 from .prompts import render_body
-from .score_scale import MAX_SCORE, MIN_SCORE
+from .score_line import MAX_SCORE, MIN_SCORE
 from .voting import is_correct
 
 log = logging.getLogger(__name__)

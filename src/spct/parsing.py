@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .score_scale import (
+from .score_line import (
     AFTER_BOX_PATTERN,
     BOX_PATTERN,
     MAX_SCORE,

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .data import Example, Judgment, Reward
-from .score_scale import MAX_SCORE, MIN_SCORE
+from .score_line import MAX_SCORE, MIN_SCORE
 from .voting import is_correct, strict_best, vote
 
 # Scores a list of judgments of one example; returns one probability per judgment.

@@ -38,10 +38,11 @@ from pathlib import Path
 from statistics import mean
 
 from .data import Example, JsonlAppender, Message
+from .defaults import PROBE_MAX_NEW_TOKENS
 from .format import JudgingFormat, Renderer
 from .judge import GenerativeRewardModel, Shown
 from .prompts import judge_messages
-from .score_scale import MAX_SCORE, MIN_SCORE, PROBE_MAX_NEW_TOKENS
+from .score_line import MAX_SCORE, MIN_SCORE
 from .voting import strict_best
 
 log = logging.getLogger(__name__)

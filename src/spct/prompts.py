@@ -19,7 +19,7 @@ import re
 import unicodedata
 
 from .data import Example, Message
-from .score_scale import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from .score_line import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 
 __all__ = ["MAX_SCORE", "MIN_SCORE", "SCORE_PREFIX", "SYSTEM", "judge_messages", "render_body"]
 

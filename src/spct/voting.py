@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .data import Example, InputError, Judgment, Reward
-from .score_scale import MAX_SCORE, MIN_SCORE
+from .score_line import MAX_SCORE, MIN_SCORE
 
 
 def strict_best(values: Sequence[float]) -> int | None:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..data import Message
-from ..generation import Generation, GenerationRequest, ScoreConstraint
-from .score_line import constraint_satisfied, forced_prompt_tail
+from ..generation import Generation, GenerationRequest
+from ..score_line import ScoreConstraint, constraint_satisfied, forced_prompt_tail
 
 __all__ = ["Backend", "BackendError", "Continuation", "Generation", "GenerationRequest", "HFTokenizerMixin",
            "ScoreConstraint", "ScoreQuery", "common_prefix_len"]

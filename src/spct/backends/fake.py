@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ..score_scale import MAX_SCORE, MIN_SCORE
+from ..score_line import MAX_SCORE, MIN_SCORE
 from .base import Backend, BackendError, Generation, GenerationRequest
 
 _RESPONSE = re.compile(r"\[\[Response (\d+)\]\]\n(.*?)\n\[\[End of response \1\]\]", re.S)

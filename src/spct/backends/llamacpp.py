@@ -17,18 +17,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..score_line import ScoreConstraint, judgment_gbnf, score_budget, score_tail_gbnf
 from .base import (
     Backend,
     BackendError,
     Continuation,
     Generation,
     GenerationRequest,
-    ScoreConstraint,
     neutralise,
     neutralise_messages,
 )
 from .models import EMBEDDED, ModelNotFound, package_dir
-from .score_line import judgment_gbnf, score_budget, score_tail_gbnf
 
 
 def gguf_path(spec: str) -> Path:

@@ -30,16 +30,15 @@ import os
 import threading
 from typing import Any
 
+from ..score_line import ScoreConstraint, score_budget, score_tail_gbnf, score_tail_regex
 from .base import (
     Backend,
     BackendError,
     Continuation,
     Generation,
     GenerationRequest,
-    ScoreConstraint,
     neutralise_messages,
 )
-from .score_line import score_budget, score_tail_gbnf, score_tail_regex
 
 GUIDED = ("none", "vllm", "vllm-legacy", "sglang", "llamacpp", "spct")
 

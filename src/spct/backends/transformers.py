@@ -33,19 +33,23 @@ from transformers import (
     LogitsProcessorList,
 )
 
-from ..score_scale import ascii_int
+from ..score_line import (
+    ScoreConstraint,
+    ascii_int,
+    constraint_satisfied,
+    forced_prompt_tail,
+    score_budget,
+)
 from .base import (
     Backend,
     Continuation,
     Generation,
     GenerationRequest,
     HFTokenizerMixin,
-    ScoreConstraint,
     ScoreQuery,
     common_prefix_len,
 )
 from .models import ModelNotFound, resolve_model
-from .score_line import constraint_satisfied, forced_prompt_tail, score_budget
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..score_line import score_budget, score_tail_regex
 from .base import (
     Backend,
     BackendError,
@@ -53,7 +54,6 @@ from .kv_cache import (
     weights_in_memory,
 )
 from .models import resolve_model
-from .score_line import score_budget, score_tail_regex
 
 log = logging.getLogger(__name__)
 

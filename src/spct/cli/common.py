@@ -64,7 +64,7 @@ def add_model_args(p: argparse.ArgumentParser, model_help: str | None = None) ->
 
 def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens: int | None = None) -> None:
     """Judging options, from JudgeConfig; k=None leaves --k to the command (eval takes several), a `max_new_tokens`
-    preset replaces the full budget (score_scale)."""
+    preset replaces the full budget (defaults)."""
     names = ("k",) * (k is not None) + ("temperature", "max_new_tokens", "seed", "constrain", "retries", "principles",
                                          "policy", "readout")
     defaults = {"k": k, "max_new_tokens": max_new_tokens or JudgeConfig.max_new_tokens}

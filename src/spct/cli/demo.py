@@ -13,8 +13,8 @@ from rich.table import Table
 
 from ..backends.models import BASE_MODEL
 from ..data import read_examples
+from ..defaults import DEMO_MAX_NEW_TOKENS
 from ..jobs import JobSummary, judge_file
-from ..score_scale import DEMO_MAX_NEW_TOKENS
 from .common import add_judge_args, add_model_args, build_grm
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data import InputError, load_examples
+from ..defaults import PROBE_MAX_NEW_TOKENS
 from ..judge import JudgeConfig
 from ..probes import ATTACKS, PROMPTS, ProbeConfig, conditions_for, run_probes
-from ..score_scale import PROBE_MAX_NEW_TOKENS
 from ..settings import add_dataclass_args
 from .common import add_model_args, build_grm, positive_int, report_issues
 from .demo import demo_file

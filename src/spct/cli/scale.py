@@ -10,10 +10,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data import InputError
+from ..defaults import SERVE_MAX_NEW_TOKENS
 from ..judge import GenerativeRewardModel
 from ..policies import StopRule
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
-from ..score_scale import SERVE_MAX_NEW_TOKENS
 from .common import (
     add_judge_args,
     add_model_args,

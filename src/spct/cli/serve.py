@@ -11,7 +11,7 @@ import argparse
 import os
 
 from ..data import InputError
-from ..score_scale import SERVE_MAX_NEW_TOKENS
+from ..defaults import SERVE_MAX_NEW_TOKENS
 from .common import (
     add_judge_args,
     add_meta_args,

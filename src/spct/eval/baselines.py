@@ -30,9 +30,10 @@ from typing import Any
 from ..backends.base import Backend
 from ..data import Example, InputError, Judgment, Message
 from ..format import Format
-from ..generation import Generation, ScoreConstraint
+from ..generation import Generation
 from ..judge import GenerativeRewardModel, Shown, sample_order
 from ..prompts import SYSTEM, render_body
+from ..score_line import ScoreConstraint
 
 METHODS = ("grm", "grm-no-principles", "pairwise-grm", "llm-judge", "token-prob", "scalar")
 VERDICT_PREFIX = "Verdict: \\boxed{"

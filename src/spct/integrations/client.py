@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..data import Example, Query
+from ..defaults import SERVE_MAX_NEW_TOKENS
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..rollouts import MAX_ITEMS, MAX_RESPONSES
-from ..score_scale import SERVE_MAX_NEW_TOKENS
 from ..settings import from_env
 
 Group = tuple[Query, list[str]]

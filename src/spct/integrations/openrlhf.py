@@ -18,7 +18,7 @@ import torch
 
 from spct.integrations.client import RewardClient, RewardError, group_equal, scatter
 from spct.rollouts import check_counts, split_rollouts, untemplate
-from spct.score_scale import normalise
+from spct.score_line import normalise
 
 _client: RewardClient | None = None
 # OpenRLHF calls reward_func from many threads at once: the first calls must not each load a model.

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..backends.base import BackendError, HFTokenizerMixin
 from ..backends.openai import OpenAIBackend
+from ..defaults import SERVE_MAX_NEW_TOKENS
 from ..judge import GenerativeRewardModel, JudgeConfig
-from ..score_scale import SERVE_MAX_NEW_TOKENS
 from .client import RewardClient, RewardError
 
 #: The `guided` dialect for the engines that name themselves in /v1/models' `owned_by`.

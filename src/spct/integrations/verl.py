@@ -62,7 +62,7 @@ from spct.integrations.client import (
 )
 from spct.integrations.served_judge import served_judge_client
 from spct.rollouts import untemplate
-from spct.score_scale import MIN_SCORE
+from spct.score_line import MIN_SCORE
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ..data import Example, Reward
 from ..judge import GenerativeRewardModel
 from ..rollouts import untemplate
-from ..score_scale import normalise
+from ..score_line import normalise
 from .batcher import JudgeFailed, MicroBatcher, QueueFull, example_id
 from .guard import authorized, install_guard, refusal
 from .metrics import ServerMetrics

@@ -20,7 +20,7 @@ import uuid
 from fastapi import FastAPI
 
 from ..backends.base import Backend, BackendError, GenerationRequest, ScoreConstraint
-from ..score_scale import MAX_NEW_TOKENS
+from ..defaults import MAX_NEW_TOKENS
 from .app import ServerConfig
 from .guard import install_guard, refusal
 from .protocol import ChatRequest

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..defaults import CHAT_API_TEMPERATURE
 from ..rollouts import MAX_CHARS, MAX_ITEMS, MAX_RESPONSES, check_counts, split_rollouts
-from ..score_scale import CHAT_API_TEMPERATURE, MAX_SCORE, MIN_SCORE, SCORE_PREFIX
+from ..score_line import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 
 Text = Annotated[str, Field(max_length=MAX_CHARS)]
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Example, InputError
+from ..defaults import ROLLOUT_TEMPERATURE
 from ..format import JudgingFormat
 from ..judge import sample_order
-from ..score_scale import ROLLOUT_TEMPERATURE
 from ..settings import positive_int, setting
 from ..voting import check_rating_scale, is_correct
 from .sft import TRAINER_DEFAULTS, LoraSettings, on_gpu, resolve_policy, save_model, trl_config

@@ -221,7 +221,7 @@ def _verdict_trainer_class():
     """SFTTrainer whose loss weighs the score box's values (`--verdict-weight`); built lazily (TRL is an extra)."""
     from trl import SFTTrainer
 
-    from ..score_scale import SCORE_PREFIX
+    from ..score_line import SCORE_PREFIX
 
     class VerdictWeightedSFTTrainer(SFTTrainer):
         """TRL's SFT loss with per-token weights: the verdict's values `verdict_weight` times, a verdict row's bare prefix 0.

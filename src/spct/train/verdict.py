@@ -23,7 +23,7 @@ from typing import Any
 
 from ..data import Example, InputError
 from ..format import JudgingFormat
-from ..score_scale import SCORE_PREFIX
+from ..score_line import SCORE_PREFIX
 from ..voting import labelled_best
 
 HIGH_SCORE, LOW_SCORE = 8, 3
