@@ -73,8 +73,9 @@ def main() -> int:
     report = {
         "cases": totals["pipeline_cases"] + totals["parser_cases"] + sum(v for k, v in totals.items() if k.startswith("server_")),
         "crashes": 0,  # a crash would have failed a property above
-        # Every non-blank line must be a result row or a named issue (run_pipeline asserts it per case).
-        "lines_lost": totals["lines"] - totals["blank_lines"] - totals["results"] - totals["issues"],
+        # Every non-blank line must be a result row, a named issue, or in a file refused by line
+        # (a single-response rating off the score scale); run_pipeline asserts it per case.
+        "lines_lost": totals["lines"] - totals["blank_lines"] - totals["results"] - totals["issues"] - totals["refused_lines"],
         **dict(sorted(totals.items())),
         "wall_s": round(time.perf_counter() - t0, 1),
         "cpu_s": round(cpu.ru_utime + cpu.ru_stime, 1),

@@ -20,12 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spct.backends.fake import FakeBackend
-from spct.data import read_examples
+from spct.data import InputError, read_examples
 from spct.jobs import judge_file
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.parsing import JudgmentParseError, parse_judgment
 from spct.score_line import ScoreConstraint, constraint_satisfied, head_before_score_line
 from spct.serve import ServerConfig, create_app
+from spct.voting import check_rating_scale
 
 PARSE_KINDS = ("no_box", "not_last", "wrong_count", "not_integer", "out_of_range")
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -113,6 +114,12 @@ def run_pipeline(lines: list[bytes], engine: list[str], k: int = 2) -> dict[str,
         src, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
         src.write_bytes(b"".join(line + b"\n" for line in lines))
         examples, issues = read_examples(src)
+        try:  # as the CLI does: a single-response rating off the 1..10 scale refuses the file, by line
+            check_rating_scale(examples)
+        except InputError as e:
+            assert str(e).startswith(f"{src}:") and "score scale" in str(e)
+            return {"lines": len(lines), "blank_lines": len(lines) - len(non_blank_lines(lines)),
+                    "refused_lines": len(non_blank_lines(lines))}
         summary = judge_file(GenerativeRewardModel(backend, JudgeConfig(k=k)), examples, out, batch_size=3, progress=False)
         rows = [json.loads(line) for line in out.read_bytes().split(b"\n")[:-1]]  # not str.splitlines: "\x85" is no break
         again = judge_file(GenerativeRewardModel(FakeBackend(), JudgeConfig(k=k)), examples, out, progress=False)
