@@ -28,7 +28,7 @@ import numpy as np
 
 from spct.backends import EngineConfig, load_backend
 from spct.data import Reward, iter_jsonl, read_examples
-from spct.eval.metrics import bootstrap_ci
+from spct.intervals import bootstrap_ci
 from spct.jobs import judge_file
 from spct.judge import POLICIES, READOUTS, GenerativeRewardModel, JudgeConfig, policy_for
 from spct.voting import voted_scores

@@ -11,10 +11,10 @@ from spct.eval.metrics import (
     _auc_u,
     accuracy_metrics,
     auc_metrics,
-    bootstrap_ci,
     outcome,
     roc_auc,
 )
+from spct.intervals import bootstrap_ci
 
 
 def test_outcome_tie_is_wrong_and_counted():

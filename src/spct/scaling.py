@@ -6,7 +6,7 @@ samples (the expected accuracy at k, averaged over `subsets` draws). Methods: gr
 temperature-0 judgment; the same at every k), voting@k, meta-guided voting@k (top k/2 by meta
 score) and adaptive voting under the exact and the confidence-bound stop rules, which also
 report how many of the k samples they drew. Accuracy uses the strict rule (a tie is wrong);
-95% intervals come from a bootstrap over examples (`eval.metrics.bootstrap_ci`).
+95% intervals come from a bootstrap over examples (`intervals.bootstrap_ci`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import Example, InputError, JsonlAppender, Judgment
-from .eval.metrics import N_BOOTSTRAP, bootstrap_ci
+from .intervals import N_BOOTSTRAP, bootstrap_ci
 from .judge import GenerativeRewardModel, MetaScorer
 from .policies import StopRule, adaptive_vote
 from .voting import vote

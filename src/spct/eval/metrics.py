@@ -9,37 +9,22 @@ sets are scored by ROC-AUC of the reward against the binary label.
 Sections combine their subsets with the benchmark's weights, and the overall score is either
 pooled or the mean of the sections (see benchmarks.Benchmark). Confidence intervals are
 scipy's percentile bootstrap, resampling items within each subset (so every section keeps its
-items), 95% by default, seeded; `bootstrap_ci` is the one bootstrap spct reports with.
+items), 95% by default, seeded (`spct.intervals.bootstrap_ci`, the one bootstrap spct reports with).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from ..intervals import bootstrap_ci
 from ..voting import strict_best
 from .benchmarks import Benchmark
-
-N_BOOTSTRAP = 2000  # resamples of every interval spct reports
-
-
-def bootstrap_ci(samples: Sequence[Sequence[float]], statistic: Callable[..., Any], *, level: float = 0.95,
-                 seed: int = 0, n_resamples: int = N_BOOTSTRAP) -> np.ndarray:
-    """Percentile bootstrap interval(s) of `statistic`, each sample resampled on its own (scipy's bootstrap).
-
-    `statistic(*samples, axis=-1)` is vectorised and may return several values: the answer is
-    one (low, high) row per value. A one-item sample goes in twice: resampling it gives the
-    same value either way, and scipy asks for two.
-    """
-    data = tuple(np.repeat(np.asarray(s, dtype=float), 2 if len(s) == 1 else 1) for s in samples)
-    ci = stats.bootstrap(data, statistic, n_resamples=n_resamples, confidence_level=level, method="percentile",
-                         rng=np.random.default_rng(seed), vectorized=True, axis=-1).confidence_interval
-    return np.stack([ci.low, ci.high], axis=-1)
 
 
 def outcome(rewards: Sequence[float] | None, best: Sequence[int] | None) -> str:
