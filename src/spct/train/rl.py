@@ -113,14 +113,14 @@ def train_rl(model: str, examples: list[Example], output_dir: str | Path, settin
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from .sft import SFTSettings, last_checkpoint, lora_config
+    from .sft import last_checkpoint, lora_config
 
     s = settings or RLSettings()
     seed = {**GRPO_DEFAULTS, **(trl_overrides or {})}["seed"]
     dataset = Dataset.from_list(rl_rows(examples, seed, principles))
     path, init_kwargs, tokenizer = resolve_policy(model)
     tokenizer.padding_side = "left"
-    peft = lora_config(SFTSettings(lora_r=s.lora_r, lora_alpha=s.lora_alpha)) if s.lora else None
+    peft = lora_config(s) if s.lora else None
     trainer = GRPOTrainer(model=path, reward_funcs=[rule_reward], args=grpo_config(s, output_dir, trl_overrides, init_kwargs),
                           train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
     t0 = time.perf_counter()

@@ -168,15 +168,15 @@ def save_model(trainer, tokenizer, output_dir: str | Path) -> None:
         tokenizer.save_pretrained(output_dir)
 
 
-def lora_config(s: SFTSettings, num_layers: int | None = None):
-    """PEFT LoRA on every linear layer, or on those of the last `s.lora_top_layers` decoder layers."""
+def lora_config(s: LoraSettings, top_layers: int | None = None, num_layers: int | None = None):
+    """PEFT LoRA on every linear layer, or on those of the last `top_layers` of the model's `num_layers` decoder layers."""
     from peft import LoraConfig
 
     layers = None
-    if s.lora_top_layers:
+    if top_layers:
         if not num_layers:
             raise InputError("lora_top_layers needs a model whose config states num_hidden_layers", field="lora_top_layers")
-        layers = list(range(max(0, num_layers - s.lora_top_layers), num_layers))
+        layers = list(range(max(0, num_layers - top_layers), num_layers))
     return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.05, task_type="CAUSAL_LM",
                       target_modules="all-linear" if layers is None else
                       ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -283,7 +283,8 @@ def train_sft(base_model: str, data: str | Path | list[str | Path], output_dir: 
         args=sft_config(output_dir, trl_overrides, init_kwargs),
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=lora_config(s, _num_layers(path, init_kwargs) if s.lora_top_layers else None) if s.lora else None,
+        peft_config=(lora_config(s, s.lora_top_layers, _num_layers(path, init_kwargs) if s.lora_top_layers else None)
+                     if s.lora else None),
         verdict_weight=s.verdict_weight,
     )
     t0 = time.perf_counter()
