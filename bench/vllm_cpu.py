@@ -29,14 +29,30 @@ HH = Path("/work/shared/data/hh-rlhf-harmless/test.jsonl.gz")
 DEMO = Path(__file__).resolve().parents[1] / "src" / "spct" / "assets" / "hh_rlhf_demo.jsonl"
 
 
+def demo_pairs(n: int):
+    """n of the shipped demo pairs, cycled, each with its own id."""
+    from spct.data import read_examples
+
+    exs, _ = read_examples(DEMO)
+    return [replace(exs[i % len(exs)], id=f"{exs[i % len(exs)].id}-{i}") for i in range(n)]
+
+
 def pairs(n: int):
     from spct.data import read_examples
 
     if HH.exists():
         exs, _ = read_examples(HH)
         return exs[:n]
-    exs, _ = read_examples(DEMO)
-    return [replace(exs[i % len(exs)], id=f"{exs[i % len(exs)].id}-{i}") for i in range(n)]
+    return demo_pairs(n)
+
+
+def child_row(argv: list[str], label: dict, env: dict | None = None) -> dict:
+    """Run one measuring child process: the last JSON line it printed, or `label` with its error."""
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env or os.environ.copy())
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {**label, "error": proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]}
+    return json.loads(lines[-1])
 
 
 def run_engine(args: argparse.Namespace) -> dict:
@@ -84,12 +100,7 @@ def main() -> None:
     for engine in ("transformers", "vllm"):
         argv = [sys.executable, __file__, "--engine", engine, "--model", args.model, "--n", str(args.n), "--k", str(args.k),
                 "--max-new-tokens", str(args.max_new_tokens), "--dtype", args.dtype]
-        proc = subprocess.run(argv, capture_output=True, text=True, env=os.environ.copy())
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            rows.append({"engine": engine, "error": proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]})
-        else:
-            rows.append(json.loads(lines[-1]))
+        rows.append(child_row(argv, {"engine": engine}))
         print(json.dumps(rows[-1]), flush=True)
     done = [r for r in rows if "judgments_per_s" in r]
     if len(done) == 2:

@@ -28,22 +28,19 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-DEMO = Path(__file__).resolve().parents[1] / "src" / "spct" / "assets" / "hh_rlhf_demo.jsonl"
+from vllm_cpu import child_row, demo_pairs  # bench/: run as `python bench/vllm_startup.py`
+
 MODES = ("eager", "compile-cold", "compile-warm")
 
 
 def run_mode(args: argparse.Namespace) -> dict:
     """One engine in this process: start it, judge the demo pairs, measure both."""
-    from dataclasses import replace
-
     from spct.backends import EngineConfig, load_backend
-    from spct.data import read_examples
     from spct.judge import GenerativeRewardModel, JudgeConfig
 
     load_before = os.getloadavg()[0]
@@ -51,8 +48,7 @@ def run_mode(args: argparse.Namespace) -> dict:
     engine = EngineConfig(args.model, "vllm", enforce_eager=args.mode == "eager")
     backend = load_backend(engine, max_model_len=args.max_model_len)
     startup_s = time.perf_counter() - t0
-    demo, _ = read_examples(DEMO)
-    examples = [replace(demo[i % len(demo)], id=f"{demo[i % len(demo)].id}-{i}") for i in range(args.n)]
+    examples = demo_pairs(args.n)
     grm = GenerativeRewardModel(backend, JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens))
     t0 = time.perf_counter()
     rewards = grm.judge(examples, args.k, batch_size=len(examples))
@@ -87,12 +83,7 @@ def main() -> None:
         for mode in MODES:
             argv = [sys.executable, __file__, "--mode", mode, "--model", args.model, "--max-model-len",
                     str(args.max_model_len), "--n", str(args.n), "--k", str(args.k), "--max-new-tokens", str(args.max_new_tokens)]
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env)
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                rows.append({"mode": mode, "error": proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]})
-            else:
-                rows.append(json.loads(lines[-1]))
+            rows.append(child_row(argv, {"mode": mode}, env))
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
