@@ -17,7 +17,7 @@ from collections.abc import Callable
 from ..backends.models import ModelNotFound
 from ..data import InputError
 
-COMMANDS = ["judge", "demo", "meta-data", "train-meta", "scale", "rft", "sft", "rl", "eval", "compare", "data", "train-scalar", "probe", "serve"]
+COMMANDS = ["judge", "demo", "meta-data", "train-meta", "scale", "rft", "sft", "rl", "eval", "compare", "data", "train-scalar", "train-verdict", "probe", "serve"]
 
 
 def flag_words(message: str) -> str:

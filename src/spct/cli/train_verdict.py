@@ -1,0 +1,39 @@
+"""spct train-verdict: train the judge's verdict with a Bradley-Terry loss on its own score readout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..data import InputError, load_examples
+from ..settings import add_dataclass_args, from_namespace
+from ..train.verdict_pref import VerdictPrefConfig, train_verdict_pref
+from .common import report_issues
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-verdict", help="train the judge's verdict on labelled pairs (Bradley-Terry loss on its "
+                                             "expected score)",
+                       description="Each response of a labelled pair is judged alone; the judge's expected score at "
+                                   "`Scores: \\boxed{` (the mean of 1..9 under its digit probabilities) is its reward, "
+                                   "and TRL's RewardTrainer trains -log sigmoid(chosen - rejected). The result is a "
+                                   "model folder that still writes principles and analysis; read its verdict with "
+                                   "`--policy pointwise --readout expected`. Checkpoints every --save-steps; rerun the "
+                                   "same command to resume. See docs/method.md.")
+    p.add_argument("data", help="labelled examples: JSONL/.gz ({query, responses, best} or {prompt, chosen, rejected}) "
+                                "or a HF dataset")
+    p.add_argument("-o", "--output", required=True, help="folder for checkpoints and the trained model")
+    p.add_argument("--split", default="train", help="split, when DATA is a HF dataset (default: train)")
+    add_dataclass_args(p, VerdictPrefConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    examples, issues = load_examples(args.data, args.split)
+    report_issues(issues)
+    if not any(ex.best and len(ex.responses) >= 2 for ex in examples):
+        raise InputError(f"{args.data}: no labelled pairs (examples need 'best' and at least two responses)")
+    summary = train_verdict_pref(examples, args.output, from_namespace(VerdictPrefConfig, args), resume=True)
+    print(json.dumps(summary), file=sys.stderr)
+    return 0

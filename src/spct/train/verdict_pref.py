@@ -1,0 +1,235 @@
+"""Verdict preference training: a Bradley-Terry loss on the judge's own score readout.
+
+Why: cross-entropy on verdict rows asks the judge for an absolute 8 or 3 for each response,
+although a preference label only says which of two responses is better; at 135M that target
+stayed at a coin's loss (LoRA or every weight, pairs or one response a row; bench/RESULTS.md).
+A Bradley-Terry head on the same backbone and rows does learn, because its loss compares the two
+responses of one query, so what the query makes easy or hard cancels out.
+
+This module gives the generative judge that same loss without adding a head. Each response is
+judged alone (the pointwise judging prompt, then `Scores: \\boxed{`), and the model's expected
+score there, the mean of 1..9 under its next-token probabilities of those digits, is the
+scalar reward (less 5, the middle); TRL's RewardTrainer then trains -log sigmoid(s_chosen -
+s_rejected) plus a small term that keeps the scores centred. The score
+is read from the language-model head, so the trained model is still a GRM: it writes principles
+and analysis as before, and `--readout expected` reads exactly this quantity at its score line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data import Example, InputError
+from ..format import JudgingFormat
+from ..score_line import SCORE_PREFIX
+from ..settings import positive_float, positive_int, setting
+
+DIGITS = [str(d) for d in range(1, 10)]  # "10" starts with "1": the first token cannot tell them apart
+MIDDLE = 5.0
+# The loss sees only score differences, so all scores can drift together; in a pilot they fell from
+# 4.8 to 2.3 in 15 steps, towards the end of the scale where the digit softmax saturates and the
+# gradient fades. A small penalty on the mean score's distance from the middle holds them there.
+CENTRE_WEIGHT = 0.01
+
+
+@dataclass
+class VerdictPrefConfig:
+    """Settings of `spct train-verdict` (TRL's RewardTrainer underneath); the CLI's flags come from here."""
+
+    model: str = setting("spct-grm-135m", "judge to start from: an embedded name, a folder or a hub id")
+    epochs: float = setting(1.0, "passes over the pairs", type=positive_float)
+    max_steps: int = setting(-1, "stop after N optimizer steps (-1: epochs decide)")
+    learning_rate: float = setting(2e-5, "learning rate, constant after 10 warm-up steps", type=positive_float)
+    batch_size: int = setting(8, "pairs per step (twice as many sequences)", type=positive_int)
+    grad_accum: int = setting(1, "steps accumulated per optimizer update", type=positive_int)
+    max_length: int = setting(448, "tokens of one judged response with its prompt; longer texts are cut "
+                                   "(the response keeps its start, a plain-text query its end)", type=positive_int)
+    train_top_layers: int = setting(15, "decoder blocks that train, counted from the top; the others, the embeddings "
+                                        "and the output head stay frozen", type=positive_int)
+    save_steps: int = setting(25, "checkpoint every N steps (a rerun resumes from the newest)", type=positive_int)
+    logging_steps: int = setting(5, "log loss, pair accuracy and margin every N steps", type=positive_int)
+    seed: int = setting(0, "seed of the pair order")
+
+
+def pointwise_pairs(examples: Iterable[Example]) -> list[tuple[Example, Example]]:
+    """(chosen alone, rejected alone) for every labelled best response against every other response."""
+    pairs = []
+    for ex in examples:
+        if len(ex.responses) < 2 or not ex.best:
+            continue
+        alone = [Example(f"{ex.id}/{i}", ex.query, [r], source=ex.source) for i, r in enumerate(ex.responses)]
+        pairs += [(alone[b], alone[o]) for b in ex.best for o in range(len(ex.responses)) if o not in ex.best]
+    return pairs
+
+
+class PromptEncoder:
+    """Token ids of a response judged alone, up to the score box, cut to `max_length` tokens.
+
+    A text too long is cut where it costs the verdict least: the response keeps its beginning, a
+    plain-text query keeps its end (the last turn is the one being answered).
+    """
+
+    def __init__(self, tokenizer, max_length: int, fmt: JudgingFormat | None = None):
+        self.tok, self.max_length, self.fmt = tokenizer, max_length, fmt or JudgingFormat()
+
+    def _ids(self, ex: Example) -> list[int]:
+        text = self.tok.apply_chat_template(self.fmt.messages(ex, [0]), tokenize=False, add_generation_prompt=True)
+        return self.tok(text + SCORE_PREFIX, add_special_tokens=False)["input_ids"]
+
+    def _count(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def __call__(self, ex: Example) -> list[int] | None:
+        """The ids, or None when even a cut text does not fit."""
+        ids = self._ids(ex)
+        for _ in range(8):
+            excess = len(ids) - self.max_length
+            if excess <= 0:
+                return ids
+            ex = Example(ex.id, *self._cut(ex, excess + 2), source=ex.source)
+            ids = self._ids(ex)
+        return None
+
+    def _cut(self, ex: Example, excess: int) -> tuple[Any, list[str]]:
+        """(query, [response]) about `excess` tokens shorter, cut from whichever of the two is longer."""
+        q, r = ex.query, ex.responses[0]
+        r_ids = self._count(r)
+        turns = [q] if isinstance(q, str) else [m["content"] for m in q]
+        if sum(len(self._count(t)) for t in turns) <= len(r_ids):
+            return q, [self.tok.decode(r_ids[: max(0, len(r_ids) - excess)])]
+        if isinstance(q, str):
+            q_ids = self._count(q)
+            return self.tok.decode(q_ids[min(len(q_ids), excess):]), [r]
+        if len(q) > 2:  # drop the oldest exchange; the last turn is the one being answered
+            return q[2:], [r]
+        last = self._count(q[-1]["content"])
+        return [*q[:-1], {**q[-1], "content": self.tok.decode(last[min(len(last), excess):])}], [r]
+
+
+def score_readout_model(lm, digit_ids: list[int]):
+    """Wrap a causal LM so that it returns one scalar per sequence: its expected score at the last token."""
+    import torch
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class ScoreReadout(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = lm
+            self.config = lm.config
+            self.register_buffer("digit_ids", torch.tensor(digit_ids), persistent=False)
+            self.register_buffer("values", torch.arange(1, len(digit_ids) + 1, dtype=torch.float32), persistent=False)
+
+        def __getattr__(self, name: str) -> Any:
+            # The trainer also calls PreTrainedModel methods (model tags, config access): the LM's.
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(super().__getattr__("lm"), name)
+
+        def forward(self, input_ids, attention_mask, **_: Any) -> SequenceClassifierOutput:
+            hidden = self.lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            last = attention_mask.sum(-1) - 1  # the collator pads on the right
+            h = hidden[torch.arange(len(last), device=hidden.device), last]
+            # Only the digit rows of the output head: the full vocabulary would cost ~10% of a step.
+            weight = self.lm.get_output_embeddings().weight[self.digit_ids]
+            probs = torch.nn.functional.linear(h, weight).float().softmax(-1)
+            # Centred on the middle digit, so RewardTrainer's centring term holds scores there (below).
+            return SequenceClassifierOutput(logits=(probs @ self.values - MIDDLE)[:, None])
+
+    return ScoreReadout()
+
+
+def freeze_below(lm, top_layers: int) -> int:
+    """Leave only the top `top_layers` decoder blocks and the final norm trainable; return trainable params."""
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    blocks = lm.get_decoder().layers
+    for block in blocks[max(0, len(blocks) - top_layers):]:
+        block.requires_grad_(True)
+    lm.get_decoder().norm.requires_grad_(True)
+    return sum(p.numel() for p in lm.parameters() if p.requires_grad)
+
+
+def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: VerdictPrefConfig,
+                       resume: bool = False) -> dict[str, Any]:
+    """Train `config.model` with the Bradley-Terry loss on its score readout; save the model to out_dir."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    from ..backends.models import resolve_model
+
+    base, gguf = resolve_model(config.model)
+    load = {"gguf_file": gguf} if gguf else {}
+    tok = AutoTokenizer.from_pretrained(base, **load)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    digit_ids = tok.convert_tokens_to_ids(DIGITS)
+    if any(i is None or i == tok.unk_token_id for i in digit_ids):
+        raise InputError(f"{config.model}: the tokenizer has no single token for each digit 1..9")
+    pairs = pointwise_pairs(examples)
+    if not pairs:
+        raise InputError("no labelled pairs to train on (examples need 'best' and at least two responses)")
+    encode = PromptEncoder(tok, config.max_length)
+    rows, skipped = [], 0
+    for chosen, rejected in pairs:
+        c, r = encode(chosen), encode(rejected)
+        if c is None or r is None:
+            skipped += 1
+            continue
+        rows.append({"chosen_ids": c, "rejected_ids": r})
+    lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **load)
+    lm.config.num_labels = 1  # RewardTrainer's check for a one-scalar model
+    trainable = freeze_below(lm, config.train_top_layers)
+    model = score_readout_model(lm, digit_ids)
+    args = RewardConfig(
+        output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
+        learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, seed=config.seed, logging_steps=config.logging_steps,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, report_to="none",
+        max_length=None, use_cpu=not torch.cuda.is_available(), dataloader_pin_memory=False,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=10,
+        center_rewards_coefficient=CENTRE_WEIGHT,
+        gradient_checkpointing=False,  # memory is not the limit at this size; recomputing would cost ~25%
+    )
+    trainer = _readout_trainer(RewardTrainer)(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    last = _last_checkpoint(out_dir) if resume else None
+    result = trainer.train(resume_from_checkpoint=last)
+    lm.save_pretrained(str(out_dir))
+    tok.save_pretrained(str(out_dir))
+    summary = {"pairs": len(rows), "skipped_too_long": skipped, "trainable_params": trainable,
+               "steps": result.global_step, "train_loss": round(result.training_loss, 4), **asdict(config)}
+    (Path(out_dir) / "spct_verdict_pref.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _readout_trainer(base: type) -> type:
+    """RewardTrainer whose checkpoints hold the language model itself (a folder any engine loads)."""
+
+    class ReadoutTrainer(base):
+        def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+            folder = output_dir or self.args.output_dir
+            self.model.lm.save_pretrained(folder)
+            self.processing_class.save_pretrained(folder)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+            from safetensors.torch import load_file
+
+            state = load_file(str(Path(resume_from_checkpoint) / "model.safetensors"))
+            missing, unexpected = self.model.lm.load_state_dict(state, strict=False)
+            if unexpected or set(missing) - {"lm_head.weight"}:  # a tied head is saved once
+                raise InputError(f"{resume_from_checkpoint}: not a checkpoint of this model "
+                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+    return ReadoutTrainer
+
+
+def _last_checkpoint(out_dir: str | Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out_dir)) if Path(out_dir).is_dir() else None

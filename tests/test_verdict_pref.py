@@ -1,0 +1,106 @@
+"""Verdict preference training (`spct train-verdict`): pairs, prompt cutting, the score readout, a real run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from spct.backends.models import resolve_model
+from spct.cli import main
+from spct.data import Example
+from spct.score_line import SCORE_PREFIX
+from spct.train.verdict_pref import (
+    PromptEncoder,
+    freeze_below,
+    pointwise_pairs,
+    score_readout_model,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(resolve_model("spct-grm-135m")[0])
+
+
+def test_pointwise_pairs_put_every_best_against_every_other():
+    exs = [Example("a", "q", ["x", "y", "z"], best=[1]), Example("b", "q", ["only"], ratings=[5]),
+           Example("c", "q", ["u", "v"])]
+    pairs = pointwise_pairs(exs)
+    assert [(c.id, r.id) for c, r in pairs] == [("a/1", "a/0"), ("a/1", "a/2")]
+    assert all(len(c.responses) == len(r.responses) == 1 for c, r in pairs)
+
+
+def test_prompt_ends_at_the_score_box_and_long_texts_are_cut(tokenizer):
+    encode = PromptEncoder(tokenizer, max_length=320)
+    box = tokenizer(SCORE_PREFIX, add_special_tokens=False)["input_ids"]
+    short = encode(Example("s", "What is 2+2?", ["4"]))
+    assert short[-len(box):] == box and len(short) < 320
+
+    long_response = "START " + "word " * 2000
+    ids = encode(Example("r", "Say something.", [long_response]))
+    text = tokenizer.decode(ids)
+    assert len(ids) <= 320 and ids[-len(box):] == box
+    assert "START" in text and "Say something." in text  # the response keeps its start, the query stays whole
+
+    turns = [{"role": "user", "content": "old question " * 300}, {"role": "assistant", "content": "old answer"},
+             {"role": "user", "content": "LAST QUESTION"}]
+    ids = encode(Example("t", turns, ["fine"]))
+    text = tokenizer.decode(ids)
+    assert len(ids) <= 320 and "LAST QUESTION" in text and "old answer" not in text  # oldest exchange dropped
+
+
+def test_readout_is_the_expected_digit_score_at_the_last_real_token():
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2))
+    digits = list(range(10, 19))
+    model = score_readout_model(lm, digits).eval()
+    ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask).logits[:, 0]
+        for row, last in ((0, 3), (1, 1)):
+            probs = lm(input_ids=ids[row : row + 1, : last + 1]).logits[0, -1, digits].softmax(-1)
+            assert got[row].item() == pytest.approx((probs * torch.arange(1, 10)).sum().item() - 5, abs=1e-5)
+    assert all(-4 <= v <= 4 for v in got.tolist())
+
+
+def test_only_the_top_blocks_train():
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                                      num_attention_heads=4, num_key_value_heads=2))
+    freeze_below(lm, 1)
+    trainable = {n.split(".")[2] if n.startswith("model.layers") else n for n, p in lm.named_parameters() if p.requires_grad}
+    assert trainable == {"3", "model.norm.weight"}
+
+
+def test_cli_refuses_data_without_labelled_pairs(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "x", "query": "q", "responses": ["a"], "ratings": [5]}) + "\n")
+    assert main(["train-verdict", str(data), "-o", str(tmp_path / "out")]) == 2
+    assert "no labelled pairs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_verdict_on_the_embedded_model_resumes_and_judges(tmp_path, pair_examples):
+    from spct.backends import load_backend
+    from spct.judge import GenerativeRewardModel, JudgeConfig
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(ex.to_dict()) + "\n" for ex in pair_examples))
+    out = tmp_path / "tv"
+    args = ["train-verdict", str(data), "-o", str(out), "--batch-size", "2", "--save-steps", "1",
+            "--max-length", "320", "--train-top-layers", "2"]
+    assert main([*args, "--max-steps", "1"]) == 0
+    assert main([*args, "--max-steps", "2"]) == 0  # resumes from checkpoint-1
+    summary = json.loads((out / "spct_verdict_pref.json").read_text())
+    assert summary["steps"] == 2 and summary["pairs"] == len(pair_examples)
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+
+    grm = GenerativeRewardModel(load_backend(str(out)), JudgeConfig(max_new_tokens=24, policy="pointwise",
+                                                                    readout="expected"))
+    for r in grm.judge(pair_examples[:2]):
+        assert len(r.rewards) == 2 and all(1.0 <= x <= 10.0 for x in r.rewards) and r.rewards[0] != r.rewards[1]
