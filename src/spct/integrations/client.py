@@ -31,6 +31,13 @@ class RewardError(RuntimeError):
     """The reward could not be computed (server refused or failed); the message says why."""
 
 
+def auth_headers(api_key: str | None) -> dict[str, bytes]:
+    """The Authorization header for `api_key`, as bytes: httpx sends a str header only if it is
+    ASCII, and the server compares the key's UTF-8 (or, for a key from a command line or the
+    environment that is not UTF-8, the bytes as typed)."""
+    return {"Authorization": b"Bearer " + api_key.encode("utf-8", "surrogateescape")} if api_key else {}
+
+
 class RewardClient:
     def __init__(self, grm: GenerativeRewardModel | None = None, *, url: str | None = None, api_key: str | None = None,
                  k: int | None = None, timeout_s: float = 600.0, max_busy_retries: int = 20):
@@ -38,7 +45,7 @@ class RewardClient:
             raise ValueError("give exactly one of grm (in-process) or url (a running `spct serve`)")
         self.grm = grm
         self.url = url.rstrip("/") if url else None
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.headers = auth_headers(api_key)
         self.k = k
         self.timeout_s = timeout_s
         self.max_busy_retries = max_busy_retries
