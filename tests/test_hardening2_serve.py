@@ -64,3 +64,51 @@ def test_compute_score_batch_without_extra_infos_is_a_clear_error():
 
     with pytest.raises(RewardError, match="no extra_infos: the judge needs each response's question"):
         verl.compute_score_batch(["d"], ["a"], [None], None)
+
+
+# -- 4. groups past the 64 responses of one judgment: near-equal parts, each judged once whole ----------------
+# The window is long: a part left waiting for its deadline shows as "deadline" (and a slow test), never as a race.
+
+WINDOW_S = 20.0
+
+
+def _rollouts_for(url: str, n: int, group_size: int) -> list[tuple[float, int]]:
+    """n rollouts of one verl group (uid "u"), each posted by itself as verl's reward workers do."""
+    from spct.integrations.client import ServerGrouper
+
+    async def run() -> list[tuple[float, int]]:
+        grouper = ServerGrouper(RewardClient(url=url), group_size)
+        return await asyncio.gather(*(grouper.score("u", "Q?", f"answer {i}") for i in range(n)))
+
+    return asyncio.run(run())
+
+
+def test_a_verl_group_past_64_is_judged_in_two_whole_halves():
+    # verl with rollout.n = 100 against a server: every sample was a 422 (group_size at most 64).
+    with running_server(create_app(GenerativeRewardModel(FakeBackend()), ServerConfig(group_window_s=WINDOW_S))) as url:
+        results = _rollouts_for(url, 100, 100)
+        metrics = httpx.get(url + "/metrics/json").json()
+    assert [size for _, size in results] == [50] * 100
+    assert metrics["rollout_group_sizes"] == {"50": 2} and metrics["rollout_groups_closed"] == {"full": 2}
+
+
+@pytest.mark.parametrize(("given", "parts"), [(65, {"32": 1, "33": 1}), (130, {"43": 2, "44": 1})])
+def test_the_last_part_of_a_large_g_closes_whole_too(given, parts):
+    # --group-size 65 judged 64, then left the 65th response waiting a whole window for 63 that never come.
+    app = create_app(GenerativeRewardModel(FakeBackend()), ServerConfig(group_window_s=WINDOW_S, group_size=given))
+    with running_server(app) as url:
+        results = _rollouts_for(url, given, given)
+        metrics = httpx.get(url + "/metrics/json").json()
+    assert metrics["rollout_group_sizes"] == parts and metrics["rollout_groups_closed"] == {"full": sum(parts.values())}
+    assert sorted(size for _, size in results) == sorted(int(n) for n, c in parts.items() for _ in range(c * int(n)))
+
+
+def test_one_request_of_100_rollouts_to_one_prompt_is_answered_at_once():
+    # A batching client's request: 64 judged, the other 36 held until the window passed.
+    app = create_app(GenerativeRewardModel(FakeBackend()), ServerConfig(group_window_s=WINDOW_S))
+    body = {"query": [f"Q: hi? A: answer {i}" for i in range(100)], "prompts": ["Q: hi? A:"] * 100}
+    with running_server(app) as url:
+        r = httpx.post(url + "/get_reward", json=body, timeout=60)
+        metrics = httpx.get(url + "/metrics/json").json()
+    assert r.status_code == 200 and r.json()["extra_logs"]["group_size"] == [50.0] * 100
+    assert metrics["rollout_groups_closed"] == {"full": 2}

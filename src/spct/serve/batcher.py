@@ -8,8 +8,10 @@ k); a group is judged, listwise, as one example, once it holds the G responses i
 sampled with, or at its deadline, `group_window_s` after its FIRST response arrived. G comes
 from the request (`group_size`), else from the server (`group_size`), else from the request
 itself when it carries several rollouts (a batching client sends each group whole), else it is
-learned from arrivals (grouping.py); it is capped at `max_group_size`. Each request gets the reward of
-its own response. Explicit examples (/v1/judge) are judged as sent.
+learned from arrivals (grouping.py). A G past `max_group_size` is judged in near-equal parts (100 at
+64: 50 + 50), each as soon as it is whole: the prompt's "round" counts the responses its earlier
+parts took, so the last part knows its size too. Each request gets the reward of its own
+response. Explicit examples (/v1/judge) are judged as sent.
 
 One worker takes the groups that are ready (waiting at most `batch_wait_s` for more, up to
 `max_batch_examples`) and runs them as a single `GenerativeRewardModel.sample` call in a worker
@@ -95,6 +97,7 @@ class _Group:
     example: Example | None = None
     asked: int | None = None  # G the request named
     implied: int | None = None  # responses to this prompt in the (multi-rollout) request that opened the group
+    before: int = 0  # responses of its prompt's G already judged in earlier parts (G > max_group_size)
 
 
 @dataclass
@@ -136,6 +139,9 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self._pending: list[_Group] = []  # in arrival order
         self._open: dict[tuple, _Group] = {}  # rollout groups others may still join
+        # key -> [first arrival, responses taken by parts closed whole]: a G past max_group_size, part way
+        # judged. In first-arrival order, so the rounds whose window has passed are at the front.
+        self._rounds: dict[tuple, list] = {}
         self._depth = 0
         self._waiting = 0  # requests waiting for room
         self._changed = asyncio.Event()
@@ -152,7 +158,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop, self._worker = loop, None
-            self._pending, self._open, self._depth, self._waiting = [], {}, 0, 0
+            self._pending, self._open, self._rounds, self._depth, self._waiting = [], {}, {}, 0, 0
             self._changed, self._room = asyncio.Event(), asyncio.Condition()
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._run())
@@ -163,13 +169,38 @@ class MicroBatcher:
         return max(1, math.ceil(per_batch * max(1, self.depth) / self.max_batch_examples))
 
     # -- grouping ---------------------------------------------------------------------------
+    def _size(self, g: _Group) -> int:
+        """G for a rollout group (the cap while it is unknown)."""
+        return g.asked or self.group_size or g.implied or self.learner.size or self.max_group_size
+
     def _target(self, g: _Group) -> int:
-        """How many responses complete a rollout group (the cap while G is unknown)."""
-        size = g.asked or self.group_size or g.implied or self.learner.size or self.max_group_size
-        return min(size, self.max_group_size)
+        """How many responses complete a rollout group: what is left of G (all of it unless earlier
+        parts took some), cut into near-equal parts of at most max_group_size."""
+        size = self._size(g)
+        left = size - g.before if g.before < size else size
+        return math.ceil(left / math.ceil(left / self.max_group_size))
 
     def _full(self, g: _Group) -> bool:
         return len(g.responses) >= self._target(g)
+
+    def _closed_whole(self, g: _Group) -> None:
+        """Count a rollout group closed whole towards its prompt's round; a round that reaches G ends."""
+        taken = g.before + len(g.responses)
+        round_ = self._rounds.get(g.key)
+        if taken >= self._size(g):
+            self._rounds.pop(g.key, None)
+        elif g.before and round_ is not None:
+            round_[1] = taken
+        else:  # the first part of a new round
+            self._rounds.pop(g.key, None)  # re-inserted: first-arrival order
+            self._rounds[g.key] = [g.opened, taken]
+
+    def _expire_rounds(self, now: float) -> None:
+        while self._rounds:
+            key = next(iter(self._rounds))
+            if now < self._rounds[key][0] + self.group_window_s:
+                break
+            del self._rounds[key]
 
     # -- submitting ---------------------------------------------------------------------------
     async def submit(self, examples: list[Example], k: int, timeout_s: float) -> list[Reward]:
@@ -200,13 +231,17 @@ class MicroBatcher:
                 if group is None:
                     # A request of several rollouts comes from a batching client: it holds each of its prompts' groups.
                     implied = counts[prompt] if len(rollouts) > 1 else None
-                    group = self._open[key] = _Group(key, query, [], [], now, asked=group_size, implied=implied)
+                    round_ = self._rounds.get(key)
+                    before = round_[1] if round_ is not None and now < round_[0] + self.group_window_s else 0
+                    group = self._open[key] = _Group(key, query, [], [], now, asked=group_size, implied=implied,
+                                                     before=before)
                     self._pending.append(group)
                     opened = True
                 group.members.append(_Member(job, slot, [len(group.responses)]))
                 group.responses.append(response)
                 if self._full(group):
                     del self._open[key]  # complete: the next rollout of this prompt opens a new group
+                    self._closed_whole(group)
             return opened
 
         def joinable() -> bool:
@@ -264,6 +299,7 @@ class MicroBatcher:
     # -- worker -----------------------------------------------------------------------------
     def _ready(self, now: float) -> list[_Group]:
         self.learner.expire(now)  # a newly learned G may complete open groups
+        self._expire_rounds(now)
         return [g for g in self._pending if g.key is None or self._full(g) or now >= g.opened + self.group_window_s]
 
     async def _wait_change(self, timeout: float | None) -> None:
@@ -296,6 +332,10 @@ class MicroBatcher:
                 self.stats.groups_closed["deadline" if now >= g.opened + self.group_window_s else "full"] += 1
                 if self._open.get(g.key) is g:
                     del self._open[g.key]
+                    if self._full(g):  # whole at a G learned meanwhile
+                        self._closed_whole(g)
+                    else:  # its deadline passed: what is missing of its G is not coming
+                        self._rounds.pop(g.key, None)
             for m in g.members:
                 m.job.untaken -= 1
                 if m.job.untaken == 0:
