@@ -112,3 +112,34 @@ def test_one_request_of_100_rollouts_to_one_prompt_is_answered_at_once():
         metrics = httpx.get(url + "/metrics/json").json()
     assert r.status_code == 200 and r.json()["extra_logs"]["group_size"] == [50.0] * 100
     assert metrics["rollout_groups_closed"] == {"full": 2}
+
+
+# -- 2. one failing rollout: the rest of its group is still judged listwise ---------------------------------
+
+
+def test_the_rest_of_a_group_with_a_failing_rollout_is_judged_in_groups_not_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def script(req, s):
+        if "BOOM" in req.messages[-1]["content"]:
+            raise RuntimeError("the engine chokes on this response")
+        n = req.messages[-1]["content"].count("[[Response ")
+        return "Analysis: ok\nScores: \\boxed{" + ", ".join(["6"] * n) + "}"
+
+    fake = FakeBackend(script=script)
+    # The group closes when its 8th rollout arrives (max_group_size, G unknown): no timer.
+    app = create_app(GenerativeRewardModel(fake), ServerConfig(group_window_s=WINDOW_S, max_group_size=8))
+    with running_server(app) as url:
+        def post(i: int) -> httpx.Response:
+            response = "BOOM" if i == 3 else f"answer {i}"
+            return httpx.post(url + "/get_reward", json={"query": [f"Q: hi? A: {response}"], "prompts": ["Q: hi? A:"]},
+                              timeout=60)
+
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(post, range(8)))
+    assert [r.status_code for r in replies] == [200] * 3 + [500] + [200] * 4, [r.text for r in replies]
+    assert "chokes" in replies[3].json()["error"]
+    # Halves: the 4 without the failing one together, then 2, then 1 -- each rollout was judged alone before.
+    sizes = sorted(r.json()["extra_logs"]["group_size"][0] for i, r in enumerate(replies) if i != 3)
+    assert sizes == [1, 2, 2, 4, 4, 4, 4]
+    assert len(fake.calls) == 7  # the group, then two halves at each of three levels (was 1 + 8)

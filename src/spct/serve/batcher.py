@@ -23,7 +23,10 @@ cannot back off, and a refusal costs them a reward) or is refused at once (`"rej
 app answers 503 with Retry-After). Either way a request never waits longer
 than its timeout, and a request that times out is dropped from its group if the group has not
 started. When a batch fails, each of its groups is re-run alone, so one poisoned request fails
-by itself and the rest of the batch is still answered.
+by itself and the rest of the batch is still answered; a rollout group that fails alone is
+re-run in halves, and halves of the halves that fail, until the rollouts that break the engine
+are alone: only their requests get the error, and the rest are judged in groups as large as
+the failure allows (a few calls, not one per rollout).
 """
 
 from __future__ import annotations
@@ -346,7 +349,8 @@ class MicroBatcher:
 
     @staticmethod
     def _live(g: _Group) -> _Group | None:
-        """The group without the responses of requests that timed out meanwhile; None if none is left."""
+        """The group without the responses of requests answered meanwhile (timed out, or failed by
+        another of their responses); None if none is left."""
         live = [m for m in g.members if not m.job.future.done()]
         if len(live) == len(g.members):
             return g
@@ -381,35 +385,37 @@ class MicroBatcher:
         return g.example if g.example is not None else Example(example_id(g.query, g.responses), g.query, g.responses)
 
     async def _rerun_alone(self, groups: list[_Group], k: int, first_error: Exception) -> None:
-        """Judge each group of a failed batch on its own. A rollout group that fails is judged
-        rollout by rollout, so only the request whose response breaks the engine gets the error."""
+        """Judge each group of a failed batch on its own. A rollout group that fails is judged in
+        halves, recursively, so only the requests whose responses break the engine get the error."""
         if len(groups) == 1:
             if self._splittable(groups[0]):
-                await self._rerun_alone(self._singles(groups[0]), k, first_error)
+                await self._rerun_alone(self._halves(groups[0]), k, first_error)
             else:
                 self._fail(groups[0], first_error)
             return
-        for g in groups:
-            if all(m.job.future.done() for m in g.members):
+        for live in map(self._live, groups):
+            if live is None:  # every request in it has its answer (an error from an earlier part) or timed out
                 continue
             self.stats.rerun_alone += 1
             try:
-                self._deliver([g], await asyncio.to_thread(self._judge, [self._example(g)], k))
+                self._deliver([live], await asyncio.to_thread(self._judge, [self._example(live)], k))
             except Exception as e:  # noqa: BLE001
-                if self._splittable(g):
-                    await self._rerun_alone(self._singles(g), k, e)
+                if self._splittable(live):
+                    await self._rerun_alone(self._halves(live), k, e)
                 else:
-                    self._fail(g, e)
+                    self._fail(live, e)
 
     @staticmethod
     def _splittable(g: _Group) -> bool:
         return g.key is not None and len(g.members) > 1
 
     @staticmethod
-    def _singles(g: _Group) -> list[_Group]:
-        """A rollout group as one group per rollout, each to be judged alone."""
-        return [_Group(g.key, g.query, [g.responses[m.positions[0]]], [_Member(m.job, m.slot, [0])], g.opened)
-                for m in g.members]
+    def _halves(g: _Group) -> list[_Group]:
+        """A rollout group as two, the first half of its rollouts and the rest, each to be judged on its own."""
+        half = len(g.members) // 2
+        return [_Group(g.key, g.query, [g.responses[m.positions[0]] for m in part],
+                       [_Member(m.job, m.slot, [i]) for i, m in enumerate(part)], g.opened)
+                for part in (g.members[:half], g.members[half:])]
 
     def _judge(self, examples: list[Example], k: int) -> list[Reward]:
         # The judge's own policy (voting, meta-guided, adaptive), all examples in one round.
