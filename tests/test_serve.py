@@ -151,7 +151,7 @@ MALFORMED = [
     ("/get_reward", b'{"query": [1], "prompts": ["a"]}', 422, "query[0]: Input should be a valid string"),
     ("/get_reward", b'{"prompts": ["a"]}', 422, "query: Field required"),
     ("/v1/rollout", b'{"query": "q"}', 422, "response: Field required"),
-    ("/v1/rollout", b'{"query": "q", "response": "a", "group_size": 65}', 422, "group_size: Input should be less than or equal to 64"),
+    ("/v1/rollout", b'{"query": "q", "response": "a", "group_size": 4097}', 422, "group_size: Input should be less than or equal to 4096"),
     ("/v1/judge", b'{"examples": []}', 422, "examples: List should have at least 1 item"),
     ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a", 3]}]}', 422, "examples[0].responses[1]: Input should be a valid string"),
     ("/v1/judge", b'{"examples": [{"query": "q", "responses": ["a"], "best": [4]}]}', 422, "best index 4 out of range for 1 responses"),
@@ -322,8 +322,8 @@ def test_groups_are_capped_at_max_group_size_even_within_one_request():
     r = client.post("/get_reward", json=body)
     assert r.status_code == 200, r.text
     sizes = r.json()["extra_logs"]["group_size"]
-    assert sizes == [4.0] * 68 + [2.0] * 2
-    assert sorted(len(responses_in_prompt(req.messages[-1]["content"])) for c in fake.calls for req in c) == [2] + [4] * 17
+    assert sizes == [4.0] * 64 + [3.0] * 6  # near-equal parts, every one whole: not 17 x 4 and a 2 left to its deadline
+    assert sorted(len(responses_in_prompt(req.messages[-1]["content"])) for c in fake.calls for req in c) == [3, 3] + [4] * 16
 
 
 def test_group_size_is_learned_from_arrivals_not_from_how_groups_were_cut():

@@ -36,6 +36,7 @@ MIN_OVERLAP = 16  # characters of a left-truncated prompt a query must still sta
 # their work to fit them. The server's body-size limit bounds what reaches these checks.
 MAX_ITEMS = 256  # queries per /get_reward request, examples per /v1/judge request
 MAX_RESPONSES = 64  # responses per example
+MAX_GROUP_SIZE = 4096  # G a request may name: responses per prompt, judged in parts of at most MAX_RESPONSES
 MAX_CHARS = 200_000  # characters in one string
 
 

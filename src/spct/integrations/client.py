@@ -10,6 +10,7 @@ sampled judgment failed, never a made-up default.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import time
@@ -24,24 +25,40 @@ from ..rollouts import MAX_ITEMS, MAX_RESPONSES
 from ..settings import from_env
 
 Group = tuple[Query, list[str]]
+JSON = {"Content-Type": "application/json"}
 MAX_PER_REQUEST = MAX_ITEMS  # examples per /v1/judge call (the server's limit)
+MAX_BODY_BYTES = 4 * 1024 * 1024  # bytes per request: `spct serve`'s default --max-body-mb
+
+
+def _dumps(obj: Any) -> bytes:
+    """A request body: compact UTF-8 JSON, as the server counts it against its limit."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class RewardError(RuntimeError):
     """The reward could not be computed (server refused or failed); the message says why."""
 
 
+def auth_headers(api_key: str | None) -> dict[str, bytes]:
+    """The Authorization header for `api_key`, as bytes: httpx sends a str header only if it is
+    ASCII, and the server compares the key's UTF-8 (or, for a key from a command line or the
+    environment that is not UTF-8, the bytes as typed)."""
+    return {"Authorization": b"Bearer " + api_key.encode("utf-8", "surrogateescape")} if api_key else {}
+
+
 class RewardClient:
     def __init__(self, grm: GenerativeRewardModel | None = None, *, url: str | None = None, api_key: str | None = None,
-                 k: int | None = None, timeout_s: float = 600.0, max_busy_retries: int = 20):
+                 k: int | None = None, timeout_s: float = 600.0, max_busy_retries: int = 20,
+                 max_body_bytes: int = MAX_BODY_BYTES):
         if (grm is None) == (url is None):
             raise ValueError("give exactly one of grm (in-process) or url (a running `spct serve`)")
         self.grm = grm
         self.url = url.rstrip("/") if url else None
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.headers = auth_headers(api_key)
         self.k = k
         self.timeout_s = timeout_s
         self.max_busy_retries = max_busy_retries
+        self.max_body_bytes = max_body_bytes  # the server's --max-body-mb, when it was raised
 
     @classmethod
     def from_env(cls, **overrides: Any) -> RewardClient:
@@ -77,10 +94,27 @@ class RewardClient:
                 for ex, r in zip(examples, rewards, strict=True)]
 
     # -- over HTTP ----------------------------------------------------------------------------
-    def _payloads(self, groups: Sequence[Group]) -> list[dict]:
-        examples = [{"query": q, "responses": list(rs)} for q, rs in groups]
-        return [{"examples": examples[b : b + MAX_PER_REQUEST], "k": self.k}
-                for b in range(0, len(examples), MAX_PER_REQUEST)]
+    def _payloads(self, groups: Sequence[Group]) -> list[tuple[list[dict], bytes]]:
+        """The /v1/judge requests for `groups`, in order: their examples and body. Each holds at most
+        the server's MAX_PER_REQUEST examples and max_body_bytes (a body past it is a 413), save a
+        lone example larger than that, which goes alone for the server to judge or refuse."""
+        def body(examples: list[dict]) -> bytes:
+            return _dumps({"examples": examples, "k": self.k})
+
+        out: list[tuple[list[dict], bytes]] = []
+        batch: list[dict] = []
+        empty = size = len(body([]))
+        for q, rs in groups:
+            example = {"query": q, "responses": list(rs)}
+            n = len(_dumps(example)) + 1  # and a comma
+            if batch and (len(batch) == MAX_PER_REQUEST or size + n > self.max_body_bytes):
+                out.append((batch, body(batch)))
+                batch, size = [], empty
+            batch.append(example)
+            size += n
+        if batch:
+            out.append((batch, body(batch)))
+        return out
 
     @staticmethod
     def _scores(body: dict, examples: list[dict]) -> list[list[float | None]]:
@@ -108,21 +142,21 @@ class RewardClient:
 
         out: list[list[float | None]] = []
         with httpx.Client(timeout=self.timeout_s, headers=self.headers) as client:
-            for payload in self._payloads(groups):
+            for examples, body in self._payloads(groups):
                 for _ in range(self.max_busy_retries + 1):
-                    resp = client.post(f"{self.url}/v1/judge", json=payload)
+                    resp = client.post(f"{self.url}/v1/judge", content=body, headers=JSON)
                     if not self._check(resp):
                         break
                     time.sleep(float(resp.headers.get("retry-after", "1")))
                 else:
                     raise RewardError(f"reward server stayed busy after {self.max_busy_retries} retries")
-                out += self._scores(resp.json(), payload["examples"])
+                out += self._scores(resp.json(), examples)
         return out
 
-    async def _apost(self, client: Any, path: str, payload: dict) -> dict:
-        """POST to the server, waiting out 503s as told by Retry-After; the answer's JSON."""
+    async def _apost(self, client: Any, path: str, body: bytes) -> dict:
+        """POST a JSON body to the server, waiting out 503s as told by Retry-After; the answer's JSON."""
         for _ in range(self.max_busy_retries + 1):
-            resp = await client.post(f"{self.url}{path}", json=payload)
+            resp = await client.post(f"{self.url}{path}", content=body, headers=JSON)
             if not self._check(resp):
                 return resp.json()
             await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
@@ -132,10 +166,10 @@ class RewardClient:
         import httpx
 
         async with httpx.AsyncClient(timeout=self.timeout_s, headers=self.headers) as client:
-            async def one(payload: dict) -> list[list[float | None]]:
-                return self._scores(await self._apost(client, "/v1/judge", payload), payload["examples"])
+            async def one(examples: list[dict], body: bytes) -> list[list[float | None]]:
+                return self._scores(await self._apost(client, "/v1/judge", body), examples)
 
-            parts = await asyncio.gather(*(one(p) for p in self._payloads(groups)))
+            parts = await asyncio.gather(*(one(*p) for p in self._payloads(groups)))
         return [scores for part in parts for scores in part]
 
     async def ajudge_rollout(self, key: str, query: Query, response: str, group_size: int) -> tuple[float, int]:
@@ -147,7 +181,7 @@ class RewardClient:
             raise ValueError("ajudge_rollout needs a server (url): in-process, use GroupGatherer")
         payload = {"key": key, "query": query, "response": response, "group_size": group_size, "k": self.k}
         async with httpx.AsyncClient(timeout=self.timeout_s, headers=self.headers) as client:
-            body = await self._apost(client, "/v1/rollout", payload)
+            body = await self._apost(client, "/v1/rollout", _dumps(payload))
         return body["reward"], body["group_size"]
 
     # -- public -------------------------------------------------------------------------------

@@ -163,6 +163,9 @@ def compute_score_batch(data_sources: list[str], solution_strs: list[str], groun
     if len(set(sizes.values())) > 1:  # zip would silently judge some responses against another's question
         raise ValueError("compute_score_batch needs one item per response in every list; got "
                          + ", ".join(f"{n} {name}" for name, n in sizes.items()))
+    if extra_infos is None:
+        raise RewardError("compute_score_batch got no extra_infos: the judge needs each response's question, in "
+                          "extra_info['question'] (or 'prompt')")
     questions = [_question(x, i) for i, x in enumerate(extra_infos)]
     groups = group_equal(questions)
     scores = scatter(groups, _judge_client(kwargs).judge_groups([(questions[g[0]], [solution_strs[i] for i in g])

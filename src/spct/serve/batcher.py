@@ -8,8 +8,10 @@ k); a group is judged, listwise, as one example, once it holds the G responses i
 sampled with, or at its deadline, `group_window_s` after its FIRST response arrived. G comes
 from the request (`group_size`), else from the server (`group_size`), else from the request
 itself when it carries several rollouts (a batching client sends each group whole), else it is
-learned from arrivals (grouping.py); it is capped at `max_group_size`. Each request gets the reward of
-its own response. Explicit examples (/v1/judge) are judged as sent.
+learned from arrivals (grouping.py). A G past `max_group_size` is judged in near-equal parts (100 at
+64: 50 + 50), each as soon as it is whole: the prompt's "round" counts the responses its earlier
+parts took, so the last part knows its size too. Each request gets the reward of its own
+response. Explicit examples (/v1/judge) are judged as sent.
 
 One worker takes the groups that are ready (waiting at most `batch_wait_s` for more, up to
 `max_batch_examples`) and runs them as a single `GenerativeRewardModel.sample` call in a worker
@@ -21,7 +23,10 @@ cannot back off, and a refusal costs them a reward) or is refused at once (`"rej
 app answers 503 with Retry-After). Either way a request never waits longer
 than its timeout, and a request that times out is dropped from its group if the group has not
 started. When a batch fails, each of its groups is re-run alone, so one poisoned request fails
-by itself and the rest of the batch is still answered.
+by itself and the rest of the batch is still answered; a rollout group that fails alone is
+re-run in halves, and halves of the halves that fail, until the rollouts that break the engine
+are alone: only their requests get the error, and the rest are judged in groups as large as
+the failure allows (a few calls, not one per rollout).
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ class _Group:
     example: Example | None = None
     asked: int | None = None  # G the request named
     implied: int | None = None  # responses to this prompt in the (multi-rollout) request that opened the group
+    before: int = 0  # responses of its prompt's G already judged in earlier parts (G > max_group_size)
 
 
 @dataclass
@@ -136,6 +142,9 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self._pending: list[_Group] = []  # in arrival order
         self._open: dict[tuple, _Group] = {}  # rollout groups others may still join
+        # key -> [first arrival, responses taken by parts closed whole]: a G past max_group_size, part way
+        # judged. In first-arrival order, so the rounds whose window has passed are at the front.
+        self._rounds: dict[tuple, list] = {}
         self._depth = 0
         self._waiting = 0  # requests waiting for room
         self._changed = asyncio.Event()
@@ -152,7 +161,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop, self._worker = loop, None
-            self._pending, self._open, self._depth, self._waiting = [], {}, 0, 0
+            self._pending, self._open, self._rounds, self._depth, self._waiting = [], {}, {}, 0, 0
             self._changed, self._room = asyncio.Event(), asyncio.Condition()
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._run())
@@ -163,13 +172,38 @@ class MicroBatcher:
         return max(1, math.ceil(per_batch * max(1, self.depth) / self.max_batch_examples))
 
     # -- grouping ---------------------------------------------------------------------------
+    def _size(self, g: _Group) -> int:
+        """G for a rollout group (the cap while it is unknown)."""
+        return g.asked or self.group_size or g.implied or self.learner.size or self.max_group_size
+
     def _target(self, g: _Group) -> int:
-        """How many responses complete a rollout group (the cap while G is unknown)."""
-        size = g.asked or self.group_size or g.implied or self.learner.size or self.max_group_size
-        return min(size, self.max_group_size)
+        """How many responses complete a rollout group: what is left of G (all of it unless earlier
+        parts took some), cut into near-equal parts of at most max_group_size."""
+        size = self._size(g)
+        left = size - g.before if g.before < size else size
+        return math.ceil(left / math.ceil(left / self.max_group_size))
 
     def _full(self, g: _Group) -> bool:
         return len(g.responses) >= self._target(g)
+
+    def _closed_whole(self, g: _Group) -> None:
+        """Count a rollout group closed whole towards its prompt's round; a round that reaches G ends."""
+        taken = g.before + len(g.responses)
+        round_ = self._rounds.get(g.key)
+        if taken >= self._size(g):
+            self._rounds.pop(g.key, None)
+        elif g.before and round_ is not None:
+            round_[1] = taken
+        else:  # the first part of a new round
+            self._rounds.pop(g.key, None)  # re-inserted: first-arrival order
+            self._rounds[g.key] = [g.opened, taken]
+
+    def _expire_rounds(self, now: float) -> None:
+        while self._rounds:
+            key = next(iter(self._rounds))
+            if now < self._rounds[key][0] + self.group_window_s:
+                break
+            del self._rounds[key]
 
     # -- submitting ---------------------------------------------------------------------------
     async def submit(self, examples: list[Example], k: int, timeout_s: float) -> list[Reward]:
@@ -200,13 +234,17 @@ class MicroBatcher:
                 if group is None:
                     # A request of several rollouts comes from a batching client: it holds each of its prompts' groups.
                     implied = counts[prompt] if len(rollouts) > 1 else None
-                    group = self._open[key] = _Group(key, query, [], [], now, asked=group_size, implied=implied)
+                    round_ = self._rounds.get(key)
+                    before = round_[1] if round_ is not None and now < round_[0] + self.group_window_s else 0
+                    group = self._open[key] = _Group(key, query, [], [], now, asked=group_size, implied=implied,
+                                                     before=before)
                     self._pending.append(group)
                     opened = True
                 group.members.append(_Member(job, slot, [len(group.responses)]))
                 group.responses.append(response)
                 if self._full(group):
                     del self._open[key]  # complete: the next rollout of this prompt opens a new group
+                    self._closed_whole(group)
             return opened
 
         def joinable() -> bool:
@@ -264,6 +302,7 @@ class MicroBatcher:
     # -- worker -----------------------------------------------------------------------------
     def _ready(self, now: float) -> list[_Group]:
         self.learner.expire(now)  # a newly learned G may complete open groups
+        self._expire_rounds(now)
         return [g for g in self._pending if g.key is None or self._full(g) or now >= g.opened + self.group_window_s]
 
     async def _wait_change(self, timeout: float | None) -> None:
@@ -296,6 +335,10 @@ class MicroBatcher:
                 self.stats.groups_closed["deadline" if now >= g.opened + self.group_window_s else "full"] += 1
                 if self._open.get(g.key) is g:
                     del self._open[g.key]
+                    if self._full(g):  # whole at a G learned meanwhile
+                        self._closed_whole(g)
+                    else:  # its deadline passed: what is missing of its G is not coming
+                        self._rounds.pop(g.key, None)
             for m in g.members:
                 m.job.untaken -= 1
                 if m.job.untaken == 0:
@@ -306,7 +349,8 @@ class MicroBatcher:
 
     @staticmethod
     def _live(g: _Group) -> _Group | None:
-        """The group without the responses of requests that timed out meanwhile; None if none is left."""
+        """The group without the responses of requests answered meanwhile (timed out, or failed by
+        another of their responses); None if none is left."""
         live = [m for m in g.members if not m.job.future.done()]
         if len(live) == len(g.members):
             return g
@@ -341,35 +385,37 @@ class MicroBatcher:
         return g.example if g.example is not None else Example(example_id(g.query, g.responses), g.query, g.responses)
 
     async def _rerun_alone(self, groups: list[_Group], k: int, first_error: Exception) -> None:
-        """Judge each group of a failed batch on its own. A rollout group that fails is judged
-        rollout by rollout, so only the request whose response breaks the engine gets the error."""
+        """Judge each group of a failed batch on its own. A rollout group that fails is judged in
+        halves, recursively, so only the requests whose responses break the engine get the error."""
         if len(groups) == 1:
             if self._splittable(groups[0]):
-                await self._rerun_alone(self._singles(groups[0]), k, first_error)
+                await self._rerun_alone(self._halves(groups[0]), k, first_error)
             else:
                 self._fail(groups[0], first_error)
             return
-        for g in groups:
-            if all(m.job.future.done() for m in g.members):
+        for live in map(self._live, groups):
+            if live is None:  # every request in it has its answer (an error from an earlier part) or timed out
                 continue
             self.stats.rerun_alone += 1
             try:
-                self._deliver([g], await asyncio.to_thread(self._judge, [self._example(g)], k))
+                self._deliver([live], await asyncio.to_thread(self._judge, [self._example(live)], k))
             except Exception as e:  # noqa: BLE001
-                if self._splittable(g):
-                    await self._rerun_alone(self._singles(g), k, e)
+                if self._splittable(live):
+                    await self._rerun_alone(self._halves(live), k, e)
                 else:
-                    self._fail(g, e)
+                    self._fail(live, e)
 
     @staticmethod
     def _splittable(g: _Group) -> bool:
         return g.key is not None and len(g.members) > 1
 
     @staticmethod
-    def _singles(g: _Group) -> list[_Group]:
-        """A rollout group as one group per rollout, each to be judged alone."""
-        return [_Group(g.key, g.query, [g.responses[m.positions[0]]], [_Member(m.job, m.slot, [0])], g.opened)
-                for m in g.members]
+    def _halves(g: _Group) -> list[_Group]:
+        """A rollout group as two, the first half of its rollouts and the rest, each to be judged on its own."""
+        half = len(g.members) // 2
+        return [_Group(g.key, g.query, [g.responses[m.positions[0]] for m in part],
+                       [_Member(m.job, m.slot, [i]) for i, m in enumerate(part)], g.opened)
+                for part in (g.members[:half], g.members[half:])]
 
     def _judge(self, examples: list[Example], k: int) -> list[Reward]:
         # The judge's own policy (voting, meta-guided, adaptive), all examples in one round.

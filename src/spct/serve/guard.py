@@ -66,9 +66,15 @@ def given_key(raw_headers: list[tuple[bytes, bytes]]) -> bytes:
     return token.strip() if sep and scheme.lower() == b"bearer" else auth
 
 
+def key_bytes(api_key: str) -> bytes:
+    """The key as bytes on the wire: its UTF-8, or, for a key read from a command line or the
+    environment that is not UTF-8 (Python keeps such bytes as surrogate escapes), the bytes typed."""
+    return api_key.encode("utf-8", "surrogateescape")
+
+
 def authorized(request: Request, api_key: str | None) -> bool:
     """Does the request carry `api_key` (always, when the server has none)?"""
-    return not api_key or hmac.compare_digest(given_key(request.headers.raw), api_key.encode())
+    return not api_key or hmac.compare_digest(given_key(request.headers.raw), key_bytes(api_key))
 
 
 class BodyLimit:

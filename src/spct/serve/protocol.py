@@ -13,7 +13,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..defaults import CHAT_API_TEMPERATURE
-from ..rollouts import MAX_CHARS, MAX_ITEMS, MAX_RESPONSES, check_counts, split_rollouts
+from ..rollouts import (
+    MAX_CHARS,
+    MAX_GROUP_SIZE,
+    MAX_ITEMS,
+    MAX_RESPONSES,
+    check_counts,
+    split_rollouts,
+)
 from ..score_line import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 
 Text = Annotated[str, Field(max_length=MAX_CHARS)]
@@ -87,7 +94,7 @@ class RolloutRequest(_Strict):
     key: Text | None = None  # the group's id (verl's GRPO uid); default: the query
     query: Text | Annotated[list[Message], Field(min_length=1, max_length=MAX_RESPONSES)]
     response: Text
-    group_size: Annotated[int, Field(ge=1, le=MAX_RESPONSES)] | None = None  # G: judged as soon as the group holds it
+    group_size: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] | None = None  # G: judged as soon as the group holds it
     k: Annotated[int, Field(ge=1)] | None = None
 
 
@@ -111,7 +118,7 @@ class GetRewardRequest(BaseModel):
     prompts: Annotated[list[Text], Field(max_length=MAX_ITEMS)]
     labels: list[Any] | None = None  # validated for count; a GRM needs no reference answer
     # spct's own: G, the responses sampled per prompt, so a group is judged as soon as it is whole.
-    group_size: Annotated[int, Field(ge=1, le=MAX_RESPONSES)] | None = None
+    group_size: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] | None = None
 
     @model_validator(mode="after")
     def _counts_match(self) -> GetRewardRequest:
