@@ -92,15 +92,44 @@ def test_train_verdict_on_the_embedded_model_resumes_and_judges(tmp_path, pair_e
     data.write_text("".join(json.dumps(ex.to_dict()) + "\n" for ex in pair_examples))
     out = tmp_path / "tv"
     args = ["train-verdict", str(data), "-o", str(out), "--batch-size", "2", "--save-steps", "1",
-            "--max-length", "320", "--train-top-layers", "2"]
+            "--max-length", "320", "--train-top-layers", "2", "--adapter-rank", "4"]
     assert main([*args, "--max-steps", "1"]) == 0
     assert main([*args, "--max-steps", "2"]) == 0  # resumes from checkpoint-1
     summary = json.loads((out / "spct_verdict_pref.json").read_text())
     assert summary["steps"] == 2 and summary["pairs"] == len(pair_examples)
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+    assert summary["adapter"]["layers"] == 14 and (out / "adapter" / "adapter_model.safetensors").exists()  # 2 blocks x 7
 
     grm = GenerativeRewardModel(load_backend(str(out)), JudgeConfig(max_new_tokens=24, policy="pointwise",
                                                                     readout="expected"))
     for r in grm.judge(pair_examples[:2]):
         assert len(r.rewards) == 2 and all(1.0 <= x <= 10.0 for x in r.rewards) and r.rewards[0] != r.rewards[1]
+
+
+def test_extracted_adapter_reproduces_a_fully_tuned_model(tmp_path):
+    from peft import PeftModel
+
+    from spct.train.adapters import extract_adapter
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    base = LlamaForCausalLM(config)
+    base.save_pretrained(tmp_path / "base")
+    tuned = LlamaForCausalLM.from_pretrained(tmp_path / "base")
+    with torch.no_grad():  # a rank-3 change of each linear of block 1, and new norm scales
+        block = tuned.model.layers[1]
+        for lin in (block.self_attn.q_proj, block.self_attn.v_proj, block.mlp.up_proj, block.mlp.down_proj):
+            lin.weight += 0.1 * torch.randn(lin.weight.shape[0], 3) @ torch.randn(3, lin.weight.shape[1])
+        block.input_layernorm.weight.mul_(1.5)
+        tuned.model.norm.weight.add_(0.3)
+    tuned.save_pretrained(tmp_path / "tuned")
+    # Folding the norm makes q/k/v changes of full rank, so rank 32 (the width) is exact; rank 3 is not.
+    exact = extract_adapter(tmp_path / "base", tmp_path / "tuned", tmp_path / "a32", rank=32, dtype=torch.float32)
+    cut = extract_adapter(tmp_path / "base", tmp_path / "tuned", tmp_path / "a3", rank=3, dtype=torch.float32)
+    assert exact["max_rel_error"] < 1e-4 and cut["max_rel_error"] > 0.01
+    merged = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "a32").merge_and_unload()
+    ids = torch.tensor([[1, 5, 9, 2, 7]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, tuned(ids).logits, atol=1e-4)

@@ -53,6 +53,8 @@ class VerdictPrefConfig:
     save_steps: int = setting(25, "checkpoint every N steps (a rerun resumes from the newest)", type=positive_int)
     logging_steps: int = setting(5, "log loss, pair accuracy and margin every N steps", type=positive_int)
     seed: int = setting(0, "seed of the pair order")
+    adapter_rank: int | None = setting(None, "also write OUTDIR/adapter, the change from --model as a LoRA adapter "
+                                             "of this rank (default: none)", type=positive_int)
 
 
 def pointwise_pairs(examples: Iterable[Example]) -> list[tuple[Example, Example]]:
@@ -204,6 +206,10 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     tok.save_pretrained(str(out_dir))
     summary = {"pairs": len(rows), "skipped_too_long": skipped, "trainable_params": trainable,
                "steps": result.global_step, "train_loss": round(result.training_loss, 4), **asdict(config)}
+    if config.adapter_rank:
+        from .adapters import extract_adapter
+
+        summary["adapter"] = extract_adapter(base, out_dir, Path(out_dir) / "adapter", config.adapter_rank)
     (Path(out_dir) / "spct_verdict_pref.json").write_text(json.dumps(summary, indent=2))
     return summary
 
