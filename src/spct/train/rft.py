@@ -33,7 +33,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..data import Example, InputError, JsonlAppender, Judgment, iter_jsonl
+from ..data import Example, InputError, InputIssue, JsonlAppender, Judgment, iter_jsonl
 from ..format import JudgingFormat
 from ..judge import GenerativeRewardModel
 from ..parsing import swap_pair
@@ -194,6 +194,8 @@ def _instruction_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     """General instruction data in TRL's shapes -> conversational prompt/completion rows."""
     for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
+        if isinstance(obj, InputIssue):  # malformed, or a value no field can take: named as the reader names it
+            raise InputError(str(obj))
         if not isinstance(obj, dict):
             raise InputError(f"{where}: expected a JSON object")
         if "messages" in obj:
