@@ -5,9 +5,12 @@ scale's resample counts. All on FakeBackend, no model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from _cli import rows, run_cli
+
+from spct.backends.fake import FakeBackend
 
 HUGE = "9" * 5000  # past Python's 4300-digit int-string limit
 PAIR = '{{"id": "{id}", "prompt": "p", "chosen": "a longer answer", "rejected": "short"{extra}}}'
@@ -49,3 +52,58 @@ def test_a_poison_line_in_rft_mix_data_is_named(tmp_path, capsys):
     mix.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n" + f'{{"prompt": "p", "completion": "c", "n": {HUGE}}}\n')
     assert run_cli(["rft", str(src), "-o", str(tmp_path / "rft"), "--engine", "fake", "--mix", str(mix), "--no-progress"]) == 2
     assert f"{mix}:2 [n]: an integer of 5000 digits" in capsys.readouterr().err
+
+
+# -- 6. an example too large for the model is a skipped line in every command that judges -------------
+
+MANY = 3000  # responses: their markers alone outgrow an 8k context, however the texts are cut
+TOO_LARGE = "[responses]: too large for the model's 8192-token context"
+
+
+@pytest.fixture
+def too_large_file(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr("spct.cli.common.load_backend", lambda *a, **kw: FakeBackend(context_length=8192))
+    ok = {"query": "q", "responses": ["a longer answer", "short"], "best": [0]}
+    big = {"id": "big", "query": "q", "responses": [f"answer {i}" for i in range(MANY)], "best": [0]}
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(x) for x in [{"id": "ok1", **ok}, big, {"id": "ok2", **ok}]) + "\n")
+    return src
+
+
+def test_meta_data_skips_an_example_too_large_and_a_rerun_judges_nothing_twice(too_large_file, tmp_path, capsys):
+    out = tmp_path / "meta.jsonl"
+    argv = ["meta-data", str(too_large_file), "-o", str(out), "--engine", "fake", "--k", "2", "--max-new-tokens", "32"]
+    for written in (4, 0):
+        assert run_cli(argv) == 0
+        err = capsys.readouterr().err
+        assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in err and "lower --max-new-tokens" not in err
+        assert f"{written} judgments written" in err and "1 example(s) too large for the model's context skipped" in err
+    assert sorted({r["key"].split("|")[0] for r in rows(out)}) == ["ok1", "ok2"]
+
+
+def test_rft_skips_an_example_too_large(too_large_file, tmp_path, capsys):
+    out = tmp_path / "rft"
+    assert run_cli(["rft", str(too_large_file), "-o", str(out), "--engine", "fake", "--k", "2", "--max-new-tokens", "32",
+                    "--no-progress"]) == 0
+    assert [r["id"] for r in rows(out / "samples.jsonl")] == ["ok1", "ok2"]
+    err = capsys.readouterr().err
+    assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in err and "Traceback" not in err
+    assert json.loads((out / "stats.json").read_text())["examples"] == 2
+
+
+def test_scale_skips_an_example_too_large(too_large_file, tmp_path, capsys):
+    out = tmp_path / "scale"
+    assert run_cli(["scale", str(too_large_file), "-o", str(out), "--engine", "fake", "--k", "1,2", "--max-new-tokens",
+                    "32", "--bootstrap", "50", "--no-progress"]) == 0
+    assert [r["id"] for r in rows(out / "samples.jsonl")] == ["ok1", "ok2"]
+    assert json.loads((out / "scaling.json").read_text())["examples"] == 2
+    assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in capsys.readouterr().err
+
+
+def test_probe_skips_an_example_too_large(too_large_file, tmp_path, capsys):
+    out = tmp_path / "probe"
+    assert run_cli(["probe", "--data", str(too_large_file), "-o", str(out), "--engine", "fake", "--max-new-tokens", "32",
+                    "--prompts", "hardened"]) == 0
+    assert {r["key"].split("|")[0] for r in rows(out / "samples.jsonl")} == {"ok1", "ok2"}
+    assert json.loads((out / "results.json").read_text())["examples"] == 2
+    assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from ..defaults import SERVE_MAX_NEW_TOKENS
 from ..judge import GenerativeRewardModel
 from ..policies import StopRule
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
+from . import flag_words
 from .common import (
     add_judge_args,
     add_model_args,
@@ -21,6 +22,7 @@ from .common import (
     load_labelled,
     positive_float,
     positive_int,
+    report_issues,
 )
 
 
@@ -68,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     # Samples are drawn plain; the meta RM (if any) re-ranks them inside evaluate_scaling.
     grm = build_grm(argparse.Namespace(**{**vars(args), "meta_rm": None}), k=ks[-1],
                     judgments=len(examples) * (1 + max(ks[-1], 2)))  # collect_samples: greedy + max(k) sampled
-    rows = collect_samples(grm, examples, max(ks[-1], 2), out / "samples.jsonl", args.batch_size, args.progress)
+    rows, too_large = collect_samples(grm, examples, max(ks[-1], 2), out / "samples.jsonl", args.batch_size, args.progress)
+    report_issues([flag_words(issue) for issue in too_large])
+    if not rows:
+        raise InputError(f"{args.input}: nothing was judged: every example is too large for the model's context")
     meta_scorer = None
     if args.meta_rm:
         from ..meta_rm import MetaRM
