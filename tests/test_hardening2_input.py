@@ -5,6 +5,7 @@ scale's resample counts. All on FakeBackend, no model."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,60 @@ def test_probe_skips_an_example_too_large(too_large_file, tmp_path, capsys):
     assert {r["key"].split("|")[0] for r in rows(out / "samples.jsonl")} == {"ok1", "ok2"}
     assert json.loads((out / "results.json").read_text())["examples"] == 2
     assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in capsys.readouterr().err
+
+
+# -- 7. resuming holds keys, not rows; counts that size memory have limits ------------------------------
+
+
+def examples_file(tmp_path: Path, n: int) -> Path:
+    src = tmp_path / "in.jsonl"
+    with open(src, "w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": f"r{i}", "query": "q", "responses": ["a longer answer", "short"], "best": [0]}) + "\n")
+    return src
+
+
+def peak_while(argv: list[str]) -> int:
+    tracemalloc.start()
+    try:
+        assert run_cli(argv) == 0
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("command", ["meta-data", "rft", "eval"])
+def test_a_resume_holds_what_it_needs_not_the_output(command, tmp_path):
+    n = 200
+    src = examples_file(tmp_path, n)
+    out = tmp_path / "out"
+    base = ["--engine", "fake", "--k", "1"]
+    if command == "meta-data":
+        path, argv = out, ["meta-data", str(src), "-o", str(out), *base]
+        row = lambda i, text: {"key": f"r{i}|0|u", "label": 1, "judgment": {"text": text}}  # noqa: E731
+    elif command == "rft":
+        path, argv = out / "samples.jsonl", ["rft", str(src), "-o", str(out), *base, "--no-progress"]
+        row = lambda i, text: {"id": f"r{i}", "drawn": [{"text": text}]}  # noqa: E731 (no status: no train rows)
+    else:
+        path = out / "samples.jsonl"
+        argv = ["eval", "--benchmark", "spct", "--data", str(src), "-o", str(out), *base, "--no-progress"]
+        assert run_cli(argv) == 0  # a real run first, for its config.json and row shape
+        first = rows(path)[0]
+        row = lambda i, text: {**first, "id": f"r{i}", "details": [{"text": text}]}  # noqa: E731
+    path.parent.mkdir(parents=True, exist_ok=True)
+    peaks = []
+    for text in ("", "t" * 40_000):  # the same finished rows, without and with their bulk
+        with open(path, "w") as fh:
+            for i in range(n):
+                fh.write(json.dumps(row(i, text)) + "\n")
+        run_cli(argv)  # imports and caches outside the measurement
+        peaks.append(peak_while(argv))
+    bulk = n * 40_000
+    assert peaks[1] - peaks[0] < bulk / 4, (peaks, bulk)  # the rows were read, not kept
+
+
+@pytest.mark.parametrize(("flag", "value", "limit"), [("--bootstrap", "99999999999999", "1..100000"),
+                                                      ("--subsets", "99999999999999", "1..4096")])
+def test_scale_refuses_absurd_resample_counts(flag, value, limit, capsys):
+    assert run_cli(["scale", "in.jsonl", "-o", "out", "--engine", "fake", flag, value]) == 2
+    assert f"argument {flag}: must be in {limit}" in capsys.readouterr().err

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 counts["written"] += 1
                 counts["right"] += row["label"]
 
-    with JsonlAppender(args.output, key="key") as out:
+    with JsonlAppender(args.output, key="key", fields=()) as out:  # a resume holds the keys, not the rows
         todo = [ex for ex in examples
                 if any(f"{ex.id}|{s}|u" not in out for s in range(args.k)) or (args.hinted and f"{ex.id}|0|h" not in out)]
         bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="sampling", unit="ex")

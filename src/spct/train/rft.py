@@ -172,7 +172,7 @@ def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_di
     out_dir = Path(out_dir)
     demo = getattr(grm.format, "format_demo", False)
     written, too_large = 0, []
-    with JsonlAppender(out_dir / SAMPLES_FILE) as out:
+    with JsonlAppender(out_dir / SAMPLES_FILE, fields=()) as out:  # a resume holds the ids, not the rows
         todo = [ex for ex in examples if ex.id not in out]
         bar = tqdm(total=len(todo), desc="rft", unit="ex", disable=not progress)
         for b in range(0, len(todo), cfg.batch_size):
