@@ -372,28 +372,47 @@ def _parse_line(p: Path, lineno: int, raw: bytes) -> Any:
     if not line.strip():
         return _BLANK
     try:
-        obj = json.loads(line)
+        obj = load_json(line)
     except json.JSONDecodeError as e:
         return InputIssue(str(p), lineno, None, f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}")
     except RecursionError:
         return InputIssue(str(p), lineno, None, "JSON nested too deeply to read")
-    except ValueError:  # an integer past Python's int-string limit; read again, marking it, to name its field
-        obj = json.loads(line, parse_int=_int_or_huge)
-    # Python's json reads NaN, Infinity and overflowing numbers such as 1e400 (strict JSON has none of
-    # them) and \ud83d escapes (lone surrogates, which cannot be written back as UTF-8); no field of
-    # ours can use one, so the line is refused here, naming where it is.
-    bad = _poison(obj, surrogates="\\u" in line)
-    if bad is not None:
-        where, message = bad
-        return InputIssue(str(p), lineno, where or None, message)
-    return obj
+    return poison_issue(str(p), lineno, obj, surrogates="\\u" in line) or obj
+
+
+def load_json(text: str) -> Any:
+    """json.loads, but an integer past Python's digit limit is read as a marker that `poison_issue` names.
+
+    json.loads would raise a bare ValueError for the whole text; JSONDecodeError and
+    RecursionError are raised as json.loads raises them.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # the int-string limit: read again, marking the integer, to name its field
+        return json.loads(text, parse_int=_int_or_huge)
+
+
+def poison_issue(path: str, line: int, value: Any, surrogates: bool = True) -> InputIssue | None:
+    """The issue naming the first value inside `value` (read by `load_json`) that no field can take, else None.
+
+    `surrogates=False` skips the search for lone surrogates (for a text without a `\\u` escape).
+    """
+    bad = _poison(value, surrogates)
+    if bad is None:
+        return None
+    where, message = bad
+    return InputIssue(path, line, where or None, message)
 
 
 def _poison(obj: Any, surrogates: bool = True) -> tuple[str, str] | None:
     """(field path, why) of the first value inside a parsed JSON value that no field can take, else None.
 
-    That is a NaN or infinite number, an integer too long to convert (`_HugeInt`) and, when
-    `surrogates`, a string or key holding a lone surrogate.
+    Python's json reads what strict JSON has not and spct cannot use: NaN, Infinity and overflowing
+    numbers such as 1e400, integers past its digit limit (`_HugeInt`, from `load_json`) and, when
+    `surrogates`, \\ud83d escapes (lone surrogates, which cannot be written back as UTF-8) in a
+    string or key. A row holding one is refused where it is read, naming where the value sits.
     """
     stack: list[tuple[str, Any]] = [("", obj)]  # iterative: a deeply nested line must not overflow the stack
     while stack:

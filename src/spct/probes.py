@@ -40,7 +40,7 @@ from statistics import mean
 from .data import Example, JsonlAppender, Message
 from .defaults import PROBE_MAX_NEW_TOKENS
 from .format import JudgingFormat, Renderer
-from .judge import GenerativeRewardModel, Shown
+from .judge import ContextOverflow, GenerativeRewardModel, Shown
 from .prompts import judge_messages
 from .score_line import MAX_SCORE, MIN_SCORE
 from .voting import strict_best
@@ -210,21 +210,28 @@ def run_probes(grm: GenerativeRewardModel, examples: list[Example], out_dir: str
     if len(usable) < len(examples):
         log.warning("%d example(s) skipped: probes need >= 2 responses and a 'best' label", len(examples) - len(usable))
     per_example = 2 * sum(len(conditions_for(p)) for p in config.prompts)
+    too_large: list[str] = []
     with JsonlAppender(out / "samples.jsonl", key="key") as app:
         wanted = {f"|{p}|" for p in config.prompts}
         todo = [ex for ex in usable
                 if sum(k.startswith(f"{ex.id}|") and any(w in k for w in wanted) for k in app.done) < per_example]
         for b in range(0, len(todo), config.batch_size):
-            chunk = [grm.fit_to_context(ex)[0] for ex in todo[b : b + config.batch_size]]
+            batch, chunk = todo[b : b + config.batch_size], []
+            for ex in batch:
+                try:
+                    chunk.append(grm.fit_to_context(ex)[0])
+                except ContextOverflow as e:  # skipped and reported, as `spct judge` skips it
+                    too_large.append(str(e))
             for row in probe_rows(grm, chunk, config, set(app.done)):
                 app.write(row)
             if progress:
-                progress(len(chunk))
+                progress(len(batch))
         ids = {ex.id for ex in usable}
         rows = [r for k, r in app.done.items() if k.split("|")[0] in ids and r["prompt"] in config.prompts]
     summary = summarise(rows, config.prompts)
-    summary["examples"] = len(usable)
+    summary["examples"] = len(usable) - len(too_large)
     summary["max_new_tokens"] = config.max_new_tokens
+    summary["too_large"] = too_large  # examples past the model's context, skipped: `file:line [field]: why`
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     try:
         plot(summary, out / "probes.png")

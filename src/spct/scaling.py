@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .data import Example, InputError, JsonlAppender, Judgment
 from .intervals import N_BOOTSTRAP, bootstrap_ci
+from .jobs import judge_fitting
 from .judge import GenerativeRewardModel, MetaScorer
 from .policies import StopRule, adaptive_vote
 from .voting import vote
@@ -31,10 +32,15 @@ METHODS = ("greedy", "voting", "meta", "adaptive", "adaptive-bound")
 
 
 def collect_samples(grm: GenerativeRewardModel, examples: list[Example], max_k: int, path: str | Path,
-                    batch_size: int = 8, progress: bool = True) -> list[dict[str, Any]]:
-    """One greedy judgment and max_k sampled ones per example, appended to `path` as they finish."""
+                    batch_size: int = 8, progress: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+    """One greedy judgment and max_k sampled ones per example, appended to `path` as they finish.
+
+    Returns the rows of the examples judged (now or by an earlier run), and `file:line [field]: why`
+    for each example too large for the model's context: those are skipped, as `spct judge` skips them.
+    """
     if max_k < 2:
         raise InputError("the largest k must be >= 2 (k = 1 is the greedy judgment, always included)")
+    too_large: list[str] = []
     with JsonlAppender(path) as out:
         for row in out.done.values():
             if len(row.get("samples", [])) < max_k:
@@ -44,13 +50,14 @@ def collect_samples(grm: GenerativeRewardModel, examples: list[Example], max_k: 
         bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="sampling", unit="ex", disable=not progress)
         for b in range(0, len(todo), batch_size):
             chunk = todo[b : b + batch_size]
-            greedy = grm.sample(chunk, 1)
-            sampled = grm.sample(chunk, max_k)
-            for ex, g, js in zip(chunk, greedy, sampled, strict=True):
+            judged, oversized = judge_fitting(lambda exs: list(zip(grm.sample(exs, 1), grm.sample(exs, max_k), strict=True)),
+                                              chunk)
+            too_large += oversized
+            for ex, (g, js) in judged:
                 out.write({"id": ex.id, "example": ex.to_dict(), "greedy": g[0].to_dict(), "samples": [j.to_dict() for j in js]})
             bar.update(len(chunk))
         bar.close()
-        return [out.done[ex.id] for ex in examples]
+        return [out.done[ex.id] for ex in examples if ex.id in out], too_large
 
 
 def _rng(seed: int, *parts: object) -> random.Random:

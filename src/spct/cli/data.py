@@ -88,7 +88,7 @@ def run_verdict(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     kinds: Counter[str] = Counter()
     written = total = 0
-    with JsonlAppender(args.output) as out:
+    with JsonlAppender(args.output, fields=()) as out:  # a resume holds the ids, not the items
         for item in build(args.source, args.n, args.responses, args.seed):
             kinds.update(c["kind"] for c in item["checks"] if c["kind"] != "right")
             if item["id"] not in out:

@@ -8,7 +8,9 @@ import sys
 from tqdm import tqdm
 
 from ..data import JsonlAppender
+from ..jobs import judge_fitting
 from ..meta_rm import meta_row
+from . import flag_words
 from .common import (
     add_judge_args,
     add_model_args,
@@ -16,6 +18,7 @@ from .common import (
     check_output_file,
     load_labelled,
     positive_int,
+    report_issues,
 )
 
 
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     examples = load_labelled(args)
     grm = build_grm(args, judgments=len(examples) * (args.k + args.hinted))
     counts = {"written": 0, "right": 0}
+    too_large: list[str] = []
 
     def keep(out: JsonlAppender, rows: list[dict]) -> None:
         for row in rows:
@@ -50,22 +54,27 @@ def run(args: argparse.Namespace) -> int:
                 counts["written"] += 1
                 counts["right"] += row["label"]
 
-    with JsonlAppender(args.output, key="key") as out:
+    with JsonlAppender(args.output, key="key", fields=()) as out:  # a resume holds the keys, not the rows
         todo = [ex for ex in examples
                 if any(f"{ex.id}|{s}|u" not in out for s in range(args.k)) or (args.hinted and f"{ex.id}|0|h" not in out)]
         bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="sampling", unit="ex")
         for b in range(0, len(todo), args.batch_size):
             chunk = todo[b : b + args.batch_size]
-            for ex, js in zip(chunk, grm.sample(chunk, args.k), strict=True):
+            # An example too large for the model's context is skipped and reported, as `spct judge` does.
+            sampled, oversized = judge_fitting(lambda exs: grm.sample(exs, args.k), chunk)
+            too_large += oversized
+            for ex, js in sampled:
                 keep(out, [meta_row(ex, j) for j in js])
             if args.hinted:
-                hints = {ex.id: ex.best[0] for ex in chunk if ex.best}
-                hinted = [ex for ex in chunk if ex.id in hints]
+                hints = {ex.id: ex.best[0] for ex, _ in sampled if ex.best}
+                hinted = [ex for ex, _ in sampled if ex.id in hints]
                 for ex, js in zip(hinted, grm.sample(hinted, 1, hints=hints), strict=True):
                     keep(out, [meta_row(ex, j, hinted=True) for j in js])
             bar.update(len(chunk))
         bar.close()
+    report_issues([flag_words(issue) for issue in too_large])
     rate = f"; {counts['right'] / counts['written']:.1%} labelled right" if counts["written"] else ""
+    rate += f"; {len(too_large)} example(s) too large for the model's context skipped" if too_large else ""
     print(f"{counts['written']} judgments written to {args.output} ({len(examples) - len(todo)} examples already done){rate}",
           file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ from ..defaults import PROBE_MAX_NEW_TOKENS
 from ..judge import JudgeConfig
 from ..probes import ATTACKS, PROMPTS, ProbeConfig, conditions_for, run_probes
 from ..settings import add_dataclass_args
+from . import flag_words
 from .common import add_model_args, build_grm, positive_int, report_issues
 from .demo import demo_file
 
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     config = ProbeConfig(prompts=prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     with tqdm(total=len(examples), desc="probing", unit="ex") as bar:
         summary = run_probes(grm, examples, args.output, config, progress=bar.update)
+    report_issues([flag_words(issue) for issue in summary["too_large"]])
     for prompt, stats in summary["prompts"].items():
         pos = stats["position"]
         print(f"[{prompt}] clean accuracy {pos['clean_accuracy']}, best-first {pos['accuracy_best_first']} vs "

@@ -8,6 +8,7 @@ import sys
 
 from ..data import InputError, load_examples
 from ..train.rft import RFTConfig, run_rft
+from . import flag_words
 from .common import add_judge_args, add_model_args, build_grm, positive_int, report_issues
 
 
@@ -50,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = RFTConfig(n_samples=args.k, hinted=args.hinted, drop_too_easy=args.drop_too_easy, batch_size=args.batch_size)
     stats = run_rft(grm, examples, args.output, cfg, mix=args.mix, mix_limit=args.mix_limit, progress=args.progress,
                     mirror=args.mirror)
+    report_issues([flag_words(issue) for issue in stats.too_large])
     print(json.dumps(stats.to_dict()), file=sys.stderr)
     return 0

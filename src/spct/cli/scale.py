@@ -14,6 +14,8 @@ from ..defaults import SERVE_MAX_NEW_TOKENS
 from ..judge import GenerativeRewardModel
 from ..policies import StopRule
 from ..scaling import LABELS, collect_samples, evaluate_scaling, plot_scaling
+from ..settings import int_within
+from . import flag_words
 from .common import (
     add_judge_args,
     add_model_args,
@@ -21,7 +23,21 @@ from .common import (
     load_labelled,
     positive_float,
     positive_int,
+    report_issues,
 )
+
+# Counts that size time and memory (the bootstrap holds resamples x examples numbers): past these, no
+# interval or average moves, and a typo must not run for days or exhaust memory.
+MAX_SUBSETS = 4096
+MAX_BOOTSTRAP = 100_000
+
+
+def subset_count(text: str) -> int:
+    return int_within(text, 1, MAX_SUBSETS)
+
+
+def resample_count(text: str) -> int:
+    return int_within(text, 1, MAX_BOOTSTRAP)
 
 
 def parse_ks(text: str) -> list[int]:
@@ -47,8 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N labelled examples")
     p.add_argument("--batch-size", type=positive_int, default=8, help="examples per generation batch (default: 8)")
     p.add_argument("--meta-rm", default=None, help="folder of a meta RM (spct train-meta) for meta-guided voting")
-    p.add_argument("--subsets", type=positive_int, default=16, help="random k-subsets averaged per example and k (default: 16)")
-    p.add_argument("--bootstrap", type=positive_int, default=2000, help="bootstrap resamples for the intervals (default: 2000)")
+    p.add_argument("--subsets", type=subset_count, default=16,
+                   help=f"random k-subsets averaged per example and k, at most {MAX_SUBSETS} (default: 16)")
+    p.add_argument("--bootstrap", type=resample_count, default=2000,
+                   help=f"bootstrap resamples for the intervals, at most {MAX_BOOTSTRAP} (default: 2000)")
     p.add_argument("--round-size", type=positive_int, default=1, help="adaptive voting: samples drawn per round (default: 1)")
     p.add_argument("--z", type=positive_float, default=1.96, help="adaptive bound rule: confidence bound width in standard errors (default: 1.96)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
@@ -68,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     # Samples are drawn plain; the meta RM (if any) re-ranks them inside evaluate_scaling.
     grm = build_grm(argparse.Namespace(**{**vars(args), "meta_rm": None}), k=ks[-1],
                     judgments=len(examples) * (1 + max(ks[-1], 2)))  # collect_samples: greedy + max(k) sampled
-    rows = collect_samples(grm, examples, max(ks[-1], 2), out / "samples.jsonl", args.batch_size, args.progress)
+    rows, too_large = collect_samples(grm, examples, max(ks[-1], 2), out / "samples.jsonl", args.batch_size, args.progress)
+    report_issues([flag_words(issue) for issue in too_large])
+    if not rows:
+        raise InputError(f"{args.input}: nothing was judged: every example is too large for the model's context")
     meta_scorer = None
     if args.meta_rm:
         from ..meta_rm import MetaRM

@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import Example, InputError, InputIssue, example_from_dict, iter_jsonl, parse_hh_dialogue
+from ..data import (
+    Example,
+    InputError,
+    InputIssue,
+    example_from_dict,
+    iter_jsonl,
+    load_json,
+    parse_hh_dialogue,
+    poison_issue,
+)
 
 Row = dict[str, Any]
 Converter = Callable[[Row, str, "LoadOptions"], Example | None]  # None: row has no usable label
@@ -99,15 +108,19 @@ def _file_rows(p: Path) -> Iterator[tuple[str, int, Row | InputIssue]]:
             yield path, i, row
     elif p.name.endswith(".json"):
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
+            data = load_json(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{path}: not valid JSON ({e})") from e
+        except RecursionError:
+            raise InputError(f"{path}: JSON nested too deeply to read") from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
             raise InputError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}})")
-        for i, row in enumerate(data, start=1):
-            yield path, i, row
+        surrogates = "\\u" in text
+        for i, row in enumerate(data, start=1):  # a row as a JSONL line is checked: a bad one is an issue, not a crash
+            yield path, i, poison_issue(path, i, row, surrogates) or row
     else:
         for lineno, obj in iter_jsonl(p):
             yield path, lineno, obj

@@ -35,6 +35,10 @@ RUN_KEYS = ("benchmark", "method", "model", "ks", "max_new_tokens", "temperature
             "meta_rm", "k_meta")
 
 
+# What `aggregate` reads of a samples.jsonl row (the rest, every raw judgment, stays on disk).
+AGGREGATED = ("subset", "rewards", "best", "label", "judgments", "failed", "forced")
+
+
 class Method(Protocol):
     def score(self, examples: list[Example], ks: Sequence[int]) -> list[Scored]: ...
 
@@ -58,7 +62,7 @@ def run_eval(bench: Benchmark, examples: list[Example], method: Method, outdir: 
     ks = sorted(set(config["ks"]))
     _check_config(outdir, config)
     backend_failed, too_large = 0, []
-    with JsonlAppender(outdir / "samples.jsonl") as out:
+    with JsonlAppender(outdir / "samples.jsonl", fields=AGGREGATED) as out:  # a resume holds no judgment texts
         # Similar lengths batch together: far less padding, the same results.
         todo = sorted((ex for ex in examples if ex.id not in out), key=_length)
         bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"eval {config['method']}", unit="item",

@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from ..data import Example, InputError, JsonlAppender, Judgment, iter_jsonl
+from ..data import Example, InputError, InputIssue, JsonlAppender, Judgment, iter_jsonl
 from ..format import JudgingFormat
+from ..jobs import judge_fitting
 from ..judge import GenerativeRewardModel
 from ..parsing import swap_pair
 from ..prompts import copies_format_demo
@@ -69,6 +70,8 @@ class RFTStats:
     mirrored_rows: int = 0  # kept pair judgments added again in the swapped order
     mixed_rows: int = 0  # general instruction rows mixed in
     train_rows: int = 0
+    # This run's examples too large for the model's context, skipped: `file:line [field]: why`.
+    too_large: list[str] = field(default_factory=list)
 
     @property
     def acceptance_rate(self) -> float:
@@ -87,6 +90,7 @@ class RFTStats:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("too_large")  # reported as the run goes; stats.json describes samples.jsonl
         d.update(acceptance_rate=round(self.acceptance_rate, 4), too_easy_rate=round(self.too_easy_rate, 4),
                  hinted_share=round(self.hinted_share, 4))
         return d
@@ -154,8 +158,12 @@ def _outcome(example: Example, unhinted: list[Judgment], hinted: Judgment | None
 
 
 def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_dir: str | Path,
-                     cfg: RFTConfig | None = None, progress: bool = True) -> int:
-    """Sample and reject; append one outcome row per example to OUT/samples.jsonl. Returns rows written now."""
+                     cfg: RFTConfig | None = None, progress: bool = True) -> tuple[int, list[str]]:
+    """Sample and reject; append one outcome row per example to OUT/samples.jsonl.
+
+    Returns the rows written now, and `file:line [field]: why` for each example too large for the
+    model's context: those are skipped, as `spct judge` skips them.
+    """
     cfg = cfg or RFTConfig()
     unlabelled = [ex.id for ex in examples if not ex.labelled]
     if unlabelled:
@@ -163,37 +171,41 @@ def rejective_sample(grm: GenerativeRewardModel, examples: list[Example], out_di
     check_rating_scale(examples)
     out_dir = Path(out_dir)
     demo = getattr(grm.format, "format_demo", False)
-    written = 0
-    with JsonlAppender(out_dir / SAMPLES_FILE) as out:
+    written, too_large = 0, []
+    with JsonlAppender(out_dir / SAMPLES_FILE, fields=()) as out:  # a resume holds the ids, not the rows
         todo = [ex for ex in examples if ex.id not in out]
         bar = tqdm(total=len(todo), desc="rft", unit="ex", disable=not progress)
         for b in range(0, len(todo), cfg.batch_size):
             chunk = todo[b : b + cfg.batch_size]
-            unhinted = grm.sample(chunk, cfg.n_samples)
+            sampled, oversized = judge_fitting(lambda exs: grm.sample(exs, cfg.n_samples), chunk)
+            too_large += oversized
+            fitting, unhinted = [ex for ex, _ in sampled], [js for _, js in sampled]
             hints: dict[str, int] = {}
             if cfg.hinted:
-                for ex, js in zip(chunk, unhinted, strict=True):
+                for ex, js in zip(fitting, unhinted, strict=True):
                     h = hint_for(ex)
                     if h is not None and not any(is_usable(j, ex, demo) for j in js):
                         hints[ex.id] = h
             hinted: dict[str, Judgment] = {}
             if hints:
-                need = [ex for ex in chunk if ex.id in hints]
+                need = [ex for ex in fitting if ex.id in hints]
                 # Sample index n_samples: a fresh shuffle, distinct from the unhinted ones.
                 for ex, js in zip(need, grm.sample(need, 1, hints=hints, first_sample=cfg.n_samples), strict=True):
                     hinted[ex.id] = js[0]
-            for ex, js in zip(chunk, unhinted, strict=True):
+            for ex, js in zip(fitting, unhinted, strict=True):
                 out.write(_outcome(ex, js, hinted.get(ex.id), cfg, demo))
                 written += 1
             bar.update(len(chunk))
         bar.close()
-    return written
+    return written, too_large
 
 
 def _instruction_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     """General instruction data in TRL's shapes -> conversational prompt/completion rows."""
     for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
+        if isinstance(obj, InputIssue):  # malformed, or a value no field can take: named as the reader names it
+            raise InputError(str(obj))
         if not isinstance(obj, dict):
             raise InputError(f"{where}: expected a JSON object")
         if "messages" in obj:
@@ -274,5 +286,7 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
 def run_rft(grm: GenerativeRewardModel, examples: list[Example], out_dir: str | Path, cfg: RFTConfig | None = None,
             mix: str | Path | None = None, mix_limit: int | None = None, progress: bool = True,
             mirror: bool = True) -> RFTStats:
-    rejective_sample(grm, examples, out_dir, cfg, progress)
-    return build_dataset(out_dir, principles=grm.config.principles, mix=mix, mix_limit=mix_limit, mirror=mirror)
+    _, too_large = rejective_sample(grm, examples, out_dir, cfg, progress)
+    stats = build_dataset(out_dir, principles=grm.config.principles, mix=mix, mix_limit=mix_limit, mirror=mirror)
+    stats.too_large = too_large
+    return stats

@@ -1,0 +1,167 @@
+"""Issue 22, input files (items 5-8), the paths the first round left: eval's .json files, the commands
+besides judge and eval that met an example too large for the model, resumes that held every row, and
+scale's resample counts. All on FakeBackend, no model."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from _cli import rows, run_cli
+
+from spct.backends.fake import FakeBackend
+
+HUGE = "9" * 5000  # past Python's 4300-digit int-string limit
+PAIR = '{{"id": "{id}", "prompt": "p", "chosen": "a longer answer", "rejected": "short"{extra}}}'
+
+# -- 5. poison rows in a .json benchmark file ------------------------------------------------------------
+
+
+def test_poison_rows_of_a_json_file_are_named_issues_and_eval_goes_on(tmp_path, capsys):
+    src = tmp_path / "bench.json"
+    src.write_text("[" + ", ".join([
+        PAIR.format(id="big", extra=f', "x": [1, {HUGE}]'),
+        PAIR.format(id="sur", extra=', "subset": "s\\ud83d"'),  # would reach samples.jsonl as the subset
+        PAIR.format(id="nan", extra=', "x": NaN'),
+        PAIR.format(id="ok", extra=""),
+    ]) + "]")
+    out = tmp_path / "ev"
+    assert run_cli(["eval", "--benchmark", "spct", "--data", str(src), "-o", str(out), "--engine", "fake", "--k", "1",
+                    "--no-progress"]) == 0
+    assert [r["id"] for r in rows(out / "samples.jsonl")] == ["ok"]
+    err = capsys.readouterr().err
+    assert f"{src}:1 [x[1]]: an integer of 5000 digits" in err
+    assert f"{src}:2 [subset]: lone surrogate \\ud83d" in err
+    assert f"{src}:3 [x]: not a finite number (NaN)" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("text", "words"), [(HUGE, "expected a JSON list"), ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply")])
+def test_a_json_file_that_cannot_be_read_whole_is_one_clear_error(tmp_path, capsys, text, words):
+    src = tmp_path / "bench.json"
+    src.write_text(text)
+    assert run_cli(["eval", "--benchmark", "spct", "--data", str(src), "-o", str(tmp_path / "ev"), "--engine", "fake"]) == 2
+    err = capsys.readouterr().err
+    assert f"{src}: {words}" in err and "Traceback" not in err
+
+
+def test_a_poison_line_in_rft_mix_data_is_named(tmp_path, capsys):
+    src, mix = tmp_path / "in.jsonl", tmp_path / "mix.jsonl"
+    src.write_text(json.dumps({"id": "a", "query": "q", "responses": ["a longer one", "b"], "best": [0]}) + "\n")
+    mix.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n" + f'{{"prompt": "p", "completion": "c", "n": {HUGE}}}\n')
+    assert run_cli(["rft", str(src), "-o", str(tmp_path / "rft"), "--engine", "fake", "--mix", str(mix), "--no-progress"]) == 2
+    assert f"{mix}:2 [n]: an integer of 5000 digits" in capsys.readouterr().err
+
+
+# -- 6. an example too large for the model is a skipped line in every command that judges -------------
+
+MANY = 3000  # responses: their markers alone outgrow an 8k context, however the texts are cut
+TOO_LARGE = "[responses]: too large for the model's 8192-token context"
+
+
+@pytest.fixture
+def too_large_file(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr("spct.cli.common.load_backend", lambda *a, **kw: FakeBackend(context_length=8192))
+    ok = {"query": "q", "responses": ["a longer answer", "short"], "best": [0]}
+    big = {"id": "big", "query": "q", "responses": [f"answer {i}" for i in range(MANY)], "best": [0]}
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(x) for x in [{"id": "ok1", **ok}, big, {"id": "ok2", **ok}]) + "\n")
+    return src
+
+
+def test_meta_data_skips_an_example_too_large_and_a_rerun_judges_nothing_twice(too_large_file, tmp_path, capsys):
+    out = tmp_path / "meta.jsonl"
+    argv = ["meta-data", str(too_large_file), "-o", str(out), "--engine", "fake", "--k", "2", "--max-new-tokens", "32"]
+    for written in (4, 0):
+        assert run_cli(argv) == 0
+        err = capsys.readouterr().err
+        assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in err and "lower --max-new-tokens" not in err
+        assert f"{written} judgments written" in err and "1 example(s) too large for the model's context skipped" in err
+    assert sorted({r["key"].split("|")[0] for r in rows(out)}) == ["ok1", "ok2"]
+
+
+def test_rft_skips_an_example_too_large(too_large_file, tmp_path, capsys):
+    out = tmp_path / "rft"
+    assert run_cli(["rft", str(too_large_file), "-o", str(out), "--engine", "fake", "--k", "2", "--max-new-tokens", "32",
+                    "--no-progress"]) == 0
+    assert [r["id"] for r in rows(out / "samples.jsonl")] == ["ok1", "ok2"]
+    err = capsys.readouterr().err
+    assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in err and "Traceback" not in err
+    assert json.loads((out / "stats.json").read_text())["examples"] == 2
+
+
+def test_scale_skips_an_example_too_large(too_large_file, tmp_path, capsys):
+    out = tmp_path / "scale"
+    assert run_cli(["scale", str(too_large_file), "-o", str(out), "--engine", "fake", "--k", "1,2", "--max-new-tokens",
+                    "32", "--bootstrap", "50", "--no-progress"]) == 0
+    assert [r["id"] for r in rows(out / "samples.jsonl")] == ["ok1", "ok2"]
+    assert json.loads((out / "scaling.json").read_text())["examples"] == 2
+    assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in capsys.readouterr().err
+
+
+def test_probe_skips_an_example_too_large(too_large_file, tmp_path, capsys):
+    out = tmp_path / "probe"
+    assert run_cli(["probe", "--data", str(too_large_file), "-o", str(out), "--engine", "fake", "--max-new-tokens", "32",
+                    "--prompts", "hardened"]) == 0
+    assert {r["key"].split("|")[0] for r in rows(out / "samples.jsonl")} == {"ok1", "ok2"}
+    assert json.loads((out / "results.json").read_text())["examples"] == 2
+    assert f"warning: skipped {too_large_file}:2 {TOO_LARGE}" in capsys.readouterr().err
+
+
+# -- 7. resuming holds keys, not rows; counts that size memory have limits ------------------------------
+
+
+def examples_file(tmp_path: Path, n: int) -> Path:
+    src = tmp_path / "in.jsonl"
+    with open(src, "w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": f"r{i}", "query": "q", "responses": ["a longer answer", "short"], "best": [0]}) + "\n")
+    return src
+
+
+def peak_while(argv: list[str]) -> int:
+    tracemalloc.start()
+    try:
+        assert run_cli(argv) == 0
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("command", ["meta-data", "rft", "eval"])
+def test_a_resume_holds_what_it_needs_not_the_output(command, tmp_path):
+    n = 200
+    src = examples_file(tmp_path, n)
+    out = tmp_path / "out"
+    base = ["--engine", "fake", "--k", "1"]
+    if command == "meta-data":
+        path, argv = out, ["meta-data", str(src), "-o", str(out), *base]
+        row = lambda i, text: {"key": f"r{i}|0|u", "label": 1, "judgment": {"text": text}}  # noqa: E731
+    elif command == "rft":
+        path, argv = out / "samples.jsonl", ["rft", str(src), "-o", str(out), *base, "--no-progress"]
+        row = lambda i, text: {"id": f"r{i}", "drawn": [{"text": text}]}  # noqa: E731 (no status: no train rows)
+    else:
+        path = out / "samples.jsonl"
+        argv = ["eval", "--benchmark", "spct", "--data", str(src), "-o", str(out), *base, "--no-progress"]
+        assert run_cli(argv) == 0  # a real run first, for its config.json and row shape
+        first = rows(path)[0]
+        row = lambda i, text: {**first, "id": f"r{i}", "details": [{"text": text}]}  # noqa: E731
+    path.parent.mkdir(parents=True, exist_ok=True)
+    peaks = []
+    for text in ("", "t" * 40_000):  # the same finished rows, without and with their bulk
+        with open(path, "w") as fh:
+            for i in range(n):
+                fh.write(json.dumps(row(i, text)) + "\n")
+        run_cli(argv)  # imports and caches outside the measurement
+        peaks.append(peak_while(argv))
+    bulk = n * 40_000
+    assert peaks[1] - peaks[0] < bulk / 4, (peaks, bulk)  # the rows were read, not kept
+
+
+@pytest.mark.parametrize(("flag", "value", "limit"), [("--bootstrap", "99999999999999", "1..100000"),
+                                                      ("--subsets", "99999999999999", "1..4096")])
+def test_scale_refuses_absurd_resample_counts(flag, value, limit, capsys):
+    assert run_cli(["scale", "in.jsonl", "-o", "out", "--engine", "fake", flag, value]) == 2
+    assert f"argument {flag}: must be in {limit}" in capsys.readouterr().err
