@@ -46,6 +46,22 @@ def test_eval_refuses_other_settings_in_same_folder(tmp_path, capsys):
     assert main(base) == 0
     assert main(base + ["--k", "4"]) == 2
     assert "other settings" in capsys.readouterr().err
+    assert main(base + ["--policy", "both-orders"]) == 2  # a policy's rows would mix with another's
+    assert "policy='voting'" in capsys.readouterr().err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["engine"], config["policy"], config["readout"]) == ("fake", "voting", "sampled")
+
+
+def test_eval_records_the_engine_that_ran_and_resumes_folders_without_a_policy(tmp_path):
+    out = tmp_path / "run"
+    base = ["eval", "--benchmark", "judgebench", "--data", str(FIX / "judgebench.jsonl"), "--engine", "fake", "-o",
+            str(out), "--no-progress"]
+    assert main(base) == 0
+    config = json.loads((out / "config.json").read_text())
+    for key in ("policy", "readout"):  # as written before these were recorded
+        del config[key]
+    (out / "config.json").write_text(json.dumps(config))
+    assert main(base) == 0
 
 
 def test_compare_table_and_plot(tmp_path, capsys):

@@ -79,8 +79,12 @@ def run(args: argparse.Namespace) -> int:
     config = {"benchmark": args.benchmark, "data": args.data, "method": args.method, "model": args.model,
               "ks": sorted(set(args.k)), "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
               "seed": args.seed, "constrain": args.constrain, "max_responses": args.max_responses,
-              "limit": args.limit, "engine": args.engine, "meta_rm": args.meta_rm, "k_meta": args.k_meta}
+              "limit": args.limit, "meta_rm": args.meta_rm, "k_meta": args.k_meta, "policy": args.policy,
+              "readout": args.readout}
     method = build_method(args, job_judgments(args, examples))
+    # The engine that ran, not `auto`: where it is known (the scalar baseline has none).
+    backend = getattr(getattr(method, "grm", None), "backend", None) or getattr(method, "backend", None)
+    config["engine"] = backend.name if backend is not None else args.engine
     results = run_eval(bench, examples, method, args.output, config, batch_size=args.batch_size, progress=args.progress)
     report_issues([flag_words(issue) for issue in results["too_large"]])
     for k, m in results["by_k"].items():

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 # Settings that change the numbers: a folder holds one combination of them.
 RUN_KEYS = ("benchmark", "method", "model", "ks", "max_new_tokens", "temperature", "seed", "constrain", "max_responses",
-            "meta_rm", "k_meta")
+            "meta_rm", "k_meta", "policy", "readout")
+# Keys a run folder written before they were recorded lacks: it ran with these values.
+UNRECORDED = {"policy": "voting", "readout": "sampled"}
 
 
 # What `aggregate` reads of a samples.jsonl row (the rest, every raw judgment, stays on disk).
@@ -47,7 +49,7 @@ def _check_config(outdir: Path, config: dict[str, Any]) -> None:
     path = outdir / "config.json"
     if path.exists():
         old = json.loads(path.read_text())
-        diff = [k for k in RUN_KEYS if old.get(k) != config.get(k)]
+        diff = [k for k in RUN_KEYS if old.get(k, UNRECORDED.get(k)) != config.get(k)]
         if diff:
             raise InputError(f"{outdir} holds a run with other settings ({', '.join(f'{k}={old.get(k)!r}' for k in diff)}); "
                              "use another -o folder")
