@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import sys
 import tracemalloc
 import unicodedata
@@ -199,6 +200,75 @@ def test_a_negative_k_is_an_error_not_an_empty_reward(k):
         grm.judge([Example("e", "q", ["a", "b"], best=[0])], k=k)
     with pytest.raises(ValueError, match="k must be"):
         GenerativeRewardModel(FakeBackend(), JudgeConfig(k=k)).judge([Example("e", "q", ["a", "b"])])
+
+
+@pytest.mark.parametrize(("kwargs", "field", "words"), [
+    (dict(ratings=[10**400, 1]), "ratings[0]", "a rating of about 401 digits is too large to use"),
+    (dict(ratings=[1, -10**5000]), "ratings[1]", "of about 5001 digits is too large"),
+    (dict(best=[10**5000]), "best", "'best' index of about 5001 digits out of range"),
+])
+def test_numbers_too_large_for_a_float_are_refused_not_a_traceback(kwargs, field, words):
+    with pytest.raises(InputError, match=words) as e:
+        Example(**{"id": "e", "query": "q", "responses": ["a", "b"], **kwargs})
+    assert e.value.field == field
+
+
+def test_a_rating_too_large_for_a_float_in_a_file_is_a_named_issue(tmp_path, capsys):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"id": "big", "query": "q", "responses": ["a", "b"], "ratings": [1' + "0" * 400 + ', 2]}\n' + GOOD + "\n")
+    assert run_cli(["judge", str(src), "-o", str(out), "--engine", "fake", "--no-progress"]) == 0
+    assert f"skipped {src}:1 [ratings[0]]: a rating of about 401 digits" in capsys.readouterr().err
+    assert [r["id"] for r in rows(out)] == ["ok"]
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    (dict(k=0), "k must be in 1..4096, got 0"),
+    (dict(k=True), "k must be in 1..4096, got True"),
+    (dict(k=2.5), "k must be in 1..4096, got 2.5"),
+    (dict(batch_size=0), "batch_size must be >= 1, got 0"),
+    (dict(batch_size=-1), "batch_size must be >= 1, got -1"),
+])
+def test_odd_judge_arguments_are_errors_not_a_default_or_nothing(call, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        GenerativeRewardModel(FakeBackend()).judge([Example("e", "q", ["a", "b"])], **call)
+
+
+@pytest.mark.parametrize(("config", "field", "words"), [
+    (dict(k=-1), "k", "k must be >= 1, got -1"),
+    (dict(k=10**6), "k", "k must be in 1..4096"),
+    (dict(k=1.5), "k", "k must be a whole number, got 1.5"),
+    (dict(k=True), "k", "k must be a whole number, got True"),
+    (dict(temperature=-1), "temperature", "temperature must be a finite number >= 0"),
+    (dict(temperature=math.nan), "temperature", "temperature must be a finite number >= 0"),
+    (dict(max_new_tokens=0), "max_new_tokens", "max_new_tokens must be >= 1"),
+    (dict(retries=-1), "retries", "retries must be >= 0"),
+    (dict(k_meta="2"), "k_meta", "k_meta must be a whole number, got '2'"),
+])
+def test_a_judge_config_is_checked_as_its_flags_are(config, field, words):
+    with pytest.raises(InputError, match=re.escape(words)) as e:
+        JudgeConfig(**config)
+    assert e.value.field == field
+
+
+@pytest.mark.parametrize(("examples", "words"), [
+    (Example("e", "q", ["a", "b"]), "judge takes a list of Examples, got one Example"),
+    ("abc", "judge takes a list of Examples, got one str"),
+    ([{"query": "q", "responses": ["a"]}], "examples[0] is a dict, not an Example (spct.data.example_from_dict"),
+    ([Example("e", "q", ["a"]), ("q", ["a"])], "examples[1] is a tuple, not an Example"),
+])
+def test_what_is_no_list_of_examples_is_refused_by_name(examples, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        GenerativeRewardModel(FakeBackend()).judge(examples)
+
+
+def test_an_example_changed_after_construction_is_checked_again():
+    ex, other = Example("e", "q", ["a", "b"]), Example("f", "q", ["a", "b"])
+    ex.responses = "abc"  # would be judged as three responses
+    with pytest.raises(InputError, match=re.escape("examples[1] [responses]: 'responses' must be a non-empty list")):
+        GenerativeRewardModel(FakeBackend()).judge([other, ex])
+    other.source, other.best = "in.jsonl:7", [5]
+    with pytest.raises(InputError, match=re.escape("in.jsonl:7 [best]: 'best' index 5 out of range for 2 responses")):
+        GenerativeRewardModel(FakeBackend()).judge([other])
 
 
 def test_valid_examples_still_judge_as_before():

@@ -44,6 +44,11 @@ class Example:
     def __post_init__(self) -> None:
         # Checked here, not only in the file reader, so the Python API refuses what a file line
         # would be refused for (a string of responses is no list of them), with the same message.
+        self.check()
+
+    def check(self) -> None:
+        """Raise InputError naming the field that cannot be judged or scored as given (the judge checks again, in
+        case a field was changed after construction)."""
         _check_example(self)
 
     @property
@@ -201,6 +206,11 @@ def _check_text(value: str, fieldname: str) -> None:
         raise InputError(_surrogate_message(m.group()), fieldname)
 
 
+def _int_text(x: int) -> str:
+    """An integer for a message: its digits, or their count when there are too many to show (or for str() to write)."""
+    return str(x) if x.bit_length() <= 64 else f"of about {int(x.bit_length() * math.log10(2)) + 1} digits"
+
+
 def _check_example(ex: Example) -> None:
     """Raise InputError naming the field of an Example that cannot be judged or scored as given."""
     if not isinstance(ex.id, str):
@@ -226,13 +236,15 @@ def _check_example(ex: Example) -> None:
             raise InputError("'best' must be a list of response indices", "best")
         bad = [b for b in ex.best if not 0 <= b < len(responses)]
         if bad:
-            raise InputError(f"'best' index {bad[0]} out of range for {len(responses)} responses", "best")
+            raise InputError(f"'best' index {_int_text(bad[0])} out of range for {len(responses)} responses", "best")
     if ex.ratings is not None:
         if not isinstance(ex.ratings, list) or len(ex.ratings) != len(responses):
             raise InputError(f"'ratings' must have one number per response ({len(responses)})", "ratings")
         if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in ex.ratings):
             raise InputError("'ratings' must be numbers", "ratings")
         for i, x in enumerate(ex.ratings):
+            if isinstance(x, int) and abs(x) > sys.float_info.max:  # no float holds it: math.isfinite overflows
+                raise InputError(f"a rating {_int_text(x)} is too large to use", f"ratings[{i}]")
             if not math.isfinite(x):  # NaN or Infinity would poison voting and the accuracy rule
                 raise InputError(f"not a finite number ({json.dumps(x)})", f"ratings[{i}]")
     if ex.domain is not None and not isinstance(ex.domain, str):
