@@ -323,6 +323,57 @@ def test_a_full_disk_names_the_output_file(tmp_path, monkeypatch, capsys):
     assert f"cannot write {out}: No space left on device" in capsys.readouterr().err
 
 
+def test_verdict_rows_named_gz_are_gzip(tmp_path, capsys):
+    src, out = tmp_path / "in.jsonl", tmp_path / "rows.jsonl.gz"
+    src.write_text(GOOD + "\n")
+    assert run_cli(["data", "verdict", str(src), "-o", str(out)]) == 0
+    with gzip.open(out, "rt", encoding="utf-8") as fh:  # plain text here would raise BadGzipFile
+        assert [json.loads(line)["id"] for line in fh] == ["ok~verdict", "ok~verdict~swapped"]
+
+
+@pytest.mark.parametrize(("value", "words"), [('["x"]', "got array"), ("null", "got null"), ("true", "got boolean")])
+def test_data_split_refuses_non_string_ids_and_writes_numbers_as_strings(tmp_path, value, words, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(f'{{"id": 7, "query": "q", "responses": ["a"]}}\n{{"id": {value}, "query": "r", "responses": ["a"]}}\n')
+    assert run_cli(["data", "split", str(src), "-o", str(tmp_path / "bad"), "--heldout", "1"]) == 2
+    assert f"{src}:2 [id]: 'id' must be a string or a number, {words}" in capsys.readouterr().err
+    src.write_text('{"id": 7, "query": "q", "responses": ["a"]}\n')
+    assert run_cli(["data", "split", str(src), "-o", str(tmp_path / "sp"), "--heldout", "1"]) == 0
+    assert rows(tmp_path / "sp" / "heldout.jsonl")[0]["id"] == "7"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device whose writes fail with ENOSPC)")
+@pytest.mark.parametrize("command", ["verdict", "compare"])
+def test_a_full_disk_names_the_file_of_every_writer(tmp_path, command, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(GOOD + "\n")
+    if command == "verdict":
+        argv = ["data", "verdict", str(src), "-o", "/dev/full"]
+    else:
+        (tmp_path / "ev").mkdir()
+        (tmp_path / "ev" / "results.json").write_text(json.dumps({"benchmark": "b", "method": "m", "model": "x", "by_k": {}}))
+        argv = ["compare", str(tmp_path / "ev"), "--markdown", "/dev/full"]
+    assert run_cli(argv) == 2
+    assert "cannot write /dev/full: No space left on device" in capsys.readouterr().err
+
+
+def test_a_gz_writer_round_trips_and_names_the_file_on_a_full_disk(tmp_path, monkeypatch):
+    from spct import data
+
+    data.write_jsonl(tmp_path / "a.jsonl.gz", [{"id": "x"}])
+    assert [obj for _, obj in data.iter_jsonl(tmp_path / "a.jsonl.gz")] == [{"id": "x"}]
+
+    class Full:
+        def __init__(self, *a, **k): ...
+        def __enter__(self): return self
+        def __exit__(self, *exc): return None
+        def write(self, text): raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data.gzip, "open", Full)
+    with pytest.raises(OSError, match="cannot write .*b.jsonl.gz: No space left on device"):
+        data.write_jsonl(tmp_path / "b.jsonl.gz", [{}])
+
+
 # -- 7. memory anyone can exhaust ----------------------------------------------------------------------
 
 

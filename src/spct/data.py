@@ -8,6 +8,7 @@ line becomes an `InputIssue` that names file, line and field, and the reader mov
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import filelock
 
@@ -260,13 +261,20 @@ def _as_text(value: Any, fieldname: str) -> Any:
     return value
 
 
+def id_text(value: Any) -> str:
+    """A row's id as a string: a number becomes one (`7` -> "7"); null, a boolean, an array or an object raises
+    InputError (str() would make up an id such as "None" or "['x']")."""
+    text = _as_text(value, "id")
+    if text is None:
+        raise InputError("'id' must be a string or a number, got null", "id")
+    return text
+
+
 def example_from_dict(d: Any, default_id: str) -> Example:
     """Build an Example from any accepted shape, or raise InputError naming the field."""
     if not isinstance(d, dict):
         raise InputError(f"expected a JSON object, got {type(d).__name__}")
-    ex_id = _as_text(d.get("id", d.get("example_id", default_id)), "id")
-    if ex_id is None:
-        raise InputError("'id' must be a string or a number, got null", "id")
+    ex_id = id_text(d.get("id", d.get("example_id", default_id)))
     domain = _as_text(d.get("domain", d.get("subset")), "domain")
 
     if "responses" in d:  # native shape
@@ -488,14 +496,32 @@ def examples_from_hf(name_or_dataset: Any, split: str = "test") -> tuple[list[Ex
     return examples, issues
 
 
+@contextlib.contextmanager
+def open_output(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """`path` opened to write UTF-8 text, gzip-compressed under a .gz name (plain text there would later
+    read as a corrupt gzip). An OSError while writing or closing (a full disk, say) names the file:
+    the system's own message names none."""
+    p = Path(path)
+    try:
+        with gzip.open(p, "wt", encoding="utf-8") if p.suffix == ".gz" else open(p, "w", encoding="utf-8") as fh:
+            yield fh
+    except OSError as e:
+        if e.filename is not None:  # open() failed: the message names the file already
+            raise
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        try:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-        except OSError as e:  # a full disk, say: the message must name the file
-            raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
+    """Write `rows` as JSON Lines (gzip-compressed under a .gz name), replacing the file."""
+    with open_output(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`Path.write_text`, but a failed write names the file (a results file on a full disk, say)."""
+    with open_output(path) as fh:
+        fh.write(text)
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
