@@ -8,6 +8,7 @@ line becomes an `InputIssue` that names file, line and field, and the reader mov
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import filelock
 
@@ -44,6 +45,11 @@ class Example:
     def __post_init__(self) -> None:
         # Checked here, not only in the file reader, so the Python API refuses what a file line
         # would be refused for (a string of responses is no list of them), with the same message.
+        self.check()
+
+    def check(self) -> None:
+        """Raise InputError naming the field that cannot be judged or scored as given (the judge checks again, in
+        case a field was changed after construction)."""
         _check_example(self)
 
     @property
@@ -201,6 +207,11 @@ def _check_text(value: str, fieldname: str) -> None:
         raise InputError(_surrogate_message(m.group()), fieldname)
 
 
+def _int_text(x: int) -> str:
+    """An integer for a message: its digits, or their count when there are too many to show (or for str() to write)."""
+    return str(x) if x.bit_length() <= 64 else f"of about {int(x.bit_length() * math.log10(2)) + 1} digits"
+
+
 def _check_example(ex: Example) -> None:
     """Raise InputError naming the field of an Example that cannot be judged or scored as given."""
     if not isinstance(ex.id, str):
@@ -226,13 +237,15 @@ def _check_example(ex: Example) -> None:
             raise InputError("'best' must be a list of response indices", "best")
         bad = [b for b in ex.best if not 0 <= b < len(responses)]
         if bad:
-            raise InputError(f"'best' index {bad[0]} out of range for {len(responses)} responses", "best")
+            raise InputError(f"'best' index {_int_text(bad[0])} out of range for {len(responses)} responses", "best")
     if ex.ratings is not None:
         if not isinstance(ex.ratings, list) or len(ex.ratings) != len(responses):
             raise InputError(f"'ratings' must have one number per response ({len(responses)})", "ratings")
         if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in ex.ratings):
             raise InputError("'ratings' must be numbers", "ratings")
         for i, x in enumerate(ex.ratings):
+            if isinstance(x, int) and abs(x) > sys.float_info.max:  # no float holds it: math.isfinite overflows
+                raise InputError(f"a rating {_int_text(x)} is too large to use", f"ratings[{i}]")
             if not math.isfinite(x):  # NaN or Infinity would poison voting and the accuracy rule
                 raise InputError(f"not a finite number ({json.dumps(x)})", f"ratings[{i}]")
     if ex.domain is not None and not isinstance(ex.domain, str):
@@ -248,13 +261,20 @@ def _as_text(value: Any, fieldname: str) -> Any:
     return value
 
 
+def id_text(value: Any) -> str:
+    """A row's id as a string: a number becomes one (`7` -> "7"); null, a boolean, an array or an object raises
+    InputError (str() would make up an id such as "None" or "['x']")."""
+    text = _as_text(value, "id")
+    if text is None:
+        raise InputError("'id' must be a string or a number, got null", "id")
+    return text
+
+
 def example_from_dict(d: Any, default_id: str) -> Example:
     """Build an Example from any accepted shape, or raise InputError naming the field."""
     if not isinstance(d, dict):
         raise InputError(f"expected a JSON object, got {type(d).__name__}")
-    ex_id = _as_text(d.get("id", d.get("example_id", default_id)), "id")
-    if ex_id is None:
-        raise InputError("'id' must be a string or a number, got null", "id")
+    ex_id = id_text(d.get("id", d.get("example_id", default_id)))
     domain = _as_text(d.get("domain", d.get("subset")), "domain")
 
     if "responses" in d:  # native shape
@@ -495,14 +515,32 @@ def examples_from_hf(name_or_dataset: Any, split: str = "test") -> tuple[list[Ex
     return examples, issues
 
 
+@contextlib.contextmanager
+def open_output(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """`path` opened to write UTF-8 text, gzip-compressed under a .gz name (plain text there would later
+    read as a corrupt gzip). An OSError while writing or closing (a full disk, say) names the file:
+    the system's own message names none."""
+    p = Path(path)
+    try:
+        with gzip.open(p, "wt", encoding="utf-8") if p.suffix == ".gz" else open(p, "w", encoding="utf-8") as fh:
+            yield fh
+    except OSError as e:
+        if e.filename is not None:  # open() failed: the message names the file already
+            raise
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        try:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-        except OSError as e:  # a full disk, say: the message must name the file
-            raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
+    """Write `rows` as JSON Lines (gzip-compressed under a .gz name), replacing the file."""
+    with open_output(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`Path.write_text`, but a failed write names the file (a results file on a full disk, say)."""
+    with open_output(path) as fh:
+        fh.write(text)
 
 
 def check_output_path(path: str | os.PathLike) -> Path:

@@ -36,6 +36,7 @@ from .policies import (
 from .score_line import BOX_PATTERN, MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
 from .settings import (
     MAX_K,
+    check_values,
     non_negative_float,
     non_negative_int,
     positive_int,
@@ -106,6 +107,10 @@ class JudgeConfig:
                                       "ties; needs an engine that gives log-probabilities)", choices=READOUTS)
 
     def __post_init__(self) -> None:
+        try:
+            check_values(self)
+        except ValueError as e:
+            raise InputError(str(e), field=str(e).split()[0]) from None
         if self.policy not in POLICIES:
             raise InputError(f"unknown policy {self.policy!r}; choose from {', '.join(POLICIES)}", field="policy")
         if self.readout not in READOUTS:
@@ -124,6 +129,20 @@ def policy_for(config: JudgeConfig, meta_scorer: MetaScorer | None = None) -> Po
     if config.policy == "pointwise":
         return Pointwise(meta_scorer, config.k_meta)
     return Voting(meta_scorer, config.k_meta)
+
+
+def check_examples(examples: Sequence[Example]) -> None:
+    """Raise InputError (`where [field]: why`) for an item that is no Example, or an Example changed into one
+    that cannot be judged after it was built (`ex.responses = "abc"`; construction checks the rest)."""
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example):
+            hint = " (spct.data.example_from_dict builds one from a dict)" if isinstance(ex, dict) else ""
+            raise InputError(f"examples[{i}] is a {type(ex).__name__}, not an Example{hint}")
+        try:
+            ex.check()
+        except InputError as e:
+            where = f"{ex.source or f'examples[{i}]'}" + (f" [{e.field}]" if e.field else "")
+            raise InputError(f"{where}: {e}", e.field) from None
 
 
 class ContextOverflow(InputError):
@@ -330,15 +349,20 @@ class GenerativeRewardModel:
         return self.policy.aggregate(example, judgments)
 
     def judge(self, examples: Iterable[Example], k: int | None = None, batch_size: int = 8) -> list[Reward]:
+        if isinstance(examples, Example | str | dict):  # list() of these would judge their fields or characters
+            raise InputError(f"judge takes a list of Examples, got one {type(examples).__name__}; wrap it in a list")
         return list(self.judge_iter(list(examples), k, batch_size))
 
     MAX_K = MAX_K  # the most judgments per example (spct.settings)
 
     def judge_iter(self, examples: list[Example], k: int | None = None, batch_size: int = 8) -> Iterator[Reward]:
         """Rewards in input order, `batch_size` examples per policy round (so callers can append as they go)."""
-        k = k or self.config.k
-        if not (isinstance(k, int) and 1 <= k <= self.MAX_K):  # a negative k would judge nothing, silently
-            raise InputError(f"k must be in 1..{self.MAX_K}, got {k!r}")
+        k = self.config.k if k is None else k  # not `k or`: k=0 is an error, not the default
+        if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= self.MAX_K):
+            raise InputError(f"k must be in 1..{self.MAX_K}, got {k!r}", "k")  # a negative k would judge nothing, silently
+        if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
+            raise InputError(f"batch_size must be >= 1, got {batch_size!r}", "batch_size")  # -1 would judge nothing
+        check_examples(examples)
         check_rating_scale(examples)
         for b in range(0, len(examples), batch_size):
             yield from self.policy.judge(self.sample, examples[b : b + batch_size], k)

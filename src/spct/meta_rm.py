@@ -23,7 +23,15 @@ from typing import Any
 
 import torch
 
-from .data import Example, InputError, InputIssue, Judgment, example_from_dict, iter_jsonl
+from .data import (
+    Example,
+    InputError,
+    InputIssue,
+    Judgment,
+    example_from_dict,
+    iter_jsonl,
+    write_text,
+)
 from .prompts import render_body
 from .score_line import MAX_SCORE, MIN_SCORE
 from .voting import is_correct
@@ -192,7 +200,7 @@ class MetaRM:
         d.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(d)
         self.tokenizer.save_pretrained(d)
-        (d / SETTINGS_FILE).write_text(json.dumps({"max_length": self.max_length, "base": self.path}, indent=2) + "\n")
+        write_text(d / SETTINGS_FILE, json.dumps({"max_length": self.max_length, "base": self.path}, indent=2) + "\n")
 
 
 def evaluate(meta: MetaRM, rows: Sequence[tuple[Example, Judgment, int]]) -> dict[str, Any]:
@@ -281,5 +289,5 @@ def train_meta_rm(
         "steps": int(result.global_step),
         "held_out": evaluate(meta, eval_rows),
     }
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import mean
 
-from .data import Example, JsonlAppender, Message
+from .data import Example, JsonlAppender, Message, write_text
 from .defaults import PROBE_MAX_NEW_TOKENS
 from .format import JudgingFormat, Renderer
 from .judge import ContextOverflow, GenerativeRewardModel, Shown
@@ -232,7 +232,7 @@ def run_probes(grm: GenerativeRewardModel, examples: list[Example], out_dir: str
     summary["examples"] = len(usable) - len(too_large)
     summary["max_new_tokens"] = config.max_new_tokens
     summary["too_large"] = too_large  # examples past the model's context, skipped: `file:line [field]: why`
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     try:
         plot(summary, out / "probes.png")
     except ImportError:  # matplotlib comes with the `eval` extra; the figures above do not need it

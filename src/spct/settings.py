@@ -68,6 +68,28 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def check_values(obj: Any) -> None:
+    """Check a settings dataclass's values as its flags check their text: ValueError naming the field.
+
+    So the Python API refuses what the command line would (`k=-1`, `k=2.5`, `k=True`, `temperature=-1`)
+    instead of judging nothing or something else.
+    """
+    for f in dataclasses.fields(obj):
+        check, value = f.metadata.get("type"), getattr(obj, f.name)
+        if check is None or value is None:
+            continue
+        kind = "a whole number" if "int" in str(f.type) else "a number"
+        try:
+            if not isinstance(value, bool) and isinstance(value, int | float) and check(str(value)) == value:
+                continue
+            problem = f"must be {kind}, got {value!r}"
+        except argparse.ArgumentTypeError as e:
+            problem = str(e)
+        except ValueError:
+            problem = f"must be {kind}, got {value!r}"
+        raise ValueError(f"{f.name} {problem}")
+
+
 # -- dataclass fields <-> flags and environment variables ---------------------------------------
 
 

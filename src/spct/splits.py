@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import InputError, InputIssue, iter_jsonl, write_jsonl
+from .data import InputError, InputIssue, id_text, iter_jsonl, write_jsonl, write_text
 
 
 def content_hash(row: dict[str, Any]) -> str:
@@ -66,14 +66,19 @@ def split_rows(rows: list[dict[str, Any]], heldout: int, validation: int = 0,
 
 
 def read_rows(path: str | Path, id_prefix: str) -> list[dict[str, Any]]:
-    """Every row of a JSONL(.gz) file as a dict with an id (`{id_prefix}{row index}` when it has none)."""
+    """Every row of a JSONL(.gz) file as a dict with a string id (`{id_prefix}{row index}` when it has none;
+    a number becomes a string, as the example reader does)."""
     rows: list[dict[str, Any]] = []
     for index, (lineno, obj) in enumerate(iter_jsonl(path)):
         if isinstance(obj, InputIssue):
             raise InputError(str(obj))
         if not isinstance(obj, dict):
             raise InputError(f"{path}:{lineno}: expected a JSON object")
-        rows.append({"id": obj.get("id", f"{id_prefix}{index}"), **{k: v for k, v in obj.items() if k != "id"}})
+        try:
+            row_id = id_text(obj.get("id", f"{id_prefix}{index}"))
+        except InputError as e:
+            raise InputError(str(InputIssue(str(path), lineno, e.field, str(e)))) from None
+        rows.append({"id": row_id, **{k: v for k, v in obj.items() if k != "id"}})
     return rows
 
 
@@ -84,5 +89,5 @@ def write_split(split: Split, out_dir: str | Path, source: str) -> dict[str, Any
         write_jsonl(out_dir / f"{name}.jsonl", getattr(split, name))
     info = {"source": source, "rule": "sha256 of canonical row JSON without id; smallest hashes held out",
             **split.summary(), "heldout_ids": [r["id"] for r in split.heldout]}
-    (out_dir / "split.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_text(out_dir / "split.json", json.dumps(info, indent=1) + "\n")
     return info

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from ..data import write_text
 from ..eval.report import compare_markdown, compare_plot, compare_rows, load_results
 
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     table = compare_markdown(rows)
     print(table, end="")
     if args.markdown:
-        Path(args.markdown).write_text(table)
+        write_text(args.markdown, table)
     if args.plot:
         compare_plot(rows, args.plot)
     return 0

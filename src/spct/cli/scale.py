@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data import InputError
+from ..data import InputError, write_text
 from ..defaults import SERVE_MAX_NEW_TOKENS
 from ..judge import GenerativeRewardModel
 from ..policies import StopRule
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     results["model"] = args.model
     results["max_new_tokens"] = args.max_new_tokens
     results["meta_rm"] = args.meta_rm
-    (out / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text(out / "scaling.json", json.dumps(results, indent=2) + "\n")
     plot_scaling(results, out / "scaling.png")
     print(format_table(results))
     print(f"wrote {out / 'scaling.json'} and {out / 'scaling.png'}", file=sys.stderr)

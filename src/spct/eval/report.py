@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..data import InputError
+from ..data import InputError, write_text
 
 
 def _pyplot():
@@ -91,8 +91,8 @@ def _bar_plot(path: Path, names: list[str], scores: list[float | None], cis: lis
 def write_report(outdir: str | Path, results: dict[str, Any]) -> list[Path]:
     """results.json, report.md and the plots; returns the files written."""
     outdir = Path(outdir)
-    (outdir / "results.json").write_text(json.dumps(results, indent=2))
-    (outdir / "report.md").write_text(render_markdown(results))
+    write_text(outdir / "results.json", json.dumps(results, indent=2))
+    write_text(outdir / "report.md", render_markdown(results))
     plt = _pyplot()  # after the results are safe on disk
     written = [outdir / "results.json", outdir / "report.md"]
     ks = list(results["by_k"])

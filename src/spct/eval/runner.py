@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from ..backends.base import BackendError
-from ..data import Example, InputError, JsonlAppender
+from ..data import Example, InputError, JsonlAppender, write_text
 from ..jobs import judge_fitting
 from ..voting import labelled_best
 from .baselines import Scored
@@ -54,7 +54,7 @@ def _check_config(outdir: Path, config: dict[str, Any]) -> None:
             raise InputError(f"{outdir} holds a run with other settings ({', '.join(f'{k}={old.get(k)!r}' for k in diff)}); "
                              "use another -o folder")
     outdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2))
+    write_text(path, json.dumps(config, indent=2))
 
 
 def run_eval(bench: Benchmark, examples: list[Example], method: Method, outdir: str | Path, config: dict[str, Any],

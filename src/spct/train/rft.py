@@ -33,7 +33,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..data import Example, InputError, InputIssue, JsonlAppender, Judgment, iter_jsonl
+from ..data import (
+    Example,
+    InputError,
+    InputIssue,
+    JsonlAppender,
+    Judgment,
+    iter_jsonl,
+    write_jsonl,
+    write_text,
+)
 from ..format import JudgingFormat
 from ..jobs import judge_fitting
 from ..judge import GenerativeRewardModel
@@ -276,10 +285,8 @@ def build_dataset(out_dir: str | Path, principles: bool = True, mix: str | Path 
         stats.mixed_rows = len(mixed)
         rows.extend(mixed)
     stats.train_rows = len(rows)
-    with open(out_dir / TRAIN_FILE, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    (out_dir / STATS_FILE).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+    write_jsonl(out_dir / TRAIN_FILE, rows)
+    write_text(out_dir / STATS_FILE, json.dumps(stats.to_dict(), indent=2) + "\n")
     return stats
 
 

@@ -16,12 +16,11 @@ analysis (the RFT rows teach those).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..data import Example, InputError
+from ..data import Example, InputError, write_jsonl
 from ..format import JudgingFormat
 from ..score_line import SCORE_PREFIX
 from ..voting import labelled_best
@@ -89,7 +88,6 @@ def write_verdict_rows(examples: list[Example], out: str | Path, principles: boo
     """Write verdict rows to `out` (JSONL); return counts."""
     rows = list(verdict_rows(examples, principles, max_chars, pointwise))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    write_jsonl(out, rows)  # gzip-compressed under a .gz name
     kept = len({r["id"].split("~verdict")[0] for r in rows})
     return {"examples": len(examples), "kept_examples": kept, "skipped_too_long": len(examples) - kept, "rows": len(rows)}
