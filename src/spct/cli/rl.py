@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from ..settings import from_namespace
 from ..train.rl import GRPO_DEFAULTS, RLSettings, train_rl
 from .common import load_labelled, positive_int
-from .sft import add_spct_args
+from .sft import add_spct_args, print_summary
 from .trl_args import TRLHelpFormatter, add_trl_args, trl_fields
 
 
@@ -47,6 +45,5 @@ def run(args: argparse.Namespace) -> int:
     fields = trl_fields(args, GRPOConfig)
     examples = load_labelled(args)
     s = from_namespace(RLSettings, args)
-    print(json.dumps(train_rl(args.model, examples, args.output, s, principles=args.principles, trl_overrides=fields)),
-          file=sys.stderr)
+    print_summary(train_rl(args.model, examples, args.output, s, principles=args.principles, trl_overrides=fields))
     return 0

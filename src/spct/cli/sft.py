@@ -18,6 +18,14 @@ def add_spct_args(p: argparse.ArgumentParser, settings: type[LoraSettings], name
     add_dataclass_args(g, settings, ("lora", "lora_r", "lora_alpha", *names))
 
 
+def print_summary(metrics: dict) -> None:
+    """A training run's figures on stderr, once: under `accelerate launch` every process has them."""
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(json.dumps(metrics), file=sys.stderr)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sft", help="fine-tune a GRM on `spct rft` output (TRL SFTTrainer)", formatter_class=TRLHelpFormatter,
                        usage="%(prog)s DATA [DATA ...] -o OUTPUT [--model MODEL] [--lora] [...]\n       [any TRL SFTConfig field: --lr X, "
@@ -40,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
 
     fields = trl_fields(args, SFTConfig)
     s = from_namespace(SFTSettings, args)
-    print(json.dumps(train_sft(args.model, args.data, args.output, s, trl_overrides=fields)), file=sys.stderr)
+    print_summary(train_sft(args.model, args.data, args.output, s, trl_overrides=fields))
     return 0

@@ -129,7 +129,7 @@ def train_rl(model: str, examples: list[Example], output_dir: str | Path, settin
     save_model(trainer, tokenizer, output_dir)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     steps = max(1, result.global_step)
-    return {"prompts": len(dataset), "steps": result.global_step, "seconds": round(seconds, 2),
-            "seconds_per_step": round(seconds / steps, 3),
+    return {"prompts": len(dataset), "steps": result.global_step, "processes": trainer.accelerator.num_processes,
+            "seconds": round(seconds, 2), "seconds_per_step": round(seconds / steps, 3),
             "mean_reward_first_log": round(rewards[0], 4) if rewards else float("nan"),
             "mean_reward_last_log": round(rewards[-1], 4) if rewards else float("nan")}

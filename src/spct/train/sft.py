@@ -12,6 +12,7 @@ written to `out/log_history.json` for plots.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,7 +87,21 @@ def trl_config(config_cls: type, values: Mapping[str, Any], output_dir: str | Pa
         values["save_strategy"] = "no"
     if values.get("model_init_kwargs") is None:
         values["model_init_kwargs"] = model_init_kwargs or None
-    return config_cls(**values)
+    config = config_cls(**values)
+    check_launch(config)
+    return config
+
+
+def check_launch(config: Any) -> None:
+    """Refuse a multi-process launch whose processes would not train together.
+
+    Under `accelerate launch` on a machine without a GPU, accelerate joins the processes only when
+    the trainer runs on the CPU; otherwise each trains its own copy and all save into one folder.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    if launched > 1 and config.world_size < launched:
+        raise InputError(f"launched as {launched} processes, but they found no device to train together on "
+                         "(no GPU): add --cpu to train on the CPU over gloo", field="use_cpu")
 
 
 def sft_config(output_dir: str | Path, trl_overrides: Mapping[str, Any] | None = None,
@@ -292,5 +307,6 @@ def train_sft(base_model: str, data: str | Path | list[str | Path], output_dir: 
     seconds = time.perf_counter() - t0
     save_model(trainer, tokenizer, output_dir)
     steps = max(1, result.global_step)
-    return {"rows": len(dataset), "steps": result.global_step, "seconds": round(seconds, 2),
-            "seconds_per_step": round(seconds / steps, 3), "train_loss": round(result.training_loss, 4)}
+    return {"rows": len(dataset), "steps": result.global_step, "processes": trainer.accelerator.num_processes,
+            "seconds": round(seconds, 2), "seconds_per_step": round(seconds / steps, 3),
+            "train_loss": round(result.training_loss, 4)}
