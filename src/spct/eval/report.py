@@ -128,7 +128,59 @@ def load_results(outdir: str | Path) -> dict[str, Any]:
     path = Path(outdir) / "results.json"
     if not path.exists():
         raise FileNotFoundError(f"{outdir}: no results.json (not an `spct eval` output folder, or the run never finished a batch)")
-    return json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_bytes().decode("utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: malformed JSON: {e.msg} at column {e.colno}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    except (ValueError, RecursionError) as e:  # an integer past Python's digit limit, or nesting too deep to read
+        raise InputError(f"{path}: cannot be read as JSON ({type(e).__name__}: {str(e)[:100]})") from None
+    _check_results(path, results)
+    return results
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# What compare reads of results.json: key -> (check, what it must be). A file edited by hand, or from
+# another tool, is refused naming the key, not met with a KeyError where the table is built.
+_RUN_KEYS = {
+    "benchmark": (lambda v: isinstance(v, str), "a string"),
+    "method": (lambda v: isinstance(v, str), "a string"),
+    "model": (lambda v: True, "anything"),  # shown as text, whatever it is
+    "parse_failure_rate": (lambda v: v is None or _is_number(v), "a number or null"),
+    "by_k": (lambda v: isinstance(v, dict), "an object of results per k"),
+}
+_K_KEYS = {
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "metric": (lambda v: isinstance(v, str), "a string"),
+    "overall": (lambda v: v is None or _is_number(v), "a number or null"),
+    "ci": (lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))),
+           "null or a list of two numbers"),
+    "tie_rate": (lambda v: v is None or _is_number(v), "a number or null"),
+}
+
+
+def _check_keys(path: Path, obj: Any, spec: dict[str, tuple[Any, str]], where: str) -> None:
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}{f' [{where}]' if where else ''}: expected a JSON object; not an `spct eval` results.json")
+    for key, (ok, what) in spec.items():
+        name = f"{where}.{key}" if where else key
+        if key not in obj:
+            raise InputError(f"{path} [{name}]: missing; not an `spct eval` results.json", name)
+        if not ok(obj[key]):
+            raise InputError(f"{path} [{name}]: must be {what}, got {json.dumps(obj[key])[:60]}", name)
+
+
+def _check_results(path: Path, results: Any) -> None:
+    """InputError naming the file and key when `results` lacks what `compare` reads or holds it as another type."""
+    _check_keys(path, results, _RUN_KEYS, "")
+    for k, m in results["by_k"].items():
+        if not (k.isascii() and k.isdigit() and len(k) < 10):
+            raise InputError(f"{path} [by_k.{k}]: a key of by_k must be a k (a whole number)", f"by_k.{k}")
+        _check_keys(path, m, _K_KEYS, f"by_k.{k}")
 
 
 def compare_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
