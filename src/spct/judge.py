@@ -38,8 +38,8 @@ from .settings import (
     MAX_K,
     check_values,
     non_negative_float,
-    non_negative_int,
     positive_int,
+    retry_count,
     sample_count,
     setting,
 )
@@ -89,7 +89,7 @@ class JudgeConfig:
     max_new_tokens: int = setting(MAX_NEW_TOKENS, "token budget of one judgment", type=positive_int)
     seed: int = setting(0, "seeds response shuffles and sampling")
     constrain: bool = setting(True, "force a parseable score line where the model does not write one")
-    retries: int = setting(0, "re-sample a failed judgment up to this many times", type=non_negative_int)
+    retries: int = setting(0, "re-sample a failed judgment up to this many times", type=retry_count)
     principles: bool = setting(True, "write principles before the critique")
     k_meta: int | None = setting(None, "with a meta RM: judgments it keeps for the vote (default: k/2)", type=positive_int)
     adaptive: str | None = setting(None, "sample in rounds and stop an example once more samples cannot (exact) or are "

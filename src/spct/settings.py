@@ -21,6 +21,9 @@ T = TypeVar("T")
 
 #: The most judgments per example: k is a sample count that sizes memory, not a free integer.
 MAX_K = 4096
+#: The most re-samples of a failed judgment: an engine that never writes a score line would otherwise be
+#: asked again without end (each retry is a full judgment's tokens).
+MAX_RETRIES = 16
 
 
 def setting(default: Any, help: str, **flag: Any) -> Any:
@@ -48,6 +51,11 @@ def positive_int(text: str) -> int:
 def sample_count(text: str) -> int:
     """--k: judgments per example, 1..MAX_K (each one is held in memory)."""
     return int_within(text, 1, MAX_K)
+
+
+def retry_count(text: str) -> int:
+    """--retries: re-samples of a failed judgment, 0..MAX_RETRIES."""
+    return int_within(text, 0, MAX_RETRIES)
 
 
 def non_negative_int(text: str) -> int:
