@@ -12,6 +12,9 @@ import pytest
 from _cli import rows, run_cli
 
 from spct.backends.fake import FakeBackend
+from spct.data import InputError
+from spct.judge import JudgeConfig
+from spct.settings import MAX_RETRIES, from_env
 
 HUGE = "9" * 5000  # past Python's 4300-digit int-string limit
 PAIR = '{{"id": "{id}", "prompt": "p", "chosen": "a longer answer", "rejected": "short"{extra}}}'
@@ -165,3 +168,77 @@ def test_a_resume_holds_what_it_needs_not_the_output(command, tmp_path):
 def test_scale_refuses_absurd_resample_counts(flag, value, limit, capsys):
     assert run_cli(["scale", "in.jsonl", "-o", "out", "--engine", "fake", flag, value]) == 2
     assert f"argument {flag}: must be in {limit}" in capsys.readouterr().err
+
+
+# -- leftovers: compare on a results.json it cannot read, --retries without a bound --------------------------
+
+
+@pytest.fixture(scope="module")
+def results_json(tmp_path_factory) -> dict:
+    """A real `spct eval` results.json (FakeBackend), to break one key at a time."""
+    out = tmp_path_factory.mktemp("ev")
+    src = examples_file(out, 3)
+    assert run_cli(["eval", "--benchmark", "spct", "--data", str(src), "-o", str(out / "run"), "--engine", "fake",
+                    "--k", "1", "--no-progress"]) == 0
+    return json.loads((out / "run" / "results.json").read_text())
+
+
+def _without(d: dict, key: str) -> dict:
+    return {k: v for k, v in d.items() if k != key}
+
+
+BROKEN_RESULTS = [
+    (lambda r: _without(r, "by_k"), " [by_k]: missing"),
+    (lambda r: {**r, "by_k": [1]}, " [by_k]: must be an object of results per k, got [1]"),
+    (lambda r: {**r, "method": 7}, " [method]: must be a string, got 7"),
+    (lambda r: {**r, "parse_failure_rate": "low"}, ' [parse_failure_rate]: must be a number or null, got "low"'),
+    (lambda r: {**r, "by_k": {"one": r["by_k"]["1"]}}, " [by_k.one]: a key of by_k must be a k"),
+    (lambda r: {**r, "by_k": {"1": _without(r["by_k"]["1"], "overall")}}, " [by_k.1.overall]: missing"),
+    (lambda r: {**r, "by_k": {"1": {**r["by_k"]["1"], "ci": "wide"}}}, ' [by_k.1.ci]: must be null or a list of two numbers'),
+    (lambda r: {**r, "by_k": {"1": {**r["by_k"]["1"], "n": True}}}, " [by_k.1.n]: must be a whole number, got true"),
+    (lambda r: {**r, "by_k": {"1": 0.5}}, " [by_k.1]: expected a JSON object"),
+    (lambda r: [r], ": expected a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("breaks", "words"), BROKEN_RESULTS, ids=[w for _, w in BROKEN_RESULTS])
+def test_compare_names_the_key_of_a_results_json_it_cannot_read(results_json, tmp_path, capsys, breaks, words):
+    (tmp_path / "ev").mkdir()
+    path = tmp_path / "ev" / "results.json"
+    path.write_text(json.dumps(breaks(results_json)))
+    assert run_cli(["compare", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert f"spct compare: error: {path}{words}" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("text", "words"), [("{not json", ":1: malformed JSON: Expecting property name enclosed in double "
+                                                           "quotes at column 2"),
+                                             ('{"by_k": ' + HUGE + "}", ": cannot be read as JSON"),
+                                             ("\xff", ": not valid UTF-8 (byte 0)")])
+def test_compare_names_a_results_json_that_is_not_json(tmp_path, capsys, text, words):
+    (tmp_path / "ev").mkdir()
+    path = tmp_path / "ev" / "results.json"
+    path.write_bytes(text.encode("latin-1"))
+    assert run_cli(["compare", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert f"spct compare: error: {path}{words}" in err and "Traceback" not in err
+
+
+def test_compare_reads_what_eval_wrote(results_json, tmp_path, capsys):
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "results.json").write_text(json.dumps(results_json))
+    assert run_cli(["compare", str(tmp_path / "ev")]) == 0
+    assert "| spct | grm |" in capsys.readouterr().out
+
+
+def test_retries_have_an_upper_bound(tmp_path, capsys):
+    # An engine that never writes a score line was asked again up to 10**20 times per judgment.
+    src = examples_file(tmp_path, 1)
+    assert run_cli(["judge", str(src), "-o", str(tmp_path / "out.jsonl"), "--engine", "fake", "--retries",
+                    "100000000000000000000"]) == 2
+    assert f"argument --retries: must be in 0..{MAX_RETRIES}, got 100000000000000000000" in capsys.readouterr().err
+    with pytest.raises(InputError, match=f"retries must be in 0..{MAX_RETRIES}, got 17"):
+        JudgeConfig(retries=17)
+    with pytest.raises(ValueError, match="SPCT_RETRIES='17'"):
+        from_env(JudgeConfig, environ={"SPCT_RETRIES": "17"})
+    assert JudgeConfig(retries=MAX_RETRIES).retries == 16
