@@ -242,3 +242,30 @@ def test_retries_have_an_upper_bound(tmp_path, capsys):
     with pytest.raises(ValueError, match="SPCT_RETRIES='17'"):
         from_env(JudgeConfig, environ={"SPCT_RETRIES": "17"})
     assert JudgeConfig(retries=MAX_RETRIES).retries == 16
+
+
+# -- leftovers: a folder output that is a file or a device ---------------------------------------------------
+
+FOLDER_COMMANDS = {
+    "eval": ["eval", "--benchmark", "spct", "--data", "{src}", "-o", "{out}", "--engine", "fake", "--no-progress"],
+    "rft": ["rft", "{src}", "-o", "{out}", "--engine", "fake", "--no-progress"],
+    "scale": ["scale", "{src}", "-o", "{out}", "--engine", "fake", "--k", "1", "--no-progress"],
+    "probe": ["probe", "--data", "{src}", "-o", "{out}", "--engine", "fake"],
+    "data split": ["data", "split", "{src}", "-o", "{out}", "--heldout", "1"],
+}
+
+
+@pytest.mark.parametrize("command", FOLDER_COMMANDS)
+def test_a_folder_output_that_is_a_file_or_a_device_says_a_folder_is_wanted(command, tmp_path, capsys):
+    src = examples_file(tmp_path, 2)
+    (tmp_path / "file").write_text("notes\n")
+    for out, where in (("/dev/zero", ""), (str(tmp_path / "file"), ""),
+                       (str(tmp_path / "file" / "run"), f" ({tmp_path / 'file'} is not a folder)")):
+        argv = [a.format(src=src, out=out) for a in FOLDER_COMMANDS[command]]
+        assert run_cli(argv) == 2
+        err = capsys.readouterr().err
+        assert f"error: {out}: the output must be a folder, or a path where one can be created{where}\n" in err, err
+        assert "Errno" not in err
+    assert (tmp_path / "file").read_text() == "notes\n"
+    argv = [a.format(src=src, out=tmp_path / "new" / "run") for a in FOLDER_COMMANDS[command]]
+    assert run_cli(argv) == 0 and (tmp_path / "new" / "run").is_dir()  # a path where one can be made still is

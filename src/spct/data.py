@@ -561,6 +561,22 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return real
 
 
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """`path` as an output folder: one that exists, or a path where one can be made; InputError otherwise.
+
+    A file or a device there (`-o /dev/zero`), or a file on the way to it, would fail later with the
+    system's "File exists" or "Not a directory", which does not say that a folder was wanted.
+    """
+    p = Path(path)
+    for part in (p, *p.parents):
+        if part.exists():
+            if not part.is_dir():
+                on_the_way = "" if part == p else f" ({part} is not a folder)"
+                raise InputError(f"{path}: the output must be a folder, or a path where one can be created{on_the_way}")
+            break
+    return p
+
+
 class OutputLocked(InputError):
     """Another process (or another appender here) holds the output file's lock."""
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections import Counter
 
-from ..data import InputError, JsonlAppender
+from ..data import InputError, JsonlAppender, check_output_dir
 from ..splits import read_rows, split_rows, write_split
 from ..verifiable import SOURCES, build
 from .common import positive_int
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_split(args: argparse.Namespace) -> int:
+    check_output_dir(args.output)
     if args.heldout < 0 or args.validation < 0:
         raise InputError("--heldout and --validation must be >= 0")
     pinned = {r["id"] for r in read_rows(args.pin, "")} if args.pin else set()

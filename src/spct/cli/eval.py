@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from ..data import Example, InputError
+from ..data import Example, InputError, check_output_dir
 from ..eval.baselines import METHODS, GRMMethod, ScalarMethod, TokenProbMethod, VerdictMethod
 from ..eval.benchmarks import BENCHMARKS, LoadOptions, get_benchmark, load_benchmark
 from ..eval.runner import run_eval
@@ -70,6 +70,7 @@ def build_method(args: argparse.Namespace, judgments: int | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.output)
     bench = get_benchmark(args.benchmark)
     examples, issues = load_benchmark(args.benchmark, args.data, split=args.split, limit=args.limit,
                                       options=LoadOptions(args.max_responses, args.seed))

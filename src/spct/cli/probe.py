@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data import InputError, load_examples
+from ..data import InputError, check_output_dir, load_examples
 from ..defaults import PROBE_MAX_NEW_TOKENS
 from ..judge import JudgeConfig
 from ..probes import ATTACKS, PROMPTS, ProbeConfig, conditions_for, run_probes
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.output)
     prompts = tuple(x.strip() for x in args.prompts.split(",") if x.strip())
     unknown = [x for x in prompts if x not in PROMPTS]
     if unknown or not prompts:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..data import InputError, load_examples
+from ..data import InputError, check_output_dir, load_examples
 from ..train.rft import RFTConfig, run_rft
 from . import flag_words
 from .common import add_judge_args, add_model_args, build_grm, positive_int, report_issues
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.output)
     examples, issues = load_examples(args.input, args.split)
     report_issues(issues)
     examples = examples[: args.limit] if args.limit is not None else examples

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data import InputError, write_text
+from ..data import InputError, check_output_dir, write_text
 from ..defaults import SERVE_MAX_NEW_TOKENS
 from ..judge import GenerativeRewardModel
 from ..policies import StopRule
@@ -77,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.output)
     examples = load_labelled(args)
     if args.meta_rm and not Path(args.meta_rm).is_dir():
         raise InputError(f"--meta-rm {args.meta_rm}: not a folder (train one with `spct train-meta`)")
