@@ -5,6 +5,7 @@ scale's resample counts. All on FakeBackend, no model."""
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from _cli import rows, run_cli
 
 from spct.backends.fake import FakeBackend
-from spct.data import InputError
+from spct.data import InputError, JsonlAppender
 from spct.judge import JudgeConfig
 from spct.settings import MAX_RETRIES, from_env
 
@@ -269,3 +270,32 @@ def test_a_folder_output_that_is_a_file_or_a_device_says_a_folder_is_wanted(comm
     assert (tmp_path / "file").read_text() == "notes\n"
     argv = [a.format(src=src, out=tmp_path / "new" / "run") for a in FOLDER_COMMANDS[command]]
     assert run_cli(argv) == 0 and (tmp_path / "new" / "run").is_dir()  # a path where one can be made still is
+
+
+# -- leftovers: a lone surrogate in an existing output ------------------------------------------------------
+
+
+def test_a_lone_surrogate_in_an_existing_output_is_named_by_line(tmp_path):
+    # spct never writes one (it is not UTF-8): the row was made by hand, and kept it would crash a later write.
+    out = tmp_path / "out.jsonl"
+    for line, field in (('{"id": "a\\ud83d"}', "id"), ('{"id": "b", "judgment": {"text": ["x", "\\udc00"]}}', "judgment.text[1]"),
+                        ('{"id": "b", "\\ud83d": 1}', None)):
+        out.write_text(json.dumps({"id": "ok"}) + "\n" + line + "\n")
+        where = f"{out}:2" + (f" [{field}]" if field else "")
+        with pytest.raises(InputError, match=re.escape(where) + r": .*lone surrogate .*not a spct output"):
+            JsonlAppender(out)
+    out.write_text(json.dumps({"id": "a\U0001f600", "t": "\\ud83d as text"}) + "\n")  # a whole pair, an escaped backslash
+    with JsonlAppender(out) as app:
+        assert set(app.done) == {"a\U0001f600"}
+
+
+def test_eval_does_not_resume_onto_a_row_with_a_lone_surrogate(tmp_path, capsys):
+    src, out = examples_file(tmp_path, 2), tmp_path / "ev"
+    argv = ["eval", "--benchmark", "spct", "--data", str(src), "-o", str(out), "--engine", "fake", "--no-progress"]
+    assert run_cli(argv) == 0
+    samples = out / "samples.jsonl"
+    first, second = samples.read_text().splitlines()
+    samples.write_text(first + "\n" + second.replace('"subset": "all"', '"subset": "all\\ud83d"') + "\n")
+    assert run_cli(argv) == 2  # the row's subset reached report.md and crashed its write
+    err = capsys.readouterr().err
+    assert f"{samples}:2 [subset]: lone surrogate \\ud83d" in err and "Traceback" not in err

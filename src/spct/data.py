@@ -426,18 +426,19 @@ def poison_issue(path: str, line: int, value: Any, surrogates: bool = True) -> I
     return InputIssue(path, line, where or None, message)
 
 
-def _poison(obj: Any, surrogates: bool = True) -> tuple[str, str] | None:
+def _poison(obj: Any, surrogates: bool = True, numbers: bool = True) -> tuple[str, str] | None:
     """(field path, why) of the first value inside a parsed JSON value that no field can take, else None.
 
     Python's json reads what strict JSON has not and spct cannot use: NaN, Infinity and overflowing
     numbers such as 1e400, integers past its digit limit (`_HugeInt`, from `load_json`) and, when
     `surrogates`, \\ud83d escapes (lone surrogates, which cannot be written back as UTF-8) in a
     string or key. A row holding one is refused where it is read, naming where the value sits.
+    `numbers=False` looks for lone surrogates only.
     """
     stack: list[tuple[str, Any]] = [("", obj)]  # iterative: a deeply nested line must not overflow the stack
     while stack:
         where, value = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
+        if numbers and isinstance(value, float) and not math.isfinite(value):
             return where, f"not a finite number ({json.dumps(value)})"
         if isinstance(value, _HugeInt):
             return where, (f"an integer of {value.digits} digits is longer than Python reads "
@@ -626,9 +627,10 @@ class JsonlAppender:
             self.close()
             raise
 
-    def _not_ours(self, lineno: int, why: str) -> InputError:
-        return InputError(f"{self.path}:{lineno}: {why}; this is not a spct output (or it was edited), so spct will "
-                          "not append to it or cut it: choose another output file, or fix or remove the line")
+    def _not_ours(self, lineno: int, why: str, field: str | None = None) -> InputError:
+        where = f"{self.path}:{lineno}" + (f" [{field}]" if field else "")
+        return InputError(f"{where}: {why}; this is not a spct output (or it was edited), so spct will "
+                          "not append to it or cut it: choose another output file, or fix or remove the line", field)
 
     def _recover(self) -> None:
         """Read the finished rows back one line at a time (never the whole file at once)."""
@@ -655,6 +657,10 @@ class JsonlAppender:
                                          "not a JSON line (the rows after it are finished work)")
                 if not isinstance(row, dict) or self.key not in row:
                     raise self._not_ours(lineno, f"not a JSON object with {self.key!r}")
+                # spct cannot write a lone surrogate (it is not UTF-8), so such a row was made by hand; kept,
+                # it would crash the first write that copies it (a \ud83d escape is the only way in).
+                if b"\\u" in raw and (bad := _poison(row, numbers=False)):
+                    raise self._not_ours(lineno, bad[1], bad[0] or None)
                 self.done[str(row[self.key])] = row if self.fields is None else {f: row[f] for f in self.fields if f in row}
             good_end += len(raw)
             ends_with_newline = raw.endswith(b"\n")
