@@ -13,7 +13,7 @@ import pytest
 from _cli import rows, run_cli
 
 from spct.backends.fake import FakeBackend
-from spct.data import InputError, JsonlAppender
+from spct.data import Example, InputError, JsonlAppender, read_examples
 from spct.judge import JudgeConfig
 from spct.settings import MAX_RETRIES, from_env
 
@@ -299,3 +299,14 @@ def test_eval_does_not_resume_onto_a_row_with_a_lone_surrogate(tmp_path, capsys)
     assert run_cli(argv) == 2  # the row's subset reached report.md and crashed its write
     err = capsys.readouterr().err
     assert f"{samples}:2 [subset]: lone surrogate \\ud83d" in err and "Traceback" not in err
+
+
+def test_a_domain_with_a_lone_surrogate_is_refused_by_the_python_api_as_by_the_reader(tmp_path):
+    with pytest.raises(InputError, match=r"lone surrogate \\ud83d") as e:
+        Example("e", "q", ["a", "b"], domain="math\ud83d")
+    assert e.value.field == "domain"
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "e", "query": "q", "responses": ["a", "b"], "domain": "math\\ud83d"}\n')
+    [issue] = read_examples(src)[1]
+    assert (issue.field, issue.message) == ("domain", str(e.value))
+    assert Example("e", "q", ["a", "b"], domain="math \U0001f600").domain == "math \U0001f600"  # a whole pair is fine

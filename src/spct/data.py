@@ -248,8 +248,10 @@ def _check_example(ex: Example) -> None:
                 raise InputError(f"a rating {_int_text(x)} is too large to use", f"ratings[{i}]")
             if not math.isfinite(x):  # NaN or Infinity would poison voting and the accuracy rule
                 raise InputError(f"not a finite number ({json.dumps(x)})", f"ratings[{i}]")
-    if ex.domain is not None and not isinstance(ex.domain, str):
-        raise InputError(f"'domain' must be a string, got {_json_type(ex.domain)}", "domain")
+    if ex.domain is not None:
+        if not isinstance(ex.domain, str):
+            raise InputError(f"'domain' must be a string, got {_json_type(ex.domain)}", "domain")
+        _check_text(ex.domain, "domain")  # it is written out as the row's subset
 
 
 def _as_text(value: Any, fieldname: str) -> Any:
