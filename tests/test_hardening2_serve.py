@@ -7,6 +7,7 @@ All run on FakeBackend against a real uvicorn or a TestClient; groups close by s
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from _server import running_server
 from spct.backends.fake import FakeBackend
 from spct.integrations.client import RewardClient, RewardError
 from spct.judge import GenerativeRewardModel
-from spct.serve import ServerConfig, create_app
+from spct.serve import ServerConfig, create_app, create_chat_app
 
 JUDGE_BODY = {"examples": [{"query": "q", "responses": ["a"]}]}
 
@@ -143,3 +144,42 @@ def test_the_rest_of_a_group_with_a_failing_rollout_is_judged_in_groups_not_alon
     sizes = sorted(r.json()["extra_logs"]["group_size"][0] for i, r in enumerate(replies) if i != 3)
     assert sizes == [1, 2, 2, 4, 4, 4, 4]
     assert len(fake.calls) == 7  # the group, then two halves at each of three levels (was 1 + 8)
+
+
+# -- leftovers: booleans given for numbers ------------------------------------------------------------------
+
+EXAMPLE = {"query": "q", "responses": ["a", "b"]}
+BOOLEANS = [
+    ("/v1/judge", {"examples": [EXAMPLE], "k": True}, "k"),
+    ("/v1/judge", {"examples": [{**EXAMPLE, "best": [True]}]}, "examples[0].best[0]"),
+    ("/v1/judge", {"examples": [{**EXAMPLE, "ratings": [True, 2]}]}, "examples[0].ratings[0]"),
+    ("/v1/rollout", {"query": "q", "response": "a", "k": True}, "k"),
+    ("/v1/rollout", {"query": "q", "response": "a", "group_size": True}, "group_size"),
+    ("/get_reward", {"query": ["p a"], "prompts": ["p"], "group_size": True}, "group_size"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), BOOLEANS, ids=[f"{p} {f}" for p, _, f in BOOLEANS])
+def test_a_boolean_for_a_number_is_a_422_not_a_1(path, body, field):
+    from fastapi.testclient import TestClient
+
+    fake = FakeBackend()
+    client = TestClient(create_app(GenerativeRewardModel(fake), ServerConfig(group_window_s=0.01)))
+    r = client.post(path, json=body)
+    assert r.status_code == 422 and f"{field}: must be a number, not a boolean" in r.json()["error"], r.text
+    assert fake.calls == []
+    numbers = json.loads(json.dumps(body).replace("true", "1"))
+    assert client.post(path, json=numbers).status_code == 200  # the same request with a number is judged
+
+
+@pytest.mark.parametrize("field", ["n", "max_tokens", "max_completion_tokens", "seed", "temperature"])
+def test_the_chat_server_refuses_a_boolean_for_a_number(field):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_chat_app(FakeBackend(), "fake"))
+    body = {"messages": [{"role": "user", "content": "hi"}], field: True}
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 422 and "must be a number, not a boolean" in r.text, r.text
+    assert client.post("/v1/chat/completions", json={**body, field: 1}).status_code == 200
+    constraint = {"count": True, "lo": 1, "hi": 10}
+    assert client.post("/v1/chat/completions", json={**body, field: 1, "spct_score_constraint": constraint}).status_code == 422

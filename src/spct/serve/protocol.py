@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ..defaults import CHAT_API_TEMPERATURE
 from ..rollouts import (
@@ -26,6 +26,16 @@ from ..score_line import MAX_SCORE, MIN_SCORE, SCORE_PREFIX
 Text = Annotated[str, Field(max_length=MAX_CHARS)]
 
 
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic reads true as 1: `"k": true` would judge once, silently
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -39,8 +49,8 @@ class ExampleIn(_Strict):
     id: Text | None = None
     query: Text | Annotated[list[Message], Field(min_length=1, max_length=MAX_RESPONSES)]
     responses: Annotated[list[Text], Field(min_length=1, max_length=MAX_RESPONSES)]
-    best: list[int] | None = None
-    ratings: list[Annotated[float, Field(allow_inf_nan=False)]] | None = None  # NaN would poison the accuracy rule
+    best: list[Int] | None = None
+    ratings: list[Annotated[Number, Field(allow_inf_nan=False)]] | None = None  # NaN would poison the accuracy rule
     domain: Text | None = None
 
     @model_validator(mode="after")
@@ -56,7 +66,7 @@ class ExampleIn(_Strict):
 
 class JudgeRequest(_Strict):
     examples: Annotated[list[ExampleIn], Field(min_length=1, max_length=MAX_ITEMS)]
-    k: Annotated[int, Field(ge=1)] | None = None  # judgments per example (server default when omitted)
+    k: Annotated[Int, Field(ge=1)] | None = None  # judgments per example (server default when omitted)
     include_judgments: bool = False
 
 
@@ -94,8 +104,8 @@ class RolloutRequest(_Strict):
     key: Text | None = None  # the group's id (verl's GRPO uid); default: the query
     query: Text | Annotated[list[Message], Field(min_length=1, max_length=MAX_RESPONSES)]
     response: Text
-    group_size: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] | None = None  # G: judged as soon as the group holds it
-    k: Annotated[int, Field(ge=1)] | None = None
+    group_size: Annotated[Int, Field(ge=1, le=MAX_GROUP_SIZE)] | None = None  # G: judged as soon as the group holds it
+    k: Annotated[Int, Field(ge=1)] | None = None
 
 
 class RolloutResponse(BaseModel):
@@ -118,7 +128,7 @@ class GetRewardRequest(BaseModel):
     prompts: Annotated[list[Text], Field(max_length=MAX_ITEMS)]
     labels: list[Any] | None = None  # validated for count; a GRM needs no reference answer
     # spct's own: G, the responses sampled per prompt, so a group is judged as soon as it is whole.
-    group_size: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] | None = None
+    group_size: Annotated[Int, Field(ge=1, le=MAX_GROUP_SIZE)] | None = None
 
     @model_validator(mode="after")
     def _counts_match(self) -> GetRewardRequest:
@@ -149,18 +159,18 @@ class ChatMessage(BaseModel):
 class ScoreConstraintBody(BaseModel):
     """spct's extension: force the judgment's score line (the OpenAI backend's `guided="spct"`)."""
 
-    count: int
+    count: Int
     prefix: str = SCORE_PREFIX
-    lo: int = MIN_SCORE
-    hi: int = MAX_SCORE
+    lo: Int = MIN_SCORE
+    hi: Int = MAX_SCORE
 
 
 class ChatRequest(BaseModel):
     model: str | None = None
     messages: list[ChatMessage]
-    n: Annotated[int, Field(ge=1)] = 1
-    temperature: float = CHAT_API_TEMPERATURE
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None  # OpenAI's newer name for max_tokens; wins over it
-    seed: int | None = None
+    n: Annotated[Int, Field(ge=1)] = 1
+    temperature: Number = CHAT_API_TEMPERATURE
+    max_tokens: Int | None = None
+    max_completion_tokens: Int | None = None  # OpenAI's newer name for max_tokens; wins over it
+    seed: Int | None = None
     spct_score_constraint: ScoreConstraintBody | None = None
