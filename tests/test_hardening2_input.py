@@ -310,3 +310,33 @@ def test_a_domain_with_a_lone_surrogate_is_refused_by_the_python_api_as_by_the_r
     [issue] = read_examples(src)[1]
     assert (issue.field, issue.message) == ("domain", str(e.value))
     assert Example("e", "q", ["a", "b"], domain="math \U0001f600").domain == "math \U0001f600"  # a whole pair is fine
+
+
+# -- leftovers: SFT rows whose completions --max-length cuts away ---------------------------------------------
+
+
+def test_sft_refuses_before_training_when_max_length_cuts_every_completion(tmp_path, capsys):
+    # TRL drops the rows left without a completion token; with none left its trainer stopped on `num_samples=0`.
+    from _tiny import tiny_model_dir
+
+    model = tiny_model_dir(tmp_path / "model")
+    data = tmp_path / "rows.jsonl"
+    row = {"prompt": [{"role": "user", "content": "a long question " * 20}],
+           "completion": [{"role": "assistant", "content": "an answer"}]}
+    data.write_text((json.dumps(row) + "\n") * 2)
+    argv = ["sft", str(data), "-o", str(tmp_path / "out"), "--model", str(model), "--cpu", "--max-steps", "1",
+            "--batch-size", "1", "--gradient-accumulation-steps", "1", "--max-length"]
+    assert run_cli([*argv, "16"]) == 2
+    err = capsys.readouterr().err
+    assert ("spct sft: error: max_length=16 cuts away the completion of all 2 training row(s) (their prompts alone fill "
+            "it), so there is nothing to train on: raise --max-length") in err and "Traceback" not in err
+    assert not list((tmp_path / "out").glob("*.safetensors"))
+
+
+def test_sft_rows_left_after_truncation():
+    from spct.train.sft import check_rows_left
+
+    check_rows_left(5, 1, 16)  # some rows keep a completion: they are trained on
+    with pytest.raises(InputError, match="max_length=16 cuts away the completion of all 5") as e:
+        check_rows_left(5, 0, 16)
+    assert e.value.field == "max_length"

@@ -137,6 +137,17 @@ def load_train_rows(data: str | Path | list[str | Path], seed: int = 0):
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts).shuffle(seed=seed)
 
 
+def check_rows_left(rows: int, kept: int, max_length: int | None) -> None:
+    """Refuse to train when truncation left no row a completion token.
+
+    TRL cuts each row to max_length and drops those left with no loss (a prompt alone fills it);
+    when that is every row, its trainer would stop with a bare `num_samples=0` error.
+    """
+    if rows and not kept:
+        raise InputError(f"max_length={max_length} cuts away the completion of all {rows} training row(s) (their prompts "
+                         "alone fill it), so there is nothing to train on: raise --max-length", field="max_length")
+
+
 def resolve_policy(model: str) -> tuple[str, dict[str, Any], Any]:
     """Model spec -> (path, from_pretrained kwargs, tokenizer).
 
@@ -302,6 +313,7 @@ def train_sft(base_model: str, data: str | Path | list[str | Path], output_dir: 
                      if s.lora else None),
         verdict_weight=s.verdict_weight,
     )
+    check_rows_left(len(dataset), len(trainer.train_dataset), trainer.args.max_length)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
     seconds = time.perf_counter() - t0
