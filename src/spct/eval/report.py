@@ -146,12 +146,12 @@ def _is_number(value: Any) -> bool:
 
 # What compare reads of results.json: key -> (check, what it must be). A file edited by hand, or from
 # another tool, is refused naming the key, not met with a KeyError where the table is built.
-_RUN_KEYS = {
+_BY_K = {"by_k": (lambda v: isinstance(v, dict), "an object of results per k")}
+_RUN_KEYS = {  # read for each k's row of the table
     "benchmark": (lambda v: isinstance(v, str), "a string"),
     "method": (lambda v: isinstance(v, str), "a string"),
     "model": (lambda v: True, "anything"),  # shown as text, whatever it is
     "parse_failure_rate": (lambda v: v is None or _is_number(v), "a number or null"),
-    "by_k": (lambda v: isinstance(v, dict), "an object of results per k"),
 }
 _K_KEYS = {
     "n": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
@@ -176,7 +176,9 @@ def _check_keys(path: Path, obj: Any, spec: dict[str, tuple[Any, str]], where: s
 
 def _check_results(path: Path, results: Any) -> None:
     """InputError naming the file and key when `results` lacks what `compare` reads or holds it as another type."""
-    _check_keys(path, results, _RUN_KEYS, "")
+    _check_keys(path, results, _BY_K, "")
+    if results["by_k"]:
+        _check_keys(path, results, _RUN_KEYS, "")
     for k, m in results["by_k"].items():
         if not (k.isascii() and k.isdigit() and len(k) < 10):
             raise InputError(f"{path} [by_k.{k}]: a key of by_k must be a k (a whole number)", f"by_k.{k}")
