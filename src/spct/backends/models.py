@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -114,6 +115,33 @@ def _merge_embedded_adapter(name: str) -> Path:
     log.info("Merging the %s adapter into %s in %s (once)", name, base_name, target)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), src).merge_and_unload()
     return _save_atomically(model, AutoTokenizer.from_pretrained(base), target)
+
+
+JUDGING_FILE = "spct_judging.json"
+RECOMMENDABLE = ("policy", "readout")
+
+
+def recommended_judging(spec: str) -> dict[str, str]:
+    """The judging settings a model was trained to be read with: its folder's `spct_judging.json`.
+
+    A judge trained on its expected score of one response at a time (`spct train-verdict`) is
+    read pointwise; under another policy its verdict is not what was trained. Only `policy` and
+    `readout` are taken; a model without the file (any hub model) recommends nothing.
+    """
+    if spec in EMBEDDED_ADAPTERS:
+        folder = adapter_dir(spec)
+    elif Path(spec).expanduser().is_dir():
+        folder = Path(spec).expanduser()
+    else:
+        return {}
+    path = folder / JUDGING_FILE
+    if not path.is_file():
+        return {}
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelNotFound(f"{path}: not readable as JSON ({e})") from e
+    return {k: str(v) for k, v in found.items() if k in RECOMMENDABLE} if isinstance(found, dict) else {}
 
 
 def resolve_model(spec: str) -> tuple[str, str | None]:

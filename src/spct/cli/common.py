@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..backends import Backend, EngineConfig, load_backend
+from ..backends.models import JUDGING_FILE, RECOMMENDABLE, recommended_judging
 from ..data import Example, InputError, InputIssue, load_examples
 from ..judge import GenerativeRewardModel, JudgeConfig
 from ..policies import MetaScorer
@@ -67,8 +68,11 @@ def add_judge_args(p: argparse.ArgumentParser, k: int | None = 1, max_new_tokens
     preset replaces the full budget (defaults)."""
     names = ("k",) * (k is not None) + ("temperature", "max_new_tokens", "seed", "constrain", "retries", "principles",
                                          "policy", "readout")
-    defaults = {"k": k, "max_new_tokens": max_new_tokens or JudgeConfig.max_new_tokens}
-    add_dataclass_args(p.add_argument_group("judging"), JudgeConfig, names, defaults=defaults)
+    # policy/readout: None until judge_config knows the model, which may recommend its own.
+    defaults = {"k": k, "max_new_tokens": max_new_tokens or JudgeConfig.max_new_tokens, "policy": None, "readout": None}
+    helps = {name: f"{JudgeConfig.__dataclass_fields__[name].metadata['help']} (default: what the model's "
+                   f"{JUDGING_FILE} recommends, else {getattr(JudgeConfig, name)})" for name in RECOMMENDABLE}
+    add_dataclass_args(p.add_argument_group("judging"), JudgeConfig, names, defaults=defaults, helps=helps)
 
 
 def add_adaptive_args(p: argparse.ArgumentParser) -> None:
@@ -89,7 +93,19 @@ def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
     k_meta = getattr(args, "k_meta", None)
     if k_meta is not None and not (getattr(args, "meta_rm", None) and 1 <= k_meta <= k):
         raise InputError("--k-meta needs --meta-rm and a value in 1..k")
-    return from_namespace(JudgeConfig, args, k=k)
+    chosen = {name: getattr(args, name, None) for name in RECOMMENDABLE}
+    missing = [name for name, value in chosen.items() if value is None]
+    if getattr(args, "adaptive", None) and "policy" in missing:  # adaptive voting is a voting policy
+        chosen["policy"] = "voting"
+        missing.remove("policy")
+    recommended = recommended_judging(args.model) if missing and getattr(args, "model", None) else {}
+    taken = {name: recommended[name] for name in missing if name in recommended}
+    if taken:
+        print(f"spct: judging {args.model} as it was trained to be read: "
+              + ", ".join(f"--{name} {value}" for name, value in taken.items()) + f" (from its {JUDGING_FILE}; "
+              "a flag overrides it)", file=sys.stderr)
+    fill = {name: taken.get(name, getattr(JudgeConfig, name)) for name in missing}
+    return from_namespace(JudgeConfig, args, k=k, **{**fill, **{n: v for n, v in chosen.items() if v is not None}})
 
 
 def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:

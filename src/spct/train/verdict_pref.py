@@ -34,6 +34,7 @@ MIDDLE = 5.0
 # 4.8 to 2.3 in 15 steps, towards the end of the scale where the digit softmax saturates and the
 # gradient fades. A small penalty on the mean score's distance from the middle holds them there.
 CENTRE_WEIGHT = 0.01
+READ_AS = {"policy": "pointwise", "readout": "expected"}  # the trained quantity: one response, expected score
 
 
 @dataclass
@@ -164,7 +165,7 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from ..backends.models import resolve_model
+    from ..backends.models import JUDGING_FILE, resolve_model
 
     base, gguf = resolve_model(config.model)
     load = {"gguf_file": gguf} if gguf else {}
@@ -204,6 +205,8 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     result = trainer.train(resume_from_checkpoint=last)
     lm.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
+    # Read it as it was trained (`spct judge --model OUT_DIR` takes these unless flags say otherwise).
+    (Path(out_dir) / JUDGING_FILE).write_text(json.dumps(READ_AS, indent=2) + "\n")
     summary = {"pairs": len(rows), "skipped_too_long": skipped, "trainable_params": trainable,
                "steps": result.global_step, "train_loss": round(result.training_loss, 4), **asdict(config)}
     if config.adapter_rank:
