@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--gen-batch-size", type=int, default=48)
     p.add_argument("--engine", default="transformers", choices=("transformers", "vllm"))
+    p.add_argument("--enforce-eager", action="store_true", help="vLLM: skip compilation (start-up 62 s instead of 128-163 s here)")
     p.add_argument("--batch-size", type=int, default=64, help="examples per judge call")
     p.add_argument("--no-constrain", dest="constrain", action="store_false",
                    help="no forced score line: accuracy counts the model's own lines only")
@@ -108,7 +109,7 @@ def main() -> None:
     config = JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens, constrain=args.constrain, policy=args.policy,
                          readout=args.readout)
     if args.revote is None:
-        engine = EngineConfig(args.model, args.engine, gen_batch_size=args.gen_batch_size)
+        engine = EngineConfig(args.model, args.engine, gen_batch_size=args.gen_batch_size, enforce_eager=args.enforce_eager)
         grm = GenerativeRewardModel(load_backend(engine), config, meta)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     for i, (data, name) in enumerate(zip(args.data, args.name, strict=True)):

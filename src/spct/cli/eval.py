@@ -10,6 +10,7 @@ from ..data import Example, InputError, check_output_dir
 from ..eval.baselines import METHODS, GRMMethod, ScalarMethod, TokenProbMethod, VerdictMethod
 from ..eval.benchmarks import BENCHMARKS, LoadOptions, get_benchmark, load_benchmark
 from ..eval.runner import run_eval
+from ..judge import JudgeConfig
 from . import flag_words
 from .common import (
     add_judge_args,
@@ -80,12 +81,14 @@ def run(args: argparse.Namespace) -> int:
     config = {"benchmark": args.benchmark, "data": args.data, "method": args.method, "model": args.model,
               "ks": sorted(set(args.k)), "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
               "seed": args.seed, "constrain": args.constrain, "max_responses": args.max_responses,
-              "limit": args.limit, "meta_rm": args.meta_rm, "k_meta": args.k_meta, "policy": args.policy,
-              "readout": args.readout}
+              "limit": args.limit, "meta_rm": args.meta_rm, "k_meta": args.k_meta}
     method = build_method(args, job_judgments(args, examples))
-    # The engine that ran, not `auto`: where it is known (the scalar baseline has none).
-    backend = getattr(getattr(method, "grm", None), "backend", None) or getattr(method, "backend", None)
+    # What ran: the engine `auto` chose, the policy and readout the flags or the model chose.
+    grm = getattr(method, "grm", None)
+    backend = getattr(grm, "backend", None) or getattr(method, "backend", None)
     config["engine"] = backend.name if backend is not None else args.engine
+    for name in ("policy", "readout"):
+        config[name] = getattr(grm.config, name) if grm is not None else getattr(args, name) or getattr(JudgeConfig, name)
     results = run_eval(bench, examples, method, args.output, config, batch_size=args.batch_size, progress=args.progress)
     report_issues([flag_words(issue) for issue in results["too_large"]])
     for k, m in results["by_k"].items():
