@@ -140,6 +140,7 @@ def test_the_rest_of_a_group_with_a_failing_rollout_is_judged_in_groups_not_alon
             replies = list(pool.map(post, range(8)))
     assert [r.status_code for r in replies] == [200] * 3 + [500] + [200] * 4, [r.text for r in replies]
     assert "chokes" in replies[3].json()["error"]
+    assert all(r.json()["rewards"] == [6.0] for i, r in enumerate(replies) if i != 3)
     # Halves: the 4 without the failing one together, then 2, then 1 -- each rollout was judged alone before.
     sizes = sorted(r.json()["extra_logs"]["group_size"][0] for i, r in enumerate(replies) if i != 3)
     assert sizes == [1, 2, 2, 4, 4, 4, 4]
