@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Each response of a labelled pair is judged alone; the judge's expected score at "
                                    "`Scores: \\boxed{` (the mean of 1..9 under its digit probabilities) is its reward, "
                                    "and TRL's RewardTrainer trains -log sigmoid(chosen - rejected). The result is a "
-                                   "model folder that still writes principles and analysis; read its verdict with "
-                                   "`--policy pointwise --readout expected`. Checkpoints every --save-steps; rerun the "
+                                   "model folder that still writes principles and analysis, and OUTDIR/spct_judging.json makes "
+                                   "judging commands read it as trained (`--policy pointwise --readout expected`) "
+                                   "unless flags say otherwise. Checkpoints every --save-steps; rerun the "
                                    "same command to resume. See docs/method.md.")
     p.add_argument("data", help="labelled examples: JSONL/.gz ({query, responses, best} or {prompt, chosen, rejected}) "
                                 "or a HF dataset")
