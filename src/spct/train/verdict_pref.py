@@ -48,7 +48,7 @@ class VerdictPrefConfig:
     batch_size: int = setting(8, "pairs per step (twice as many sequences)", type=positive_int)
     grad_accum: int = setting(1, "steps accumulated per optimizer update", type=positive_int)
     max_length: int = setting(448, "tokens of one judged response with its prompt; longer texts are cut "
-                                   "(the response keeps its start, a plain-text query its end)", type=positive_int)
+                                   "(the response keeps its start, the query its end)", type=positive_int)
     train_top_layers: int = setting(15, "decoder blocks that train, counted from the top; the others, the embeddings "
                                         "and the output head stay frozen", type=positive_int)
     save_steps: int = setting(25, "checkpoint every N steps (a rerun resumes from the newest)", type=positive_int)
