@@ -80,7 +80,7 @@ def test_cli_refuses_data_without_labelled_pairs(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"id": "x", "query": "q", "responses": ["a"], "ratings": [5]}) + "\n")
     assert main(["train-verdict", str(data), "-o", str(tmp_path / "out")]) == 2
-    assert "no labelled pairs" in capsys.readouterr().err
+    assert f"{data}: no labelled pairs" in capsys.readouterr().err
 
 
 @pytest.mark.slow

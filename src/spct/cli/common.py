@@ -93,19 +93,19 @@ def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
     k_meta = getattr(args, "k_meta", None)
     if k_meta is not None and not (getattr(args, "meta_rm", None) and 1 <= k_meta <= k):
         raise InputError("--k-meta needs --meta-rm and a value in 1..k")
-    chosen = {name: getattr(args, name, None) for name in RECOMMENDABLE}
-    missing = [name for name, value in chosen.items() if value is None]
-    if getattr(args, "adaptive", None) and "policy" in missing:  # adaptive voting is a voting policy
-        chosen["policy"] = "voting"
-        missing.remove("policy")
-    recommended = recommended_judging(args.model) if missing and getattr(args, "model", None) else {}
-    taken = {name: recommended[name] for name in missing if name in recommended}
-    if taken:
-        print(f"spct: judging {args.model} as it was trained to be read: "
-              + ", ".join(f"--{name} {value}" for name, value in taken.items()) + f" (from its {JUDGING_FILE}; "
-              "a flag overrides it)", file=sys.stderr)
-    fill = {name: taken.get(name, getattr(JudgeConfig, name)) for name in missing}
-    return from_namespace(JudgeConfig, args, k=k, **{**fill, **{n: v for n, v in chosen.items() if v is not None}})
+    values = {name: getattr(args, name, None) for name in RECOMMENDABLE}  # None: no flag given
+    if getattr(args, "adaptive", None) and values["policy"] is None:  # adaptive voting is a voting policy
+        values["policy"] = "voting"
+    if None in values.values() and getattr(args, "model", None):
+        recommended = recommended_judging(args.model)
+        taken = {name: recommended[name] for name, value in values.items() if value is None and name in recommended}
+        if taken:
+            print(f"spct: judging {args.model} as it was trained to be read: "
+                  + ", ".join(f"--{name} {value}" for name, value in taken.items()) + f" (from its {JUDGING_FILE}; "
+                  "a flag overrides it)", file=sys.stderr)
+        values.update(taken)
+    values = {name: getattr(JudgeConfig, name) if value is None else value for name, value in values.items()}
+    return from_namespace(JudgeConfig, args, k=k, **values)
 
 
 def load_meta_scorer(args: argparse.Namespace) -> MetaScorer | None:

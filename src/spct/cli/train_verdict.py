@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from ..data import InputError, load_examples
+from ..data import load_examples
 from ..settings import add_dataclass_args, from_namespace
 from ..train.verdict_pref import VerdictPrefConfig, train_verdict_pref
 from .common import report_issues
+from .sft import print_summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +32,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     examples, issues = load_examples(args.data, args.split)
     report_issues(issues)
-    if not any(ex.best and len(ex.responses) >= 2 for ex in examples):
-        raise InputError(f"{args.data}: no labelled pairs (examples need 'best' and at least two responses)")
-    summary = train_verdict_pref(examples, args.output, from_namespace(VerdictPrefConfig, args), resume=True)
-    print(json.dumps(summary), file=sys.stderr)
+    print_summary(train_verdict_pref(examples, args.output, from_namespace(VerdictPrefConfig, args), resume=True))
     return 0

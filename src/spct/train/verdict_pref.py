@@ -83,7 +83,7 @@ class PromptEncoder:
         text = self.tok.apply_chat_template(self.fmt.messages(ex, [0]), tokenize=False, add_generation_prompt=True)
         return self.tok(text + SCORE_PREFIX, add_special_tokens=False)["input_ids"]
 
-    def _count(self, text: str) -> list[int]:
+    def _tokens(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def __call__(self, ex: Example) -> list[int] | None:
@@ -100,16 +100,16 @@ class PromptEncoder:
     def _cut(self, ex: Example, excess: int) -> tuple[Any, list[str]]:
         """(query, [response]) about `excess` tokens shorter, cut from whichever of the two is longer."""
         q, r = ex.query, ex.responses[0]
-        r_ids = self._count(r)
+        r_ids = self._tokens(r)
         turns = [q] if isinstance(q, str) else [m["content"] for m in q]
-        if sum(len(self._count(t)) for t in turns) <= len(r_ids):
+        if sum(len(self._tokens(t)) for t in turns) <= len(r_ids):
             return q, [self.tok.decode(r_ids[: max(0, len(r_ids) - excess)])]
         if isinstance(q, str):
-            q_ids = self._count(q)
+            q_ids = self._tokens(q)
             return self.tok.decode(q_ids[min(len(q_ids), excess):]), [r]
         if len(q) > 2:  # drop the oldest exchange; the last turn is the one being answered
             return q[2:], [r]
-        last = self._count(q[-1]["content"])
+        last = self._tokens(q[-1]["content"])
         return [*q[:-1], {**q[-1], "content": self.tok.decode(last[min(len(last), excess):])}], [r]
 
 
@@ -167,6 +167,10 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
 
     from ..backends.models import JUDGING_FILE, resolve_model
 
+    pairs = pointwise_pairs(examples)  # before any model loads: data without pairs is refused at once
+    if not pairs:
+        where = examples[0].source.rsplit(":", 1)[0] if examples and examples[0].source else "the data"
+        raise InputError(f"{where}: no labelled pairs to train on (examples need 'best' and at least two responses)")
     base, gguf = resolve_model(config.model)
     load = {"gguf_file": gguf} if gguf else {}
     tok = AutoTokenizer.from_pretrained(base, **load)
@@ -175,9 +179,6 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     digit_ids = tok.convert_tokens_to_ids(DIGITS)
     if any(i is None or i == tok.unk_token_id for i in digit_ids):
         raise InputError(f"{config.model}: the tokenizer has no single token for each digit 1..9")
-    pairs = pointwise_pairs(examples)
-    if not pairs:
-        raise InputError("no labelled pairs to train on (examples need 'best' and at least two responses)")
     encode = PromptEncoder(tok, config.max_length)
     rows, skipped = [], 0
     for chosen, rejected in pairs:
