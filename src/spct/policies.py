@@ -68,6 +68,8 @@ class Policy(Protocol):
 
     def aggregate(self, example: Example, judgments: list[Judgment]) -> Reward: ...
 
+    def draw(self, sample: SampleFn, examples: list[Example], k: int, greedy: bool | None = None) -> list[list[Judgment]]: ...
+
     def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]: ...
 
 
@@ -97,8 +99,12 @@ class Voting:
         self.rate(example, judgments)
         return self.vote(example, judgments)
 
+    def draw(self, sample: SampleFn, examples: list[Example], k: int, greedy: bool | None = None) -> list[list[Judgment]]:
+        """The judgments this policy votes over, per example, for a budget of k (`greedy`: the sampler's default)."""
+        return sample(examples, k, greedy=greedy)
+
     def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
-        drawn = sample(examples, k)
+        drawn = self.draw(sample, examples, k)
         return [self.aggregate(ex, js) for ex, js in zip(examples, drawn, strict=True)]
 
 
@@ -110,10 +116,8 @@ class BothOrders(Voting):
     any judge is 0.5 by construction and a positional preference cancels in the vote.
     """
 
-    def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
-        k = max(2, k + k % 2)
-        drawn = sample(examples, k, orders="both")
-        return [self.aggregate(ex, js) for ex, js in zip(examples, drawn, strict=True)]
+    def draw(self, sample: SampleFn, examples: list[Example], k: int, greedy: bool | None = None) -> list[list[Judgment]]:
+        return sample(examples, max(2, k + k % 2), greedy=greedy, orders="both")
 
 
 class Pointwise(Voting):
@@ -124,10 +128,10 @@ class Pointwise(Voting):
     The Reward's judgments are the single-response ones, each with `id` "EXAMPLE/INDEX".
     """
 
-    def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
+    def draw(self, sample: SampleFn, examples: list[Example], k: int, greedy: bool | None = None) -> list[list[Judgment]]:
         singles = [single(ex, i) for ex in examples for i in range(len(ex.responses))]
-        drawn = iter(sample(singles, k))
-        return [self.aggregate(ex, [j for _ in ex.responses for j in next(drawn)]) for ex in examples]
+        drawn = iter(sample(singles, k, greedy=greedy))
+        return [[j for _ in ex.responses for j in next(drawn)] for ex in examples]
 
     @staticmethod
     def per_response(example: Example, judgments: list[Judgment]) -> list[list[Judgment]]:
@@ -155,7 +159,7 @@ class Pointwise(Voting):
         top = sorted(rewards, reverse=True)
         margin = round(top[0] - top[1], 4)
         return Reward(example.id, rewards, len(judgments), sum(v.used for v in votes), failed, strict_best(rewards), correct,
-                      judgments, margin, margin / (MAX_SCORE - MIN_SCORE))
+                      judgments, margin, margin / (MAX_SCORE - MIN_SCORE), aggregate="mean")
 
 
 def single(example: Example, i: int) -> Example:
@@ -166,8 +170,8 @@ def single(example: Example, i: int) -> Example:
 class Greedy(Voting):
     """One greedy judgment per example, whatever k is asked for."""
 
-    def judge(self, sample: SampleFn, examples: list[Example], k: int) -> list[Reward]:
-        return super().judge(sample, examples, 1)
+    def draw(self, sample: SampleFn, examples: list[Example], k: int, greedy: bool | None = None) -> list[list[Judgment]]:
+        return super().draw(sample, examples, 1, greedy)
 
 
 # -- adaptive -----------------------------------------------------------------------------------

@@ -67,10 +67,10 @@ class GRMMethod:
         self.grm = grm
 
     def score(self, examples: list[Example], ks: Sequence[int]) -> list[Scored]:
+        policy = self.grm.policy  # draws what the judge's policy votes over: shuffled, both orders or one response each
         sampled_k = max((k for k in ks if k > 1), default=0)
-        sampled = self.grm.sample(examples, sampled_k, greedy=False) if sampled_k else [[] for _ in examples]
-        greedy = self.grm.sample(examples, 1, greedy=True) if 1 in ks else [[] for _ in examples]
-        policy = self.grm.policy
+        sampled = policy.draw(self.grm.sample, examples, sampled_k, greedy=False) if sampled_k else [[] for _ in examples]
+        greedy = policy.draw(self.grm.sample, examples, 1, greedy=True) if 1 in ks else [[] for _ in examples]
         out = []
         for ex, s_js, g_js in zip(examples, sampled, greedy, strict=True):
             bare = replace(ex, best=None, ratings=None)  # labels are the metrics' business, not the vote's
@@ -78,11 +78,11 @@ class GRMMethod:
                 policy.rate(bare, js)
             rewards: dict[str, list[float] | None] = {}
             for k in ks:
-                r = policy.vote(bare, g_js if k == 1 else s_js[:k])
+                r = policy.vote(bare, g_js if k == 1 else [j for j in s_js if j.sample < k])  # the first k samples
                 if r.rewards is None:
                     rewards[str(k)] = None
                 elif len(ex.responses) == 1:
-                    rewards[str(k)] = [r.rewards[0] / r.used]
+                    rewards[str(k)] = r.mean_scores
                 else:
                     rewards[str(k)] = [float(x) for x in r.rewards]
             js = [*g_js, *s_js]
