@@ -77,6 +77,19 @@ def test_v1_rollout_judges_a_response_with_the_rest_of_its_group():
     assert sorted(len(responses_in_prompt(r.messages[-1]["content"])) for c in fake.calls for r in c) == [1, 2]
 
 
+def test_a_pointwise_judge_serves_mean_scores_like_a_voting_one():
+    """A pointwise Reward already holds each response's mean; served rewards stay on the 1..10 scale."""
+    body = {"query": ["<p1> short", "<p1> a much longer answer here"], "prompts": ["<p1>", "<p1>"], "labels": ["", ""]}
+    served = {}
+    for policy in ("voting", "pointwise"):
+        grm = GenerativeRewardModel(FakeBackend(), JudgeConfig(k=2, policy=policy, temperature=0.5))
+        client = TestClient(create_app(grm, ServerConfig()))
+        served[policy] = client.post("/get_reward", json=body).json()["rewards"]
+        judged = client.post("/v1/judge", json=judge_body()).json()["rewards"][0]
+        assert judged["mean_scores"] == pytest.approx([1.0, 2.0])
+    assert served["pointwise"] == served["voting"] == [1.0, 3.0]
+
+
 def test_v1_judge_returns_voted_rewards_and_judgments():
     client, _ = client_for()
     body = {"examples": [{"id": "q1", "query": "Q?", "responses": ["no", "a long, helpful answer"], "best": [1]}],

@@ -122,9 +122,26 @@ def test_pointwise_policy_judges_each_response_alone():
     assert all(len(responses_in_prompt(req.messages[-1]["content"])) == 1 for call in backend.calls for req in call)
     assert sorted(j.id for j in r.judgments) == ["e/0", "e/0", "e/1", "e/1"]
     assert r.k == 4 and r.used == 4 and r.rewards == [3.0, 1.0] and r.best == 0 and r.correct and r.margin == 2.0
+    assert r.aggregate == "mean" and r.mean_scores == [3.0, 1.0]  # already means: not divided by `used` again
     assert grm.aggregate(Example("e", "q", ["a much longer answer", "short"], best=[0]), r.judgments).rewards == r.rewards
     [alone] = grm.judge([Example("s", "q", ["x" * 20], ratings=[3])])
     assert alone.rewards == [6] and alone.correct is True  # one response: summed and checked like voting@k
+
+
+@pytest.mark.parametrize(("policy", "judgments", "greedy_rewards"),
+                         [("voting", 1 + 4, [3.0, 1.0]), ("both-orders", 2 + 4, [6.0, 2.0]),
+                          ("pointwise", 2 + 8, [3.0, 1.0])])
+def test_eval_draws_what_the_policy_votes_over(policy, judgments, greedy_rewards):
+    """`spct eval`'s GRM method samples through the judge's policy: one response per prompt when pointwise."""
+    from spct.eval.baselines import GRMMethod
+
+    backend = FakeBackend()  # longer is better
+    grm = GenerativeRewardModel(backend, JudgeConfig(policy=policy, temperature=0.5))
+    [scored] = GRMMethod(grm).score([Example("e", "q", ["a much longer answer", "short"], best=[0])], [1, 2, 4])
+    assert scored.judgments == judgments and scored.failed == 0
+    assert scored.rewards["1"] == greedy_rewards and scored.rewards["4"][0] > scored.rewards["4"][1]
+    shown = {len(responses_in_prompt(req.messages[-1]["content"])) for call in backend.calls for req in call}
+    assert shown == ({1} if policy == "pointwise" else {2})
 
 
 def test_config_rejects_unknown_policy_and_readout():

@@ -107,6 +107,14 @@ class Reward:
     judgments: list[Judgment] = field(default_factory=list)
     margin: float | None = None  # winner's reward minus the runner-up's (0 on a tie); None for n = 1
     confidence: float | None = None  # 0..1: margin per voted sample over the widest possible (9)
+    aggregate: str = "sum"  # how `rewards` were formed: "sum" over the used judgments, or already a "mean" (pointwise)
+
+    @property
+    def mean_scores(self) -> list[float] | None:
+        """Each response's mean score per judgment, 1..10 whatever the policy: what a reward consumer wants."""
+        if self.rewards is None:
+            return None
+        return list(self.rewards) if self.aggregate == "mean" else [x / self.used for x in self.rewards]
 
     def to_dict(self, with_judgments: bool = True) -> dict[str, Any]:
         d = asdict(self)

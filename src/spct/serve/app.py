@@ -154,7 +154,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
             if r.rewards is None:
                 bad.append(i)
                 continue
-            rewards[i] = r.rewards[pos] / r.used
+            rewards[i] = r.mean_scores[pos]  # type: ignore[index]
             used[i], failed[i], group_size[i] = r.used, r.failed, len(r.rewards)
         if bad:
             return refusal(502, f"no valid judgment for query {bad}: every sampled judgment failed to parse")
@@ -178,7 +178,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
         [(r, pos)] = result
         if r.rewards is None:
             return refusal(502, "no valid judgment: every sampled judgment failed to parse")
-        reward = r.rewards[pos] / r.used
+        reward = r.mean_scores[pos]  # type: ignore[index]
         return RolloutResponse(reward=reward, score=normalise(reward), group_size=len(r.rewards), used=r.used, failed=r.failed)
 
     @app.get("/health")
@@ -201,7 +201,7 @@ def create_app(grm: GenerativeRewardModel, config: ServerConfig | None = None) -
 
 def _reward_out(r: Reward, with_judgments: bool) -> RewardOut:
     return RewardOut(
-        id=r.id, rewards=r.rewards, mean_scores=[x / r.used for x in r.rewards] if r.rewards else None,
+        id=r.id, rewards=r.rewards, mean_scores=r.mean_scores,
         k=r.k, used=r.used, failed=r.failed, best=r.best, correct=r.correct,
         judgments=[JudgmentOut(sample=j.sample, order=j.order, principles=j.principles, critique=j.critique, scores=j.scores,
                                error=j.error, forced=j.forced, text=j.text) for j in r.judgments] if with_judgments else None,
