@@ -119,6 +119,30 @@ class JudgeConfig:
             raise InputError(f"adaptive voting draws shuffled orders; it cannot be combined with policy {self.policy}",
                              field="adaptive")
 
+    @classmethod
+    def for_model(cls, model: str, **settings) -> JudgeConfig:
+        """The config `model` was trained to be read with (its `spct_judging.json`: policy, readout); `settings` win.
+
+        A judge trained by `spct train-verdict` is read pointwise by its expected score; other models
+        recommend nothing and get the paper's defaults. The CLI does the same for `--model`.
+        """
+        from .backends.models import recommended_judging
+
+        return cls(**{**recommended_judging(model), **settings})
+
+
+def readable_by(config: JudgeConfig, backend: Backend) -> tuple[JudgeConfig, str | None]:
+    """`config` as `backend` can read it, and a note when that changed it.
+
+    For a readout a model only *recommends* (its spct_judging.json): an engine without
+    log-probabilities reads the integers the model writes instead. The policy stays. An expected
+    readout asked for explicitly is not passed here; the judge refuses it on such an engine.
+    """
+    if config.readout != "expected" or backend.reads_logprobs:
+        return config, None
+    return replace(config, readout="sampled"), (f"the {backend.name} engine gives no log-probabilities, so the model "
+                                                 "is read by the scores it writes (readout sampled)")
+
 
 def policy_for(config: JudgeConfig, meta_scorer: MetaScorer | None = None) -> Policy:
     """The sampling policy a config asks for: adaptive voting, else voting@k (meta-guided with a scorer)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..backends import Backend, EngineConfig, load_backend
 from ..backends.models import JUDGING_FILE, RECOMMENDABLE, recommended_judging
 from ..data import Example, InputError, InputIssue, load_examples
-from ..judge import GenerativeRewardModel, JudgeConfig
+from ..judge import GenerativeRewardModel, JudgeConfig, readable_by
 from ..policies import MetaScorer
 from ..settings import add_dataclass_args, from_namespace, int_within
 from ..settings import non_negative_float as non_negative_float
@@ -96,7 +96,8 @@ def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
     values = {name: getattr(args, name, None) for name in RECOMMENDABLE}  # None: no flag given
     if getattr(args, "adaptive", None) and values["policy"] is None:  # adaptive voting is a voting policy
         values["policy"] = "voting"
-    if None in values.values() and getattr(args, "model", None):
+    # The fake engine loads no model, so a model's recommendation says nothing about it.
+    if None in values.values() and getattr(args, "model", None) and getattr(args, "engine", None) != "fake":
         recommended = recommended_judging(args.model)
         taken = {name: recommended[name] for name, value in values.items() if value is None and name in recommended}
         if taken:
@@ -132,7 +133,12 @@ def build_grm(args: argparse.Namespace, k: int | None = None, judgments: int | N
     """
     config = judge_config(args, k)
     meta_scorer = load_meta_scorer(args)
-    return GenerativeRewardModel(build_backend(args, judgments), config, meta_scorer)
+    backend = build_backend(args, judgments)
+    if getattr(args, "readout", None) is None:  # only recommended: fit it to the engine (an explicit one is checked)
+        config, note = readable_by(config, backend)
+        if note:
+            print(f"spct: {note}", file=sys.stderr)
+    return GenerativeRewardModel(backend, config, meta_scorer)
 
 
 def add_meta_args(p: argparse.ArgumentParser) -> None:

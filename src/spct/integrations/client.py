@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import time
@@ -20,9 +21,11 @@ from typing import Any
 
 from ..data import Example, Query
 from ..defaults import SERVE_MAX_NEW_TOKENS
-from ..judge import GenerativeRewardModel, JudgeConfig
+from ..judge import GenerativeRewardModel, JudgeConfig, readable_by
 from ..rollouts import MAX_ITEMS, MAX_RESPONSES
 from ..settings import from_env
+
+log = logging.getLogger(__name__)
 
 Group = tuple[Query, list[str]]
 JSON = {"Content-Type": "application/json"}
@@ -68,17 +71,28 @@ class RewardClient:
         with serving's token budget and one retry. Keyword overrides (a field name, or url, api_key
         and RewardClient's own) win."""
         from ..backends import EngineConfig, load_backend
+        from ..backends.models import recommended_judging
 
         def take(config_cls: type) -> dict[str, Any]:
             return {f.name: overrides.pop(f.name) for f in fields(config_cls) if f.name in overrides}
 
-        judging = from_env(JudgeConfig, {"max_new_tokens": SERVE_MAX_NEW_TOKENS, "retries": 1}, **take(JudgeConfig))
-        engine = take(EngineConfig)
+        serving = {"max_new_tokens": SERVE_MAX_NEW_TOKENS, "retries": 1}
+        judge_settings, engine = take(JudgeConfig), take(EngineConfig)
         url = overrides.pop("url", None) or os.environ.get("SPCT_REWARD_URL")
         if url:
+            judging = from_env(JudgeConfig, serving, **judge_settings)
             return cls(url=url, api_key=overrides.pop("api_key", None) or os.environ.get("SPCT_API_KEY"), k=judging.k,
                        **overrides)
-        grm = GenerativeRewardModel(load_backend(from_env(EngineConfig, **engine)), judging)
+        engine_config = from_env(EngineConfig, **engine)
+        # In-process, the model's own reading (spct_judging.json) is the default, as on the command line.
+        recommended = recommended_judging(engine_config.model) if engine_config.engine != "fake" else {}
+        judging = from_env(JudgeConfig, {**recommended, **serving}, **judge_settings)
+        backend = load_backend(engine_config)
+        if "readout" not in judge_settings and not os.environ.get("SPCT_READOUT", "").strip():
+            judging, note = readable_by(judging, backend)
+            if note:
+                log.warning(note)
+        grm = GenerativeRewardModel(backend, judging)
         return cls(grm, k=judging.k, **overrides)
 
     # -- in-process ---------------------------------------------------------------------------
@@ -90,7 +104,7 @@ class RewardClient:
         assert self.grm is not None
         examples = self._examples(groups)
         rewards = self.grm.judge(examples, self.k, batch_size=max(1, len(examples)))
-        return [[x / r.used for x in r.rewards] if r.rewards else [None] * len(ex.responses)
+        return [r.mean_scores or [None] * len(ex.responses)
                 for ex, r in zip(examples, rewards, strict=True)]
 
     # -- over HTTP ----------------------------------------------------------------------------
