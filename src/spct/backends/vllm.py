@@ -188,9 +188,13 @@ class VLLMBackend(HFTokenizerMixin, Backend):
             import ray
         except ImportError as e:
             raise BackendError("data_parallel_size > 1 places replicas with Ray: pip install ray") from e
-        ray.init(ignore_reinit_error=True)  # joins the cluster named by RAY_ADDRESS, else starts a local one
+        from vllm.platforms import current_platform
 
-        @ray.remote(num_gpus=tp)
+        ray.init(ignore_reinit_error=True)  # joins the cluster named by RAY_ADDRESS, else starts a local one
+        # A CPU cluster has no GPUs to ask for: an actor asking for one would wait forever.
+        resources = {"num_cpus": 1} if current_platform.is_cpu() else {"num_gpus": tp}
+
+        @ray.remote(**resources)
         class Replica:
             def __init__(self, engine_args: dict):
                 from vllm import LLM
