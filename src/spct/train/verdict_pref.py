@@ -166,6 +166,7 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     from trl import RewardConfig, RewardTrainer
 
     from ..backends.models import JUDGING_FILE, resolve_model
+    from .sft import LOG_FILE
 
     pairs = pointwise_pairs(examples)  # before any model loads: data without pairs is refused at once
     if not pairs:
@@ -206,6 +207,7 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     result = trainer.train(resume_from_checkpoint=last)
     lm.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
+    (Path(out_dir) / LOG_FILE).write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")  # for plots
     # Read it as it was trained (`spct judge --model OUT_DIR` takes these unless flags say otherwise).
     (Path(out_dir) / JUDGING_FILE).write_text(json.dumps(READ_AS, indent=2) + "\n")
     summary = {"pairs": len(rows), "skipped_too_long": skipped, "trainable_params": trainable,
