@@ -53,7 +53,7 @@ def test_a_huge_response_is_truncated_with_a_warning(tmp_path, monkeypatch, capl
     monkeypatch.setattr("spct.cli.common.load_backend", lambda *a, **kw: FakeBackend(context_length=4096))
     src, out = write_input(tmp_path / "in.jsonl", huge=True), tmp_path / "out.jsonl"
     with caplog.at_level("WARNING"):
-        assert main(["judge", str(src), "-o", str(out), "--no-progress", "--max-new-tokens", "512"]) == 0
+        assert main(["judge", str(src), "-o", str(out), "--no-progress", "--max-new-tokens", "512", "--policy", "voting"]) == 0
     assert f"{src}:8 [responses[0]]: cut from 100000 to" in caplog.text
     [huge] = [r for r in rows(out) if r["id"] == "h"]
     assert huge["used"] == 1

@@ -98,7 +98,8 @@ def test_eval_real_grm_on_hh_pairs(tmp_path):
     assert main(["eval", "--benchmark", "hh-rlhf", "--data", str(demo_file()), "--limit", "3", "--max-new-tokens", "16",
                  "-o", str(out), "--no-progress"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["items"] == 3 and results["judgments"] == 3
+    assert results["items"] == 3 and results["judgments"] == 6  # the shipped judge is read pointwise: one per response
+    assert json.loads((out / "config.json").read_text())["policy"] == "pointwise"
     m = results["by_k"]["1"]
     assert 0.0 <= m["overall"] <= 1.0 and m["ci"][0] <= m["overall"] <= m["ci"][1]
     for r in _rows(out / "samples.jsonl"):

@@ -184,19 +184,34 @@ def test_shipped_judge_loads_offline_and_judges(shipped_backend):
     """The shipped adapter is small, merges over the embedded base into its own folder, and judges."""
     from spct.backends.models import DEFAULT_JUDGE, adapter_dir, resolve_model
 
-    assert (adapter_dir(DEFAULT_JUDGE) / "adapter_model.safetensors").stat().st_size <= 25 * 1024 * 1024
+    assert (adapter_dir(DEFAULT_JUDGE) / "adapter_model.safetensors").stat().st_size <= 45 * 1024 * 1024
     assert resolve_model(DEFAULT_JUDGE)[0] != resolve_model("smollm2-135m")[0]
     grm = GenerativeRewardModel(shipped_backend, JudgeConfig(k=1, max_new_tokens=128))
     for js in grm.sample(PAIRS, 1):
         assert js[0].ok and len(js[0].scores) == 2 and js[0].principles is not None
 
 
+def test_shipped_judge_is_read_as_it_was_trained():
+    """spct train-verdict trained it on one response at a time and its expected score: the CLI reads it so."""
+    from spct.backends.models import DEFAULT_JUDGE, recommended_judging
+
+    assert recommended_judging(DEFAULT_JUDGE) == {"policy": "pointwise", "readout": "expected"}
+
+
 @pytest.mark.slow
-def test_shipped_judge_writes_its_own_score_line(shipped_backend):
-    """Greedy, constraint off: the shipped judge wrote its own line on 99.6% of 512 held-out HH pairs."""
-    grm = GenerativeRewardModel(shipped_backend, JudgeConfig(k=1, max_new_tokens=256, constrain=False))
-    for js in grm.sample(PAIRS, 1):
-        assert js[0].ok and not js[0].forced, (js[0].error, js[0].text)
+def test_shipped_judge_writes_its_own_score_line_and_ranks_by_its_expected_score(shipped_backend):
+    """Greedy, constraint off, read as trained: its own principles, analysis and score line, then the expected
+    score, which never ties."""
+    from spct.backends.models import DEFAULT_JUDGE
+
+    config = JudgeConfig.for_model(DEFAULT_JUDGE, k=1, max_new_tokens=256, constrain=False)
+    rewards = GenerativeRewardModel(shipped_backend, config).judge(PAIRS)
+    for r in rewards:
+        assert len(r.judgments) == 2  # one per response, each judged alone
+        for j in r.judgments:
+            assert j.ok and not j.forced and j.principles is not None, (j.error, j.text)
+            assert j.expected is not None and 1 <= j.expected[0] <= 10
+        assert r.best is not None  # no tie
 
 
 def test_stacked_adapters_equal_the_sum_of_their_updates(tmp_path):

@@ -61,7 +61,7 @@ def test_train_meta_rm_on_the_embedded_encoder_and_load_it_back(tmp_path):
     src.write_text(json.dumps(ex.to_dict()) + "\n")
     judged = tmp_path / "judged.jsonl"
     assert main(["judge", str(src), "-o", str(judged), "--k", "2", "--max-new-tokens", "16", "--meta-rm", str(out),
-                 "--k-meta", "1", "--no-progress"]) == 0
+                 "--k-meta", "1", "--policy", "voting", "--no-progress"]) == 0
     [reward] = [json.loads(line) for line in judged.read_text().splitlines()]
     assert reward["k"] == 2 and reward["used"] <= 1
     assert all(j["meta"] is not None for j in reward["judgments"])

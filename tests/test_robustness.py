@@ -199,7 +199,7 @@ def test_hostile_score_text_through_the_cli_fails_judgments_not_the_run(tmp_path
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("".join(json.dumps({"id": f"e{i}", "query": "q", "responses": ["a", "b"], "best": [0]}) + "\n"
                            for i in range(6)))
-    assert run_cli(["judge", str(src), "-o", str(out), "--k", "3", "--no-progress"]) == 0
+    assert run_cli(["judge", str(src), "-o", str(out), "--k", "3", "--policy", "voting", "--no-progress"]) == 0
     assert "Traceback" not in capsys.readouterr().err
     written = rows(out)
     assert [r["id"] for r in written] == [f"e{i}" for i in range(6)]
