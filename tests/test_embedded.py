@@ -32,15 +32,17 @@ def test_spct_judge_end_to_end_writes_the_reward_schema(tmp_path, capsys):
     assert main(argv) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["p1", "p2"]
-    for r in rows:
-        assert (r["k"], r["used"] + r["failed"], len(r["judgments"])) == (2, 2, 2)
+    for r in rows:  # the shipped judge is read as trained: each response alone, k = 2 each, by its expected score
+        assert (r["k"], r["used"] + r["failed"], len(r["judgments"])) == (4, 4, 4)
         assert r["failed"] == 0  # the constrained score line always parses
-        assert len(r["rewards"]) == 2 and all(2 <= v <= 20 for v in r["rewards"])
-        assert r["best"] in (0, 1, None) and isinstance(r["correct"], bool)
+        assert r["aggregate"] == "mean" and len(r["rewards"]) == 2 and all(1 <= v <= 10 for v in r["rewards"])
+        assert r["best"] in (0, 1) and isinstance(r["correct"], bool)  # expected scores do not tie
+        assert sorted(j["id"] for j in r["judgments"]) == [f"{r['id']}/0"] * 2 + [f"{r['id']}/1"] * 2
         for j in r["judgments"]:
-            assert sorted(j["order"]) == [0, 1] and len(j["scores"]) == 2
+            assert j["order"] == [0] and len(j["scores"]) == 1 and 1 <= j["expected"][0] <= 10
             assert j["text"].rstrip().endswith("}") and isinstance(j["forced"], bool)
-    assert "2 judged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 judged" in err and "--policy pointwise, --readout expected" in err
     assert main(argv) == 0 and len(out.read_text().splitlines()) == 2  # resumes, no duplicates
 
 

@@ -59,7 +59,9 @@ def test_output_rows_have_the_reward_schema(tmp_path):
     out = tmp_path / "judged.jsonl"
     s = judge_file(GenerativeRewardModel(FakeBackend(), JudgeConfig(k=2)), EXAMPLES[:2], out, progress=False)
     row = json.loads(out.read_text().splitlines()[0])
-    assert set(row) == {"id", "rewards", "k", "used", "failed", "best", "correct", "judgments", "margin", "confidence"}
+    assert set(row) == {"id", "rewards", "k", "used", "failed", "best", "correct", "judgments", "margin", "confidence",
+                        "aggregate"}
+    assert row["aggregate"] == "sum"  # voting sums; a pointwise reward is already a mean
     assert set(row["judgments"][0]) == {"id", "sample", "order", "principles", "critique", "scores", "text", "error",
                                         "meta", "forced", "truncated", "expected"}
     assert (s.judgments, s.failed_judgments, s.labelled, s.correct, s.accuracy) == (4, 0, 2, 2, 1.0)
