@@ -204,7 +204,14 @@ class VLLMBackend(HFTokenizerMixin, Backend):
             def run(self, prompts: list[list[int]], params: list) -> list[list[tuple[str, str, int]]]:
                 return _run_llm(self.llm, prompts, params)
 
-        return [Replica.remote(self.engine_args) for _ in range(dp)]
+            def ready(self) -> bool:
+                return True
+
+        replicas = [Replica.remote(self.engine_args) for _ in range(dp)]
+        # Actors start asynchronously: wait for every engine here, so a replica that cannot start
+        # fails the load (not the first batch) and start-up is counted where it happens.
+        ray.get([r.ready.remote() for r in replicas])
+        return replicas
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, messages: list[dict]) -> str:
