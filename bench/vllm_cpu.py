@@ -46,6 +46,16 @@ def pairs(n: int):
     return demo_pairs(n)
 
 
+def add_job_args(ap, n: int, k: int, n_help: str) -> None:
+    """The flags the vLLM CPU benches share: model, context, job size, token budget, JSON output."""
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--max-model-len", type=int, default=4096)
+    ap.add_argument("--n", type=int, default=n, help=n_help)
+    ap.add_argument("--k", type=int, default=k, help="judgments per pair")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--json", default=None, help="also write the rows here")
+
+
 def child_row(argv: list[str], label: dict, env: dict | None = None) -> dict:
     """Run one measuring child process: the last JSON line it printed, or `label` with its error."""
     proc = subprocess.run(argv, capture_output=True, text=True, env=env or os.environ.copy())

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from vllm_cpu import child_row, pairs  # bench/: run as `python bench/vllm_ray_dp.py`
+from vllm_cpu import add_job_args, child_row, pairs  # bench/: run as `python bench/vllm_ray_dp.py`
 
 
 def run_replicas(args: argparse.Namespace) -> dict:
@@ -52,12 +52,7 @@ def run_replicas(args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dp", type=int, default=None, help="run this many replicas here (default: 1 then 2, each in a subprocess)")
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--max-model-len", type=int, default=4096)
-    ap.add_argument("--n", type=int, default=32, help="HH-RLHF test pairs to judge (the first N)")
-    ap.add_argument("--k", type=int, default=1, help="judgments per pair")
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--json", default=None, help="also write the rows here")
+    add_job_args(ap, n=32, k=1, n_help="HH-RLHF test pairs to judge (the first N)")
     args = ap.parse_args()
     if args.dp:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # spct's KV-cache line

@@ -33,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vllm_cpu import child_row, demo_pairs  # bench/: run as `python bench/vllm_startup.py`
+# bench/: run as `python bench/vllm_startup.py`
+from vllm_cpu import add_job_args, child_row, demo_pairs
 
 MODES = ("eager", "compile-cold", "compile-warm")
 
@@ -65,12 +66,7 @@ def run_mode(args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=MODES, default=None, help="run one mode here (default: all three, each in a subprocess)")
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--max-model-len", type=int, default=4096)
-    ap.add_argument("--n", type=int, default=8, help="demo pairs to judge after start-up")
-    ap.add_argument("--k", type=int, default=4, help="judgments per pair")
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--json", default=None, help="also write the rows here")
+    add_job_args(ap, n=8, k=4, n_help="demo pairs to judge after start-up")
     args = ap.parse_args()
     if args.mode:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # spct's KV-cache line
