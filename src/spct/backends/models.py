@@ -121,13 +121,16 @@ JUDGING_FILE = "spct_judging.json"
 RECOMMENDABLE = ("policy", "readout")
 
 
-def recommended_judging(spec: str) -> dict[str, str]:
+def recommended_judging(spec: str, engine: str | None = None) -> dict[str, str]:
     """The judging settings a model was trained to be read with: its folder's `spct_judging.json`.
 
     A judge trained on its expected score of one response at a time (`spct train-verdict`) is
     read pointwise; under another policy its verdict is not what was trained. Only `policy` and
-    `readout` are taken; a model without the file (any hub model) recommends nothing.
+    `readout` are taken; a model without the file (any hub model) recommends nothing, and neither
+    does any model under the fake `engine`, which loads none.
     """
+    if engine == "fake":
+        return {}
     if spec in EMBEDDED_ADAPTERS:
         folder = adapter_dir(spec)
     elif Path(spec).expanduser().is_dir():

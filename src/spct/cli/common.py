@@ -96,9 +96,8 @@ def judge_config(args: argparse.Namespace, k: int | None = None) -> JudgeConfig:
     values = {name: getattr(args, name, None) for name in RECOMMENDABLE}  # None: no flag given
     if getattr(args, "adaptive", None) and values["policy"] is None:  # adaptive voting is a voting policy
         values["policy"] = "voting"
-    # The fake engine loads no model, so a model's recommendation says nothing about it.
-    if None in values.values() and getattr(args, "model", None) and getattr(args, "engine", None) != "fake":
-        recommended = recommended_judging(args.model)
+    if None in values.values() and getattr(args, "model", None):
+        recommended = recommended_judging(args.model, getattr(args, "engine", None))
         taken = {name: recommended[name] for name, value in values.items() if value is None and name in recommended}
         if taken:
             print(f"spct: judging {args.model} as it was trained to be read: "

@@ -85,7 +85,7 @@ class RewardClient:
                        **overrides)
         engine_config = from_env(EngineConfig, **engine)
         # In-process, the model's own reading (spct_judging.json) is the default, as on the command line.
-        recommended = recommended_judging(engine_config.model) if engine_config.engine != "fake" else {}
+        recommended = recommended_judging(engine_config.model, engine_config.engine)
         judging = from_env(JudgeConfig, {**recommended, **serving}, **judge_settings)
         backend = load_backend(engine_config)
         if "readout" not in judge_settings and not os.environ.get("SPCT_READOUT", "").strip():
