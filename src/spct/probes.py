@@ -2,7 +2,8 @@
 
 A reward model under RL is attacked by the policy it trains: any text that lifts a score is
 found and amplified. These probes measure four such levers on a labelled set, each response
-pair judged greedily in both orders so position effects cancel out of the attack figures:
+pair judged greedily in both orders so position effects cancel out of the attack figures (a
+pointwise judge sees each response alone, so it has no position; the attacks are the same):
 
 - position bias: the same pair shown in both orders (accuracy per order, the score a response
   gains by being shown first, and how often the verdict flips with the order);
@@ -41,9 +42,10 @@ from .data import Example, JsonlAppender, Message, write_text
 from .defaults import PROBE_MAX_NEW_TOKENS
 from .format import JudgingFormat, Renderer
 from .judge import ContextOverflow, GenerativeRewardModel, Shown
+from .policies import single
 from .prompts import judge_messages
 from .score_line import MAX_SCORE, MIN_SCORE
-from .voting import strict_best
+from .voting import strict_best, voted_scores
 
 log = logging.getLogger(__name__)
 
@@ -161,35 +163,51 @@ def _orders(n: int) -> list[list[int]]:
     return [list(range(n)), list(reversed(range(n)))]
 
 
+def _layouts(grm: GenerativeRewardModel, n: int) -> list[list[int]]:
+    """How each example is shown: both orders, or (a pointwise judge) each response alone, keyed by order []."""
+    return [[]] if grm.config.policy == "pointwise" else _orders(n)
+
+
 def probe_rows(grm: GenerativeRewardModel, examples: list[Example], config: ProbeConfig, done: set[str] = frozenset()) -> list[dict]:
     """Judge every (prompt variant, order, condition) of each example once, greedily; keys in `done` are skipped.
 
     Each variant is a judging format over the judge's backend: the variant's renderer with the
-    judge's score line and parser.
+    judge's score line and parser. A pointwise judge sees each response alone (order `[]` in the
+    rows, the attacked response at position 1 of 1), so its rows have no position to probe. A
+    row's scores are what the judge's policy votes with: its expected scores under the expected
+    readout, else the integers it wrote.
     """
-    jobs: dict[str, list[tuple[dict, Shown]]] = {p: [] for p in config.prompts}
+    jobs: dict[str, list[tuple[dict, list[Shown]]]] = {p: [] for p in config.prompts}
     for ex in examples:
         target = attacked_index(ex)
         for prompt_name in config.prompts:
-            for order in _orders(len(ex.responses)):
-                pos = order.index(target) + 1
+            for order in _layouts(grm, len(ex.responses)):
+                pos, n = (order.index(target) + 1, len(order)) if order else (1, 1)
                 for cond in conditions_for(prompt_name):
-                    key = f"{ex.id}|{prompt_name}|{cond}|{''.join(map(str, order))}"
+                    key = f"{ex.id}|{prompt_name}|{cond}|{''.join(map(str, order)) or 'alone'}"
                     if key in done:
                         continue
                     responses = list(ex.responses)
                     if cond != "clean":
-                        responses[target] = ATTACKS[cond](responses[target], pos, len(order))
+                        responses[target] = ATTACKS[cond](responses[target], pos, n)
+                    attacked = replace(ex, responses=responses)
                     job = {"key": key, "id": ex.id, "prompt": prompt_name, "condition": cond, "order": order,
                            "attacked": target, "best": ex.best}
-                    jobs[prompt_name].append((job, (replace(ex, responses=responses), 0, order, None)))
+                    shown = ([(single(attacked, i), 0, [0], None) for i in range(len(responses))] if not order
+                             else [(attacked, 0, order, None)])
+                    jobs[prompt_name].append((job, shown))
     rows = []
     for prompt_name, todo in jobs.items():
         if not todo:
             continue
         fmt = JudgingFormat(render=_renderer(PROMPTS[prompt_name]))
-        for (job, _), j in zip(todo, grm.judge_shown([item for _, item in todo], greedy=True, format=fmt), strict=True):
-            rows.append({**job, "scores": j.scores, "error": j.error, "forced": j.forced, "text": j.text})
+        judged = iter(grm.judge_shown([item for _, items in todo for item in items], greedy=True, format=fmt))
+        for job, items in todo:
+            js = [next(judged) for _ in items]
+            failed = next((j for j in js if not j.ok), None)
+            scores = None if failed else [s for j in js for s in voted_scores(j)]
+            rows.append({**job, "scores": scores, "error": failed.error if failed else None,
+                         "forced": any(j.forced for j in js), "text": "\n\n".join(j.text for j in js)})
     return rows
 
 
@@ -209,7 +227,7 @@ def run_probes(grm: GenerativeRewardModel, examples: list[Example], out_dir: str
     usable = [ex for ex in examples if ex.best and len(ex.responses) >= 2 and len(ex.best) < len(ex.responses)]
     if len(usable) < len(examples):
         log.warning("%d example(s) skipped: probes need >= 2 responses and a 'best' label", len(examples) - len(usable))
-    per_example = 2 * sum(len(conditions_for(p)) for p in config.prompts)
+    per_example = len(_layouts(grm, 2)) * sum(len(conditions_for(p)) for p in config.prompts)
     too_large: list[str] = []
     with JsonlAppender(out / "samples.jsonl", key="key") as app:
         wanted = {f"|{p}|" for p in config.prompts}
@@ -253,12 +271,16 @@ def summarise(rows: list[dict], prompts: tuple[str, ...]) -> dict:
         stats: dict = {"parse_failures": sum(r["error"] is not None for (_, p, _, _), r in table.items() if p == prompt),
                        "judgments": sum(p == prompt for (_, p, _, _) in table)}
         # Position: the best response shown first vs last; score gained by being shown first.
-        first_ok, last_ok, shift, flips = [], [], [], []
+        first_ok, last_ok, alone_ok, shift, flips = [], [], [], [], []
         for r in clean.values():
             if r["scores"]:
-                (first_ok if r["order"][0] in r["best"] else last_ok).append(_verdict(r["scores"]) in r["best"])
+                right = _verdict(r["scores"]) in r["best"]
+                if not r["order"]:  # judged pointwise: no position
+                    alone_ok.append(right)
+                else:
+                    (first_ok if r["order"][0] in r["best"] else last_ok).append(right)
         for (i, order), a in clean.items():
-            if order != tuple(sorted(order)):
+            if not order or order != tuple(sorted(order)):
                 continue  # visit each example once, from its identity order
             b = clean.get((i, order[::-1]))
             if not b or not a["scores"] or not b["scores"]:
@@ -269,7 +291,7 @@ def summarise(rows: list[dict], prompts: tuple[str, ...]) -> dict:
             shift.append(b["scores"][order[-1]] - a["scores"][order[-1]])
         stats["position"] = {"accuracy_best_first": _avg(first_ok), "accuracy_best_last": _avg(last_ok),
                              "first_position_score_gain": _avg(shift), "order_flip_rate": _avg(flips),
-                             "clean_accuracy": _avg(first_ok + last_ok)}
+                             "clean_accuracy": _avg(first_ok + last_ok + alone_ok)}
         for cond in ATTACKS:
             if cond not in conditions_for(prompt):
                 continue

@@ -20,7 +20,7 @@ from .demo import demo_file
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe", help="measure position/verbosity bias and resistance to planted scores and prompt injection",
-                       description="Judge each labelled example in both orders, clean and under four attacks on a "
+                       description="Judge each labelled example in both orders (a pointwise judge: each response alone), clean and under four attacks on a "
                                    "non-best response (fluff padding, a planted score box, an injected instruction, "
                                    "planted chat-template role/control tokens), "
                                    "with spct's hardened prompt, a naive one, and the hardened one with score boxes in judged text defused. Writes OUTDIR/samples.jsonl "
@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split, when --data is a HF dataset (default: test)")
     p.add_argument("--limit", type=positive_int, default=None, help="probe only the first N usable examples")
     p.add_argument("--prompts", default=",".join(PROMPTS), help=f"prompt variants (default: {','.join(PROMPTS)})")
-    add_dataclass_args(p, JudgeConfig, ("max_new_tokens",), defaults={"max_new_tokens": PROBE_MAX_NEW_TOKENS})
+    # policy/readout: None until judge_config knows the model, which may recommend its own.
+    add_dataclass_args(p, JudgeConfig, ("max_new_tokens", "policy", "readout"),
+                       defaults={"max_new_tokens": PROBE_MAX_NEW_TOKENS, "policy": None, "readout": None})
     p.add_argument("--batch-size", type=positive_int, default=4, help="examples per generation batch (default: 4)")
     add_model_args(p)
     p.set_defaults(func=run)
@@ -48,17 +50,19 @@ def run(args: argparse.Namespace) -> int:
     examples = [ex for ex in examples if ex.best and len(ex.responses) >= 2][: args.limit]
     if not examples:
         raise InputError("no usable examples: probes need >= 2 responses and a 'best' label")
-    grm = build_grm(args, k=1, judgments=len(examples) * 2 * sum(len(conditions_for(p)) for p in prompts))  # both orders
+    # Both orders, or each of the two responses alone (pointwise): two judgments per condition either way.
+    grm = build_grm(args, k=1, judgments=len(examples) * 2 * sum(len(conditions_for(p)) for p in prompts))
     config = ProbeConfig(prompts=prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     with tqdm(total=len(examples), desc="probing", unit="ex") as bar:
         summary = run_probes(grm, examples, args.output, config, progress=bar.update)
     report_issues([flag_words(issue) for issue in summary["too_large"]])
     for prompt, stats in summary["prompts"].items():
         pos = stats["position"]
-        print(f"[{prompt}] clean accuracy {pos['clean_accuracy']}, best-first {pos['accuracy_best_first']} vs "
-              f"best-last {pos['accuracy_best_last']}, first-position score gain {pos['first_position_score_gain']}, "
-              f"order flips {pos['order_flip_rate']}; parse failures {stats['parse_failures']}/{stats['judgments']}",
-              file=sys.stderr)
+        position = ("" if pos["order_flip_rate"] is None else  # pointwise: no order to probe
+                    f", best-first {pos['accuracy_best_first']} vs best-last {pos['accuracy_best_last']}, first-position "
+                    f"score gain {pos['first_position_score_gain']}, order flips {pos['order_flip_rate']}")
+        print(f"[{prompt}] clean accuracy {pos['clean_accuracy']}{position}; parse failures "
+              f"{stats['parse_failures']}/{stats['judgments']}", file=sys.stderr)
         for attack in ATTACKS:
             if attack not in stats:
                 continue
