@@ -12,7 +12,7 @@ from spct.backends.fake import FakeBackend
 from spct.cli import main
 from spct.data import Example, Judgment
 from spct.judge import GenerativeRewardModel, JudgeConfig
-from spct.meta_rm import meta_row, read_meta_rows
+from spct.meta_rm import meta_row, pointwise_meta_rows, read_meta_rows, split_by_example
 from spct.policies import StopRule, adaptive_vote, exact_stop, samples_needed
 from spct.scaling import evaluate_scaling
 from spct.voting import vote, vote_confidence
@@ -172,6 +172,35 @@ def test_meta_data_cli_labels_and_resumes(tmp_path):
     parsed, issues = read_meta_rows(out)
     assert len(parsed) == 4 and not issues  # hinted judgments stay out of meta RM training by default
     assert len(read_meta_rows(out, include_hinted=True)[0]) == 6
+
+
+def test_meta_data_for_a_pointwise_judge_labels_each_response_alone(tmp_path, capsys):
+    """Under --policy pointwise each response is judged alone; a judgment is right when it sides with the label
+    against the other response's mean score."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "query": "q?", "responses": ["long " * 10, "short"], "best": [0]}) + "\n"
+                   + json.dumps({"id": "b", "query": "q?", "responses": ["long " * 10, "short"], "best": [1]}) + "\n")
+    out = tmp_path / "meta.jsonl"
+    args = ["meta-data", str(src), "-o", str(out), "--engine", "fake", "--k", "2", "--policy", "pointwise"]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["key"] for r in rows) == [f"{e}|{i}|{s}|u" for e in "ab" for i in (0, 1) for s in (0, 1)]
+    assert all(len(r["example"]["responses"]) == 1 and r["example"]["id"] == r["key"][:3].replace("|", "/") for r in rows)
+    assert {r["key"]: r["label"] for r in rows} == {**{f"a|{i}|{s}|u": 1 for i in (0, 1) for s in (0, 1)},
+                                                   **{f"b|{i}|{s}|u": 0 for i in (0, 1) for s in (0, 1)}}  # fake: longer wins
+    assert main(args) == 0 and len(out.read_text().splitlines()) == 8  # resume: nothing new
+    parsed, issues = read_meta_rows(out)
+    assert len(parsed) == 8 and not issues
+    train, held = split_by_example(parsed, 0.5, seed=0)  # both responses of a pair on one side
+    assert {ex.id for ex, _, _ in held} in ({"a/0", "a/1"}, {"b/0", "b/1"})
+    assert main([*args, "--hinted"]) == 2 and "a pointwise judge is shown one" in capsys.readouterr().err
+
+
+def test_pointwise_meta_labels_follow_the_other_responses_mean():
+    ex = Example("e", "q", ["good", "bad"], best=[0])
+    js = [Judgment(f"e/{i}", s, [0], None, None, [score], "t") for i, s, score in ((0, 0, 8), (0, 1, 4), (1, 0, 5), (1, 1, 7))]
+    # means: good 6, bad 6 -> good's 8 beats 6 (right), 4 does not; bad's 5 is below 6 (right), 7 is not
+    assert [r["label"] for r in pointwise_meta_rows(ex, js)] == [1, 0, 1, 0]
 
 
 def test_meta_rows_reject_unlabelled_and_report_bad_lines(tmp_path):

@@ -19,6 +19,7 @@ import random
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import torch
@@ -32,9 +33,10 @@ from .data import (
     iter_jsonl,
     write_text,
 )
+from .policies import Pointwise, single
 from .prompts import render_body
 from .score_line import MAX_SCORE, MIN_SCORE
-from .voting import is_correct
+from .voting import is_correct, voted_scores
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,31 @@ def meta_row(example: Example, judgment: Judgment, hinted: bool = False) -> dict
         raise InputError(f"example {example.id}: meta RM data needs a 'best' or 'ratings' label")
     return {"key": f"{example.id}|{judgment.sample}|{'h' if hinted else 'u'}", "example": example.to_dict(),
             "judgment": judgment.to_dict(), "label": label, "hinted": hinted}
+
+
+def pointwise_meta_rows(example: Example, judgments: list[Judgment]) -> list[dict[str, Any]]:
+    """Rows for a pointwise judge's single-response judgments (ids "EXAMPLE/INDEX") of one labelled example.
+
+    One judgment of one response has no verdict of its own, so its label asks whether it pushes
+    the vote the right way: a judgment of a best response is right when its score is above every
+    other response's mean score, a judgment of another response when its score is below every
+    best response's mean. Scores are what the vote uses (expected scores under that readout).
+    The meta RM reads each one with the response it judged, as the judge saw it.
+    """
+    best = example.best or ([i for i, r in enumerate(example.ratings) if r == max(example.ratings)] if example.ratings else None)
+    if not best:
+        raise InputError(f"example {example.id}: meta RM data needs a 'best' or 'ratings' label")
+    per_response = Pointwise.per_response(example, judgments)
+    means = [mean(voted_scores(j)[0] for j in js if j.ok) if any(j.ok for j in js) else None for js in per_response]
+    rows = []
+    for i, js in enumerate(per_response):
+        rivals = [m for o, m in enumerate(means) if m is not None and (o not in best if i in best else o in best)]
+        for j in js:
+            score = voted_scores(j)[0] if j.ok else None
+            right = score is not None and all(score > m if i in best else score < m for m in rivals)
+            rows.append({"key": f"{example.id}|{i}|{j.sample}|u", "example": single(example, i).to_dict(),
+                         "judgment": j.to_dict(), "label": int(right), "hinted": False})
+    return rows
 
 
 def _meta_judgment(d: Any, n: int) -> Judgment:
@@ -130,15 +157,20 @@ def read_meta_rows(path: str | Path, include_hinted: bool = False) -> tuple[list
     return rows, issues
 
 
+def _query_of(example: Example) -> str:
+    """The id of the example a row came from: a pointwise row's "EXAMPLE/INDEX" belongs to EXAMPLE."""
+    return example.id.rsplit("/", 1)[0] if len(example.responses) == 1 else example.id
+
+
 def split_by_example(rows: Sequence[tuple[Example, Judgment, int]], eval_fraction: float, seed: int):
     """Hold out whole examples, so no query's judgments sit on both sides of the split."""
-    ids = sorted({ex.id for ex, _, _ in rows})
+    ids = sorted({_query_of(ex) for ex, _, _ in rows})
     random.Random(seed).shuffle(ids)
     n_eval = round(len(ids) * eval_fraction)
     if eval_fraction > 0 and len(ids) >= 2:
         n_eval = min(max(1, n_eval), len(ids) - 1)
     held = set(ids[:n_eval])
-    return [r for r in rows if r[0].id not in held], [r for r in rows if r[0].id in held]
+    return [r for r in rows if _query_of(r[0]) not in held], [r for r in rows if _query_of(r[0]) in held]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import sys
 
 from tqdm import tqdm
 
-from ..data import JsonlAppender
+from ..data import Example, InputError, JsonlAppender
 from ..jobs import judge_fitting
-from ..meta_rm import meta_row
+from ..meta_rm import meta_row, pointwise_meta_rows
 from . import flag_words
 from .common import (
     add_judge_args,
@@ -44,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.input, args.output)
     examples = load_labelled(args)
     grm = build_grm(args, judgments=len(examples) * (args.k + args.hinted))
+    # A pointwise judge is rated on what it judges: each response alone, k times (`pointwise_meta_rows`).
+    pointwise = grm.config.policy == "pointwise"
+    if pointwise and args.hinted:
+        raise InputError("--hinted names the best response among those shown; a pointwise judge is shown one",
+                         field="hinted")
+
+    def keys(ex: Example) -> list[str]:  # the rows an example gives: per sample, or per response and sample
+        shown = [f"{i}|" for i in range(len(ex.responses))] if pointwise else [""]
+        return [f"{ex.id}|{i}{s}|u" for i in shown for s in range(args.k)] + ([f"{ex.id}|0|h"] if args.hinted else [])
     counts = {"written": 0, "right": 0}
     too_large: list[str] = []
 
@@ -55,16 +64,15 @@ def run(args: argparse.Namespace) -> int:
                 counts["right"] += row["label"]
 
     with JsonlAppender(args.output, key="key", fields=()) as out:  # a resume holds the keys, not the rows
-        todo = [ex for ex in examples
-                if any(f"{ex.id}|{s}|u" not in out for s in range(args.k)) or (args.hinted and f"{ex.id}|0|h" not in out)]
+        todo = [ex for ex in examples if any(key not in out for key in keys(ex))]
         bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="sampling", unit="ex")
         for b in range(0, len(todo), args.batch_size):
             chunk = todo[b : b + args.batch_size]
             # An example too large for the model's context is skipped and reported, as `spct judge` does.
-            sampled, oversized = judge_fitting(lambda exs: grm.sample(exs, args.k), chunk)
+            sampled, oversized = judge_fitting(lambda exs: grm.policy.draw(grm.sample, exs, args.k, greedy=False), chunk)
             too_large += oversized
             for ex, js in sampled:
-                keep(out, [meta_row(ex, j) for j in js])
+                keep(out, pointwise_meta_rows(ex, js) if pointwise else [meta_row(ex, j) for j in js])
             if args.hinted:
                 hints = {ex.id: ex.best[0] for ex, _ in sampled if ex.best}
                 hinted = [ex for ex, _ in sampled if ex.id in hints]
