@@ -156,6 +156,26 @@ def test_scale_cli_end_to_end_and_resume(tmp_path, capsys):
     assert "fewer than k=8" in capsys.readouterr().err
 
 
+def test_scale_cli_follows_a_pointwise_policy(tmp_path, capsys):
+    """A pointwise judge's curve: k judgments of each response alone, voted by mean score; no adaptive rows."""
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"id": f"q{i}", "query": "q?", "responses": ["a" * (5 + 20 * i), "b" * 30],
+                                         "best": [i % 2]}) for i in range(4)) + "\n")
+    out = tmp_path / "scale"
+    args = ["scale", str(src), "--engine", "fake", "-o", str(out), "--k", "1,2", "--no-progress", "--bootstrap", "100",
+            "--policy", "pointwise"]
+    assert main(args) == 0
+    res = json.loads((out / "scaling.json").read_text())
+    assert res["policy"] == "pointwise" and res["adaptive"] == {} and set(res["accuracy"]) == {"greedy", "voting"}
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert all(len(r["greedy"]) == 2 and len(r["samples"]) == 4 and {j["id"] for j in r["samples"]} == {f"{r['id']}/0", f"{r['id']}/1"}
+               for r in rows)
+    assert all(len(j["scores"]) == 1 for r in rows for j in r["samples"])  # each response judged alone
+    # The fake scores by length, so the longer response wins in every example; half of them are labelled so.
+    assert [p["accuracy"] for p in res["accuracy"]["voting"]] == [0.5, 0.5]
+    assert (out / "scaling.png").stat().st_size > 1000
+
+
 def test_meta_data_cli_labels_and_resumes(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": "a", "query": "q?", "responses": ["long " * 10, "short"], "best": [0]}) + "\n"

@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Judge each labelled example once greedily and with max(k) samples (stored in "
                                    "OUTDIR/samples.jsonl; rerunning resumes), then evaluate accuracy at every k on random "
                                    "k-subsets of those samples for greedy, voting, meta-guided voting (with --meta-rm) and "
-                                   "adaptive voting, with 95% bootstrap intervals. Writes OUTDIR/scaling.json and "
+                                   "adaptive voting (voting policy only), with 95% bootstrap intervals; "
+                                   "under --policy pointwise, k judgments of each response alone. Writes OUTDIR/scaling.json and "
                                    "OUTDIR/scaling.png.")
     p.add_argument("input", help="labelled examples (JSONL, .jsonl.gz or a HF dataset name)")
     p.add_argument("-o", "--output", required=True, help="output folder")
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
         meta_scorer = MetaRM(args.meta_rm, device=args.device).score
     with tqdm(total=len(rows), desc="evaluating", unit="ex", disable=not args.progress) as bar:
-        results = evaluate_scaling(rows, ks, meta_scorer=meta_scorer, subsets=args.subsets, round_size=args.round_size,
+        results = evaluate_scaling(rows, ks, policy=grm.config.policy, meta_scorer=meta_scorer, subsets=args.subsets, round_size=args.round_size,
                                    bound_rule=StopRule("bound", z=args.z), n_boot=args.bootstrap, seed=args.seed,
                                    progress=bar.update)
     results["input"] = str(args.input)
