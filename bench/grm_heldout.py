@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--gen-batch-size", type=int, default=48)
     p.add_argument("--engine", default="transformers", choices=("transformers", "vllm"))
+    p.add_argument("--dtype", default=None, help="weights' dtype (vLLM on this CPU picks bfloat16; float32 matches transformers)")
     p.add_argument("--enforce-eager", action="store_true", help="vLLM: skip compilation (start-up 62 s instead of 128-163 s here)")
     p.add_argument("--batch-size", type=int, default=64, help="examples per judge call")
     p.add_argument("--no-constrain", dest="constrain", action="store_false",
@@ -109,7 +110,8 @@ def main() -> None:
     config = JudgeConfig(k=args.k, max_new_tokens=args.max_new_tokens, constrain=args.constrain, policy=args.policy,
                          readout=args.readout)
     if args.revote is None:
-        engine = EngineConfig(args.model, args.engine, gen_batch_size=args.gen_batch_size, enforce_eager=args.enforce_eager)
+        engine = EngineConfig(args.model, args.engine, gen_batch_size=args.gen_batch_size, enforce_eager=args.enforce_eager,
+                              dtype=args.dtype)
         grm = GenerativeRewardModel(load_backend(engine), config, meta)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     for i, (data, name) in enumerate(zip(args.data, args.name, strict=True)):
@@ -123,7 +125,7 @@ def main() -> None:
             revote(Path(args.revote) / f"{name}.jsonl", {ex.id: ex for ex in examples}, policy_for(config, meta),
                    out / f"{name}.jsonl")
         row = summarise(out / f"{name}.jsonl", {ex.id: ex for ex in examples}, policy_for(config, meta))
-        row.update(model=args.model, engine=args.engine, constrained=args.constrain, k=args.k, policy=args.policy,
+        row.update(model=args.model, engine=args.engine, dtype=args.dtype, constrained=args.constrain, k=args.k, policy=args.policy,
                    readout=args.readout, meta_rm=args.meta_rm, wall_s_this_run=round(time.perf_counter() - t0, 1),
                    load_avg_start=round(load0, 2), load_avg_end=round(os.getloadavg()[0], 2))
         results[name] = row

