@@ -1,6 +1,7 @@
 """Engines and speed (issue 7): ratios measured in one run, on real HH-RLHF pairs.
 
     python bench/engines.py voting     # voting@8 vs one greedy judgment vs 8 sequential samples
+    python bench/engines.py voting --engine vllm --pairs 8 --dtype float32   # the same on vLLM (its own venv)
     python bench/engines.py overhead   # spct judging 32 examples vs raw model.generate, same tokens
     python bench/engines.py tokens     # transformers vs llama.cpp tokens/s on the embedded model
     python bench/engines.py constrain  # parse rate and accuracy with and without the constraint
@@ -80,23 +81,24 @@ def interleaved(fns, repeat: int):
 
 
 def bench_voting(args) -> dict:
-    backend = transformers_backend(args)
-    ex = examples(1)
+    # vLLM (its CPU build: scripts/setup_vllm_cpu.sh) through spct's engine, as `spct judge --engine vllm` runs it.
+    backend = (load_backend(EngineConfig(args.model, "vllm", dtype=args.dtype, enforce_eager=True))
+               if args.engine == "vllm" else transformers_backend(args))
+    ex = examples(args.pairs)
     grm = GenerativeRewardModel(backend, JudgeConfig(max_new_tokens=args.max_new_tokens, constrain=args.constrain))
     runs = [lambda: grm.sample(ex, 1), lambda: grm.sample(ex, 8), lambda: [_sample_single(grm, ex, s) for s in range(8)]]
     (t1, g), (t8, v), (ts, _) = interleaved(runs, args.repeat)
-    tok1 = sum(len(backend.tokenizer(j.text)["input_ids"]) for j in g[0])
-    tok8 = sum(len(backend.tokenizer(j.text)["input_ids"]) for j in v[0])
-    return {"greedy_s": t1, "voting8_s": t8, "sequential8_s": ts, "greedy_tokens": tok1, "voting8_tokens": tok8,
+    tok1 = sum(len(backend.tokenizer(j.text)["input_ids"]) for js in g for j in js)
+    tok8 = sum(len(backend.tokenizer(j.text)["input_ids"]) for js in v for j in js)
+    return {"engine": args.engine, "pairs": len(ex), "greedy_s": t1, "voting8_s": t8, "sequential8_s": ts, "greedy_tokens": tok1, "voting8_tokens": tok8,
             "voting8_over_greedy": t8 / t1, "sequential8_over_voting8": ts / t8}
 
 
 def _sample_single(grm: GenerativeRewardModel, ex, s: int):
-    """Sample s of voting@8 (temperature 0.5) in its own backend call: what a naive loop does."""
+    """Sample s of voting@8 (temperature 0.5) of every pair in its own backend call: what a naive loop does."""
     from spct.judge import sample_order
 
-    order = sample_order(grm.config.seed, ex[0].id, s, len(ex[0].responses))
-    return grm.judge_shown([(ex[0], s, order, None)], greedy=False)[0]
+    return grm.judge_shown([(e, s, sample_order(grm.config.seed, e.id, s, len(e.responses)), None) for e in ex], greedy=False)
 
 
 def bench_overhead(args) -> dict:
@@ -182,6 +184,9 @@ def main() -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--random-init", default=None, help="folder with config.json + tokenizer: random weights (GPU throughput)")
     p.add_argument("--n", type=int, default=32, help="examples (overhead, constrain)")
+    p.add_argument("--pairs", type=int, default=1, help="voting: pairs judged in each call (default: 1)")
+    p.add_argument("--engine", choices=("transformers", "vllm"), default="transformers", help="voting: the engine")
+    p.add_argument("--dtype", default=None, help="voting on vLLM: weights dtype (its CPU build picks bfloat16)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeat", type=int, default=1)

@@ -13,7 +13,10 @@ in a fresh subprocess (an engine per process, as `spct judge` has):
   warm-up pass);
 - compile-cold: vLLM's default, with empty compile caches (temporary VLLM_CACHE_ROOT and
   TORCHINDUCTOR_CACHE_DIR);
-- compile-warm: the same again, reusing the caches compile-cold filled.
+- compile-warm: the same again, reusing the caches compile-cold filled;
+- eager-reserved: eager with one core kept for vLLM's scheduler (VLLM_CPU_NUM_OF_RESERVED_CPU=1,
+  vLLM's own choice); on a machine of up to 4 cores spct now reserves none, so this mode shows
+  what that buys (`--modes eager eager-reserved` runs just the pair).
 
 Reported per mode: start-up seconds (building the spct backend: tokenizer, config, vLLM
 engine), the time to judge the same N pairs k times (greedy for k = 1, else shuffled samples)
@@ -36,7 +39,7 @@ from pathlib import Path
 # bench/: run as `python bench/vllm_startup.py`
 from vllm_cpu import add_job_args, child_row, demo_pairs
 
-MODES = ("eager", "compile-cold", "compile-warm")
+MODES = ("eager", "compile-cold", "compile-warm", "eager-reserved")
 
 
 def run_mode(args: argparse.Namespace) -> dict:
@@ -46,7 +49,7 @@ def run_mode(args: argparse.Namespace) -> dict:
 
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    engine = EngineConfig(args.model, "vllm", enforce_eager=args.mode == "eager")
+    engine = EngineConfig(args.model, "vllm", enforce_eager=args.mode.startswith("eager"))
     backend = load_backend(engine, max_model_len=args.max_model_len)
     startup_s = time.perf_counter() - t0
     examples = demo_pairs(args.n)
@@ -65,7 +68,8 @@ def run_mode(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=MODES, default=None, help="run one mode here (default: all three, each in a subprocess)")
+    ap.add_argument("--mode", choices=MODES, default=None, help="run one mode here (default: --modes, each in a subprocess)")
+    ap.add_argument("--modes", choices=MODES, nargs="+", default=MODES, help="modes to run, in this order (default: all)")
     add_job_args(ap, n=8, k=4, n_help="demo pairs to judge after start-up")
     args = ap.parse_args()
     if args.mode:
@@ -76,10 +80,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vllm-startup-") as caches:
         # compile-cold and compile-warm share these fresh caches; eager compiles nothing.
         env = {**os.environ, "VLLM_CACHE_ROOT": f"{caches}/vllm", "TORCHINDUCTOR_CACHE_DIR": f"{caches}/inductor"}
-        for mode in MODES:
+        for mode in args.modes:
+            reserved = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"} if mode == "eager-reserved" else {}
             argv = [sys.executable, __file__, "--mode", mode, "--model", args.model, "--max-model-len",
                     str(args.max_model_len), "--n", str(args.n), "--k", str(args.k), "--max-new-tokens", str(args.max_new_tokens)]
-            rows.append(child_row(argv, {"mode": mode}, env))
+            rows.append(child_row(argv, {"mode": mode}, {**env, **reserved}))
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
