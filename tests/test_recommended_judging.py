@@ -87,3 +87,12 @@ def test_the_in_process_reward_client_reads_the_model_as_trained(tmp_path, monke
     client = RewardClient.from_env(model=str(tmp_path), engine="transformers")
     assert (client.grm.config.policy, client.grm.config.readout) == ("pointwise", "sampled")
     assert client.judge_groups([("q", ["a much longer answer", "short"])]) == [[3.0, 1.0]]  # mean scores, 1..10
+
+
+@pytest.mark.slow
+def test_the_merged_embedded_judge_carries_its_reading():
+    """A server of the merged folder (vLLM names the model by its path) tells its clients how to read it."""
+    from spct.backends.models import resolve_model
+
+    path, _ = resolve_model("spct-grm-135m")
+    assert recommended_judging(path) == recommended_judging("spct-grm-135m") == {"policy": "pointwise", "readout": "expected"}

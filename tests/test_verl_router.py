@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from spct.backends.base import BackendError
 from spct.backends.fake import FakeBackend, responses_in_prompt
+from spct.data import InputError
 from spct.integrations import RewardError, verl
 from spct.integrations.served_judge import served_judge_client, served_model
 from spct.serve import create_chat_app
@@ -100,6 +101,23 @@ def test_the_router_is_asked_what_it_serves(monkeypatch):
         assert served_judge_client(f"{url}/v1", guided="none").grm.backend.guided == "none"
     with pytest.raises(RewardError, match="cannot read the served judge's name.*pass the model name"):
         served_model(f"{url}/v1", timeout_s=1)  # the server is gone
+
+
+def test_a_served_judge_is_read_as_its_folder_says(tmp_path, caplog):
+    """vLLM names a model by its path: a folder here with spct_judging.json sets the policy; this engine reads no
+    log-probabilities, so the recommended expected readout becomes the written integer, and an explicit one is refused."""
+    folder = tmp_path / "grm"
+    folder.mkdir()
+    (folder / "spct_judging.json").write_text('{"policy": "pointwise", "readout": "expected"}')
+    vllm = FastAPI()
+    vllm.get("/v1/models")(lambda: {"data": [{"id": str(folder), "owned_by": "vllm", "max_model_len": 4096}]})
+    with running_server(vllm) as url, caplog.at_level("INFO"):
+        config = served_judge_client(f"{url}/v1").grm.config
+        assert (config.policy, config.readout) == ("pointwise", "sampled")
+        assert "pointwise" in caplog.text
+        assert served_judge_client(f"{url}/v1", policy="voting").grm.config.policy == "voting"
+        with pytest.raises(InputError, match="cannot read the model.s probabilities"):
+            served_judge_client(f"{url}/v1", readout="expected")
 
 
 def test_an_unparseable_judgment_is_a_reward_verl_can_carry_or_an_error_if_asked():

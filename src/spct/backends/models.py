@@ -94,6 +94,9 @@ def _save_atomically(model, tokenizer, target: Path) -> Path:
     return target
 
 
+JUDGING_FILE = "spct_judging.json"  # how a trained judge is to be read (`recommended_judging`)
+
+
 def adapter_dir(name: str) -> Path:
     return Path(__file__).resolve().parents[1] / EMBEDDED_ADAPTERS[name][1]
 
@@ -106,18 +109,22 @@ def _merge_embedded_adapter(name: str) -> Path:
         raise ModelNotFound(f"{name}: the adapter {weights} is missing from this spct install")
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
     target = cache_dir() / f"{name}-{digest}"
-    if (target / "config.json").exists():
-        return target
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    if not (target / "config.json").exists():
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = _convert_embedded(base_name)
-    log.info("Merging the %s adapter into %s in %s (once)", name, base_name, target)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), src).merge_and_unload()
-    return _save_atomically(model, AutoTokenizer.from_pretrained(base), target)
+        base = _convert_embedded(base_name)
+        log.info("Merging the %s adapter into %s in %s (once)", name, base_name, target)
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), src).merge_and_unload()
+        _save_atomically(model, AutoTokenizer.from_pretrained(base), target)
+    # The merged folder carries the reading it was trained for, so a server of that folder (vLLM
+    # names the model by its path) tells its clients (`recommended_judging`).
+    judging = src / JUDGING_FILE
+    if judging.is_file() and not (target / JUDGING_FILE).is_file():
+        shutil.copyfile(judging, target / JUDGING_FILE)
+    return target
 
 
-JUDGING_FILE = "spct_judging.json"
 RECOMMENDABLE = ("policy", "readout")
 
 

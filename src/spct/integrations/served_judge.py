@@ -10,14 +10,18 @@ server's own way where a sample does not write one.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import BackendError, HFTokenizerMixin
+from ..backends.models import recommended_judging
 from ..backends.openai import OpenAIBackend
 from ..defaults import SERVE_MAX_NEW_TOKENS
-from ..judge import GenerativeRewardModel, JudgeConfig
+from ..judge import GenerativeRewardModel, JudgeConfig, readable_by
 from .client import RewardClient, RewardError
+
+log = logging.getLogger(__name__)
 
 #: The `guided` dialect for the engines that name themselves in /v1/models' `owned_by`.
 GUIDED_BY_ENGINE = {"vllm": "vllm", "sglang": "sglang"}
@@ -77,11 +81,15 @@ class ServedJudgeBackend(HFTokenizerMixin, OpenAIBackend):
 def served_judge_client(base_url: str, *, model: str | None = None, api_key: str | None = None, k: int = 1,
                         max_new_tokens: int = SERVE_MAX_NEW_TOKENS, guided: str = "auto",
                         context_length: int | None = None, timeout_s: float = 600.0, max_retries: int = 2,
-                        tokenizer: Any = None) -> RewardClient:
+                        tokenizer: Any = None, policy: str | None = None, readout: str | None = None) -> RewardClient:
     """A RewardClient judging with spct's GenerativeRewardModel through the server at `base_url`.
 
     What is not given (model, context_length, guided="auto") is read from the server's /v1/models;
     `guided="auto"` forces the score line the vLLM or SGLang way, and not at all on other servers.
+    `policy` / `readout` not given: the served model's own recommendation, when its name is a folder
+    here with a `spct_judging.json` (vLLM names a model by its path) or an embedded judge's name,
+    else spct's defaults. The expected readout needs log-probabilities this engine does not read,
+    so a recommended one becomes the written integer (logged); an explicit one is an error.
     """
     if model is None or context_length is None or guided == "auto":
         served = served_model(base_url, api_key)
@@ -91,5 +99,15 @@ def served_judge_client(base_url: str, *, model: str | None = None, api_key: str
             guided = GUIDED_BY_ENGINE.get(served.engine or "", "none")
     backend = ServedJudgeBackend(model, tokenizer=tokenizer, base_url=base_url, api_key=api_key, guided=guided,
                                  context_length=context_length, timeout=timeout_s, max_retries=max_retries)
-    grm = GenerativeRewardModel(backend, JudgeConfig(k=k, max_new_tokens=max_new_tokens, retries=1))
+    recommended = {name: value for name, value in recommended_judging(model, "openai").items()
+                   if {"policy": policy, "readout": readout}[name] is None}
+    chosen = {name: value for name, value in (("policy", policy), ("readout", readout)) if value is not None}
+    config = JudgeConfig(k=k, max_new_tokens=max_new_tokens, retries=1, **{**recommended, **chosen})
+    if readout is None:  # only recommended: fit it to the engine (an explicit one is checked by the judge)
+        config, note = readable_by(config, backend)
+        if note:
+            log.warning("%s", note)
+    if recommended:
+        log.info("judging %s as it was trained to be read: %s", model, recommended)
+    grm = GenerativeRewardModel(backend, config)
     return RewardClient(grm, k=k)
