@@ -14,9 +14,9 @@ in a fresh subprocess (an engine per process, as `spct judge` has):
 - compile-cold: vLLM's default, with empty compile caches (temporary VLLM_CACHE_ROOT and
   TORCHINDUCTOR_CACHE_DIR);
 - compile-warm: the same again, reusing the caches compile-cold filled;
-- eager-reserved: eager with one core kept for vLLM's scheduler (VLLM_CPU_NUM_OF_RESERVED_CPU=1,
-  vLLM's own choice); on a machine of up to 4 cores spct now reserves none, so this mode shows
-  what that buys (`--modes eager eager-reserved` runs just the pair).
+- eager-all-cores: eager with no core kept for vLLM's scheduler (VLLM_CPU_NUM_OF_RESERVED_CPU=0;
+  vLLM keeps one per worker and binds the model's threads to the rest, one of the 2 cores here):
+  `--modes eager eager-all-cores` runs just the pair.
 
 Reported per mode: start-up seconds (building the spct backend: tokenizer, config, vLLM
 engine), the time to judge the same N pairs k times (greedy for k = 1, else shuffled samples)
@@ -39,7 +39,7 @@ from pathlib import Path
 # bench/: run as `python bench/vllm_startup.py`
 from vllm_cpu import add_job_args, child_row, demo_pairs
 
-MODES = ("eager", "compile-cold", "compile-warm", "eager-reserved")
+MODES = ("eager", "compile-cold", "compile-warm", "eager-all-cores")
 
 
 def run_mode(args: argparse.Namespace) -> dict:
@@ -81,7 +81,7 @@ def main() -> None:
         # compile-cold and compile-warm share these fresh caches; eager compiles nothing.
         env = {**os.environ, "VLLM_CACHE_ROOT": f"{caches}/vllm", "TORCHINDUCTOR_CACHE_DIR": f"{caches}/inductor"}
         for mode in args.modes:
-            reserved = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"} if mode == "eager-reserved" else {}
+            reserved = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"} if mode == "eager-all-cores" else {}
             argv = [sys.executable, __file__, "--mode", mode, "--model", args.model, "--max-model-len",
                     str(args.max_model_len), "--n", str(args.n), "--k", str(args.k), "--max-new-tokens", str(args.max_new_tokens)]
             rows.append(child_row(argv, {"mode": mode}, {**env, **reserved}))

@@ -191,13 +191,3 @@ def test_the_vllm_engine_hands_the_chosen_size_to_vllm(monkeypatch, caplog):
     load_backend("smollm2-135m", "vllm", kv_cache_gib=1.25)
     assert engine_args["kv_cache_memory_bytes"] == int(1.25 * GiB)
 
-
-def test_a_small_cpu_machine_keeps_no_core_for_vllms_scheduler():
-    """vLLM keeps a core per worker for its scheduler; on 2 cores that halved the model's compute (issue 21)."""
-    from spct.backends.vllm import cpu_cores_reserved
-
-    assert cpu_cores_reserved({}, cores=2, is_cpu=True, workers=1) == "0"
-    assert cpu_cores_reserved({}, cores=16, is_cpu=True, workers=1) is None  # one core of 16: vLLM's choice stands
-    assert cpu_cores_reserved({"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, cores=2, is_cpu=True, workers=1) is None  # the user's
-    assert cpu_cores_reserved({}, cores=2, is_cpu=False, workers=1) is None
-    assert cpu_cores_reserved({}, cores=4, is_cpu=True, workers=2) is None  # tensor parallel: each worker needs its cores

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,24 +100,6 @@ def default_dtype() -> str:
     return "auto" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
-RESERVED_CPU_VAR = "VLLM_CPU_NUM_OF_RESERVED_CPU"
-SMALL_CPU_CORES = 4  # at or below this, a core kept for vLLM's scheduler costs a quarter or more of the compute
-
-
-def cpu_cores_reserved(environ: Mapping[str, str], *, cores: int, is_cpu: bool, workers: int) -> str | None:
-    """The value spct gives VLLM_CPU_NUM_OF_RESERVED_CPU, or None to leave vLLM's choice.
-
-    vLLM's CPU build keeps one core per worker for its scheduler process and binds the model's
-    threads to the rest. On a small machine that halves the compute: on the 2-core machine here
-    the model ran on one core, and sampling 32 judgments took 30.7 s against 10.4 s with no core
-    reserved (bench/RESULTS.md). The offline engine's scheduler has little to do while the model
-    runs, so on one engine with few cores spct reserves none; a user's own setting always wins.
-    """
-    if not is_cpu or workers != 1 or RESERVED_CPU_VAR in environ or cores > SMALL_CPU_CORES:
-        return None
-    return "0"
-
-
 class VLLMBackend(HFTokenizerMixin, Backend):
     name = "vllm"
     reads_logprobs = True
@@ -170,14 +151,6 @@ class VLLMBackend(HFTokenizerMixin, Backend):
             log.info("vLLM KV cache: %s", kv_line)
         self.data_parallel_size = data_parallel_size
         if data_parallel_size == 1:
-            from vllm.platforms import current_platform
-
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            reserved = cpu_cores_reserved(os.environ, cores=cores, is_cpu=current_platform.is_cpu(), workers=tensor_parallel_size)
-            if reserved is not None:
-                os.environ[RESERVED_CPU_VAR] = reserved
-                log.info("vLLM on %d CPU cores: none reserved for its scheduler (%s=0; set it to override)", cores,
-                         RESERVED_CPU_VAR)
             self.llm = vllm.LLM(**self.engine_args)
             self.replicas = []
         else:
