@@ -36,7 +36,7 @@ from .data import (
 from .policies import Pointwise, single
 from .prompts import render_body
 from .score_line import MAX_SCORE, MIN_SCORE
-from .voting import is_correct, voted_scores
+from .voting import is_correct, labelled_best, voted_scores
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def pointwise_meta_rows(example: Example, judgments: list[Judgment]) -> list[dic
     best response's mean. Scores are what the vote uses (expected scores under that readout).
     The meta RM reads each one with the response it judged, as the judge saw it.
     """
-    best = example.best or ([i for i, r in enumerate(example.ratings) if r == max(example.ratings)] if example.ratings else None)
+    best = labelled_best(example.best, example.ratings)
     if not best:
         raise InputError(f"example {example.id}: meta RM data needs a 'best' or 'ratings' label")
     per_response = Pointwise.per_response(example, judgments)

@@ -97,9 +97,10 @@ def evaluate_scaling(
     evaluated under the voting policy only.
     """
     exact, bound = StopRule("exact"), bound_rule or StopRule("bound")
+    with_adaptive = policy == "voting"  # adaptive voting replays voting@k's samples
     plain = policy_for(JudgeConfig(policy=policy))
     guided = policy_for(JudgeConfig(policy=policy), meta_scorer) if meta_scorer is not None else None
-    methods = [m for m in METHODS if (m != "meta" or guided is not None) and (policy == "voting" or "adaptive" not in m)]
+    methods = [m for m in METHODS if (m != "meta" or guided is not None) and (with_adaptive or "adaptive" not in m)]
     # per_example[method][k] = one mean correctness per example
     per_example: dict[str, dict[int, list[float]]] = {m: {k: [] for k in ks} for m in methods}
     used: dict[str, dict[int, list[float]]] = {r: {k: [] for k in ks} for r in ("exact", "bound")}
@@ -132,7 +133,7 @@ def evaluate_scaling(
                 scores["voting"].append(float(bool(full.correct)))
                 if guided is not None:  # over the top k/2 by meta score
                     scores["meta"].append(float(bool(guided.vote(ex, picked).correct)))
-                if policy != "voting":
+                if not with_adaptive:
                     continue
                 for name, rule, method in (("exact", exact, "adaptive"), ("bound", bound, "adaptive-bound")):
                     r = adaptive_vote(ex, picked, k, rule, round_size)
@@ -141,7 +142,7 @@ def evaluate_scaling(
                     same[name].append(float(r.best == full.best))
             for m in methods:
                 per_example[m][k].append(sum(scores[m]) / len(scores[m]))
-            for name in ("exact", "bound") if policy == "voting" else ():
+            for name in ("exact", "bound") if with_adaptive else ():
                 used[name][k].append(sum(drawn[name]) / len(drawn[name]))
                 agree[name][k].append(sum(same[name]) / len(same[name]))
         if progress:
@@ -157,7 +158,7 @@ def evaluate_scaling(
     adaptive = {
         name: [{"k": k, "mean_samples": float(np.mean(used[name][k])), "fraction_of_k": float(np.mean(used[name][k])) / k,
                 "agrees_with_voting": float(np.mean(agree[name][k]))} for k in ks]
-        for name in (("exact", "bound") if policy == "voting" else ())
+        for name in (("exact", "bound") if with_adaptive else ())
     }
     return {
         "examples": len(per_example["voting"][ks[0]]),

@@ -289,8 +289,9 @@ class VLLMBackend(HFTokenizerMixin, Backend):
         depth: dict[tuple[int, ...], int] = {}  # how many candidate tokens it holds
         for _, ids, start in items:
             for i in range(start, len(ids)):
-                following.setdefault(tuple(ids[:i]), set()).add(ids[i])
-                depth[tuple(ids[:i])] = min(depth.get(tuple(ids[:i]), i - start), i - start)
+                prefix = tuple(ids[:i])
+                following.setdefault(prefix, set()).add(ids[i])
+                depth[prefix] = min(depth.get(prefix, i - start), i - start)
         step = {}  # prefix -> {token id: Logprob}
         # Shallow prefixes first: requests in one batch cannot share blocks none of them has computed
         # yet, so `box` + `1` reads `box` from the cache only once `box` has run.

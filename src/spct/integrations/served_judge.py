@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import BackendError, HFTokenizerMixin
-from ..backends.models import recommended_judging
 from ..backends.openai import OpenAIBackend
 from ..defaults import SERVE_MAX_NEW_TOKENS
 from ..judge import GenerativeRewardModel, JudgeConfig, readable_by
@@ -99,15 +98,12 @@ def served_judge_client(base_url: str, *, model: str | None = None, api_key: str
             guided = GUIDED_BY_ENGINE.get(served.engine or "", "none")
     backend = ServedJudgeBackend(model, tokenizer=tokenizer, base_url=base_url, api_key=api_key, guided=guided,
                                  context_length=context_length, timeout=timeout_s, max_retries=max_retries)
-    recommended = {name: value for name, value in recommended_judging(model, "openai").items()
-                   if {"policy": policy, "readout": readout}[name] is None}
     chosen = {name: value for name, value in (("policy", policy), ("readout", readout)) if value is not None}
-    config = JudgeConfig(k=k, max_new_tokens=max_new_tokens, retries=1, **{**recommended, **chosen})
+    config = JudgeConfig.for_model(model, k=k, max_new_tokens=max_new_tokens, retries=1, **chosen)
     if readout is None:  # only recommended: fit it to the engine (an explicit one is checked by the judge)
         config, note = readable_by(config, backend)
         if note:
             log.warning("%s", note)
-    if recommended:
-        log.info("judging %s as it was trained to be read: %s", model, recommended)
+    log.info("judging %s with policy %s, readout %s", model, config.policy, config.readout)
     grm = GenerativeRewardModel(backend, config)
     return RewardClient(grm, k=k)
