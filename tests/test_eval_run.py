@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,18 @@ def test_eval_fake_writes_everything_and_resumes(tmp_path):
     for f in ("report.md", "sections.png", "scaling.png", "config.json"):
         assert (out / f).stat().st_size > 0
     assert "tie rate" in (out / "report.md").read_text()
+
+
+def test_eval_without_matplotlib_keeps_its_results_and_exits_0(tmp_path, monkeypatch, caplog):
+    """The plots are the `eval` extra: a long run is not failed for them (vLLM's venv once lacked it)."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = tmp_path / "run"
+    args = ["eval", "--benchmark", "judgebench", "--data", str(FIX / "judgebench.jsonl"), "--engine", "fake",
+            "-o", str(out), "--no-progress"]
+    assert main(args) == 0
+    assert (out / "results.json").exists() and (out / "report.md").exists()
+    assert not list(out.glob("*.png"))
+    assert "plots not drawn: plots need matplotlib: pip install 'spct[eval]'" in caplog.text
 
 
 def test_eval_refuses_other_settings_in_same_folder(tmp_path, capsys):
