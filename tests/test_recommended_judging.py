@@ -95,4 +95,4 @@ def test_the_merged_embedded_judge_carries_its_reading():
     from spct.backends.models import resolve_model
 
     path, _ = resolve_model("spct-grm-135m")
-    assert recommended_judging(path) == recommended_judging("spct-grm-135m") == {"policy": "pointwise", "readout": "expected"}
+    assert recommended_judging(path) == recommended_judging("spct-grm-135m") == {"policy": "pointwise", "readout": "anchored"}

@@ -178,6 +178,40 @@ def test_vote_uses_expected_scores_without_ties():
     assert plain.rewards == [7, 7] and plain.best is None
 
 
+class _ReadingBackend(FakeBackend):
+    """A fake engine that reads probabilities: 4 is likely after the analysis, 8 straight after the prompt."""
+
+    reads_logprobs = True
+
+    def __init__(self):
+        super().__init__()
+        self.prefixes: list[str] = []
+
+    def continuation_logprobs(self, queries):
+        out = []
+        for q in queries:
+            self.prefixes.append(q.prefill)
+            likely = "8" if q.prefill == SCORE_PREFIX else "4"
+            out.append([0.0 if c.rstrip(",}").split(", ")[-1] == likely else -30.0 for c in q.candidates])
+        return out
+
+
+@pytest.mark.parametrize("readout, expected", [("expected", 4.0), ("anchored", 6.0)])
+def test_anchored_readout_averages_the_reading_before_and_after_the_analysis(readout, expected):
+    backend = _ReadingBackend()
+    grm = GenerativeRewardModel(backend, JudgeConfig(policy="pointwise", readout=readout))
+    [r] = grm.judge([Example("e", "q", ["a much longer answer", "short"], best=[0])])
+    assert [j.expected for j in r.judgments] == [[pytest.approx(expected)], [pytest.approx(expected)]]
+    straight = [p for p in backend.prefixes if p == SCORE_PREFIX]
+    assert len(straight) == (2 if readout == "anchored" else 0)  # one reading straight after the prompt a judgment
+    assert all(p.endswith(SCORE_PREFIX) and len(p) > len(SCORE_PREFIX) for p in backend.prefixes if p != SCORE_PREFIX)
+
+
+def test_anchored_readout_needs_an_engine_with_logprobs():
+    with pytest.raises(InputError, match="cannot read the model's probabilities"):
+        GenerativeRewardModel(FakeBackend(), JudgeConfig(readout="anchored"))
+
+
 @pytest.mark.slow
 def test_expected_readout_on_the_embedded_model(embedded_backend, pair_examples):
     grm = GenerativeRewardModel(embedded_backend, JudgeConfig(max_new_tokens=24, readout="expected", policy="both-orders"))
@@ -190,6 +224,24 @@ def test_expected_readout_on_the_embedded_model(embedded_backend, pair_examples)
     # the expected score follows the model's own probabilities: a value it wrote is likely under them
     jd = rewards[0].judgments[0]
     assert all(abs(e - s) < 5 for e, s in zip(jd.expected, jd.scores, strict=True))
+
+
+@pytest.mark.slow
+def test_anchored_readout_on_the_embedded_model(embedded_backend, pair_examples):
+    """The mean of the reading after the judge's analysis and the one straight after the prompt."""
+    from spct.backends.base import ScoreQuery
+    from spct.score_line import expected_score
+
+    ex = pair_examples[:1]
+    after = GenerativeRewardModel(embedded_backend, JudgeConfig(max_new_tokens=24, readout="expected", policy="pointwise"))
+    anchored = GenerativeRewardModel(embedded_backend, JudgeConfig(max_new_tokens=24, readout="anchored", policy="pointwise"))
+    [ra], [rb] = after.judge(ex), anchored.judge(ex)
+    cands = [f"{v}}}" for v in range(1, 11)]
+    for i, (ja, jb) in enumerate(zip(ra.judgments, rb.judgments, strict=True)):
+        assert ja.text == jb.text  # greedy: the same judgment, read two ways
+        alone = Example(f"{ex[0].id}/{i}", ex[0].query, [ex[0].responses[i]])
+        [lps] = embedded_backend.continuation_logprobs([ScoreQuery(after.format.messages(alone, [0]), SCORE_PREFIX, cands)])
+        assert jb.expected[0] == pytest.approx((ja.expected[0] + expected_score(lps)) / 2, abs=2e-3)
 
 
 @pytest.mark.slow

@@ -101,7 +101,7 @@ def test_train_verdict_on_the_embedded_model_resumes_and_judges(tmp_path, pair_e
     assert state["global_step"] == 2
     assert summary["adapter"]["layers"] == 14 and (out / "adapter" / "adapter_model.safetensors").exists()  # 2 blocks x 7
 
-    assert json.loads((out / "spct_judging.json").read_text()) == {"policy": "pointwise", "readout": "expected"}
+    assert json.loads((out / "spct_judging.json").read_text()) == {"policy": "pointwise", "readout": "anchored"}
     grm = GenerativeRewardModel(load_backend(str(out)), JudgeConfig(max_new_tokens=24, policy="pointwise",
                                                                     readout="expected"))
     for r in grm.judge(pair_examples[:2]):

@@ -77,7 +77,7 @@ def sample_order(seed: int, example_id: str, sample: int, n: int) -> list[int]:
 
 
 POLICIES = ("voting", "both-orders", "pointwise")
-READOUTS = ("sampled", "expected")
+READOUTS = ("sampled", "expected", "anchored")
 
 
 @dataclass
@@ -102,9 +102,12 @@ class JudgeConfig:
                                     "half the judgments show them as given and half reversed (at least 2; greedy when "
                                     "k <= 2), so neither position is favoured; pointwise: each response judged alone, k "
                                     "judgments each, rewarded by its mean score", choices=POLICIES)
-    readout: str = setting("sampled", "a judgment's score per response: the integer it wrote (sampled, the paper's rule) "
-                                      "or its expected score under the model's probabilities of 1..10 (expected: no "
-                                      "ties; needs an engine that gives log-probabilities)", choices=READOUTS)
+    readout: str = setting("sampled", "a judgment's score per response: the integer it wrote (sampled, the paper's rule); "
+                                      "its expected score under the model's probabilities of 1..10 at its score line "
+                                      "(expected: no ties); or the mean of that and the expected score read straight "
+                                      "after the prompt, before any analysis, where `spct train-verdict` trains it "
+                                      "(anchored). The last two need an engine that gives log-probabilities",
+                           choices=READOUTS)
 
     def __post_init__(self) -> None:
         try:
@@ -138,7 +141,7 @@ def readable_by(config: JudgeConfig, backend: Backend) -> tuple[JudgeConfig, str
     log-probabilities reads the integers the model writes instead. The policy stays. An expected
     readout asked for explicitly is not passed here; the judge refuses it on such an engine.
     """
-    if config.readout != "expected" or backend.reads_logprobs:
+    if config.readout == "sampled" or backend.reads_logprobs:
         return config, None
     return replace(config, readout="sampled"), (f"the {backend.name} engine gives no log-probabilities, so the model "
                                                  "is read by the scores it writes (readout sampled)")
@@ -192,7 +195,7 @@ class GenerativeRewardModel:
                  *, format: Format | None = None, policy: Policy | None = None):
         self.backend = backend
         self.config = config or JudgeConfig()
-        if self.config.readout == "expected" and not backend.reads_logprobs:
+        if self.config.readout != "sampled" and not backend.reads_logprobs:
             raise InputError(expected_readout_unsupported(backend.name), field="readout")
         self.format = format or JudgingFormat(principles=self.config.principles, format_demo=self.config.format_demo)
         self.policy = policy or policy_for(self.config, meta_scorer)
@@ -320,17 +323,23 @@ class GenerativeRewardModel:
             for i, g in zip(failed, self.backend.generate(retry), strict=True):
                 ex, s, order, _ = shown[i]
                 judgments[i] = fmt.to_judgment(ex, s, order, g[0])
-        if self.config.readout == "expected":
-            self.read_expected(judgments, requests)
+        if self.config.readout != "sampled":
+            self.read_expected(judgments, requests, anchored=self.config.readout == "anchored")
         return judgments
 
-    def read_expected(self, judgments: list[Judgment], requests: list[GenerationRequest]) -> None:
+    def read_expected(self, judgments: list[Judgment], requests: list[GenerationRequest], anchored: bool = False) -> None:
         """Set `expected` on each parsed judgment: per response, the mean score under the model's probabilities.
 
         For the score at shown position p, the model reads its own judgment up to the final box
         and the scores it wrote before p, and each value v in MIN..MAX is scored as the text
         `v,` (or `v}` for the last), so 1 and 10 are told apart; the probabilities of the values
         are normalised among themselves.
+
+        `anchored`: the same scores are also read at a score line placed straight after the prompt
+        (the position `spct train-verdict` trains), and each response gets the mean of the two
+        readings. Why: the embedded judge's verdict read there is right on 63% of held-out HH pairs
+        and 55% after its own analysis, whose pointwise text often critiques a response it was not
+        shown (bench/RESULTS.md); the mean keeps the analysis in the verdict without trusting it alone.
         """
         todo, queries = [], []
         for j, req in zip(judgments, requests, strict=True):
@@ -343,11 +352,16 @@ class GenerativeRewardModel:
                      for p in range(n) for v in range(MIN_SCORE, MAX_SCORE + 1)]
             todo.append(j)
             queries.append(ScoreQuery(req.messages, j.text[:box], cands))
+            if anchored:
+                queries.append(ScoreQuery(req.messages, SCORE_PREFIX, cands))
         if not queries:
             return
-        width = MAX_SCORE - MIN_SCORE + 1
-        for j, lps in zip(todo, self.backend.continuation_logprobs(queries), strict=True):
-            shown_expected = [round(expected_score(lps[p : p + width]), 4) for p in range(0, len(lps), width)]
+        width, per = MAX_SCORE - MIN_SCORE + 1, 2 if anchored else 1
+        read = self.backend.continuation_logprobs(queries)
+        for i, j in enumerate(todo):
+            readings = [[expected_score(lps[p : p + width]) for p in range(0, len(lps), width)]
+                        for lps in read[per * i : per * (i + 1)]]
+            shown_expected = [round(sum(r[p] for r in readings) / per, 4) for p in range(len(readings[0]))]
             j.expected = to_original(shown_expected, j.order)  # type: ignore[arg-type]
 
     def sample(self, examples: list[Example], k: int, *, hints: dict[str, int] | None = None, first_sample: int = 0,

@@ -118,10 +118,13 @@ def _merge_embedded_adapter(name: str) -> Path:
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), src).merge_and_unload()
         _save_atomically(model, AutoTokenizer.from_pretrained(base), target)
     # The merged folder carries the reading it was trained for, so a server of that folder (vLLM
-    # names the model by its path) tells its clients (`recommended_judging`).
-    judging = src / JUDGING_FILE
-    if judging.is_file() and not (target / JUDGING_FILE).is_file():
-        shutil.copyfile(judging, target / JUDGING_FILE)
+    # names the model by its path) tells its clients (`recommended_judging`). The cache is keyed by
+    # the weights, so a reading changed without them is copied over the old one.
+    judging, copy = src / JUDGING_FILE, target / JUDGING_FILE
+    if judging.is_file() and (not copy.is_file() or copy.read_bytes() != judging.read_bytes()):
+        tmp = copy.with_name(f".{JUDGING_FILE}.{os.getpid()}")
+        shutil.copyfile(judging, tmp)
+        os.replace(tmp, copy)
     return target
 
 

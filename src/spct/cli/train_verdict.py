@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "`Scores: \\boxed{` (the mean of 1..9 under its digit probabilities) is its reward, "
                                    "and TRL's RewardTrainer trains -log sigmoid(chosen - rejected). The result is a "
                                    "model folder that still writes principles and analysis, and OUTDIR/spct_judging.json makes "
-                                   "judging commands read it as trained (`--policy pointwise --readout expected`) "
+                                   "judging commands read it as trained (`--policy pointwise --readout anchored`) "
                                    "unless flags say otherwise. Checkpoints every --save-steps; rerun the "
                                    "same command to resume. See docs/method.md.")
     p.add_argument("data", help="labelled examples: JSONL/.gz ({query, responses, best} or {prompt, chosen, rejected}) "
