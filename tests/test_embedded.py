@@ -42,7 +42,7 @@ def test_spct_judge_end_to_end_writes_the_reward_schema(tmp_path, capsys):
             assert j["order"] == [0] and len(j["scores"]) == 1 and 1 <= j["expected"][0] <= 10
             assert j["text"].rstrip().endswith("}") and isinstance(j["forced"], bool)
     err = capsys.readouterr().err
-    assert "2 judged" in err and "--policy pointwise, --readout expected" in err
+    assert "2 judged" in err and "--policy pointwise, --readout anchored" in err
     assert main(argv) == 0 and len(out.read_text().splitlines()) == 2  # resumes, no duplicates
 
 
