@@ -192,10 +192,11 @@ def test_shipped_judge_loads_offline_and_judges(shipped_backend):
 
 
 def test_shipped_judge_is_read_as_it_was_trained():
-    """spct train-verdict trained it on one response at a time and its expected score: the CLI reads it so."""
+    """spct train-verdict trained its expected score on one response at a time, straight after the prompt: the CLI
+    reads it there and at its own score line (anchored)."""
     from spct.backends.models import DEFAULT_JUDGE, recommended_judging
 
-    assert recommended_judging(DEFAULT_JUDGE) == {"policy": "pointwise", "readout": "expected"}
+    assert recommended_judging(DEFAULT_JUDGE) == {"policy": "pointwise", "readout": "anchored"}
 
 
 @pytest.mark.slow
