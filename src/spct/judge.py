@@ -139,7 +139,7 @@ def readable_by(config: JudgeConfig, backend: Backend) -> tuple[JudgeConfig, str
 
     For a readout a model only *recommends* (its spct_judging.json): an engine without
     log-probabilities reads the integers the model writes instead. The policy stays. An expected
-    readout asked for explicitly is not passed here; the judge refuses it on such an engine.
+    or anchored readout asked for explicitly is not passed here; the judge refuses it on such an engine.
     """
     if config.readout == "sampled" or backend.reads_logprobs:
         return config, None
