@@ -207,6 +207,14 @@ def test_anchored_readout_averages_the_reading_before_and_after_the_analysis(rea
     assert all(p.endswith(SCORE_PREFIX) and len(p) > len(SCORE_PREFIX) for p in backend.prefixes if p != SCORE_PREFIX)
 
 
+def test_anchored_readout_reads_a_prompt_once_for_all_its_samples():
+    backend = _ReadingBackend()
+    grm = GenerativeRewardModel(backend, JudgeConfig(policy="pointwise", readout="anchored", k=3))
+    [r] = grm.judge([Example("e", "q", ["a much longer answer", "short"], best=[0])])
+    assert len(r.judgments) == 6 and all(j.expected == [pytest.approx(6.0)] for j in r.judgments)
+    assert sum(p == SCORE_PREFIX for p in backend.prefixes) == 2  # one a response, not one a sample
+
+
 def test_anchored_readout_needs_an_engine_with_logprobs():
     with pytest.raises(InputError, match="cannot read the model's probabilities"):
         GenerativeRewardModel(FakeBackend(), JudgeConfig(readout="anchored"))

@@ -12,6 +12,7 @@ paper's setting). Sampled text is reproducible for the same inputs, settings and
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import re
@@ -341,7 +342,9 @@ class GenerativeRewardModel:
         and 55% after its own analysis, whose pointwise text often critiques a response it was not
         shown (bench/RESULTS.md); the mean keeps the analysis in the verdict without trusting it alone.
         """
-        todo, queries = [], []
+        todo: list[tuple[Judgment, list[int]]] = []  # a judgment and the indices of its readings in `queries`
+        queries: list[ScoreQuery] = []
+        straight: dict[str, int] = {}  # k samples of one prompt share one reading straight after it
         for j, req in zip(judgments, requests, strict=True):
             box = _last_box(j.text) if j.ok else None
             if box is None:
@@ -350,18 +353,22 @@ class GenerativeRewardModel:
             n = len(shown)
             cands = [", ".join(str(x) for x in shown[:p]) + (", " if p else "") + f"{v}{',' if p < n - 1 else '}'}"
                      for p in range(n) for v in range(MIN_SCORE, MAX_SCORE + 1)]
-            todo.append(j)
+            at = [len(queries)]
             queries.append(ScoreQuery(req.messages, j.text[:box], cands))
             if anchored:
-                queries.append(ScoreQuery(req.messages, SCORE_PREFIX, cands))
+                key = json.dumps([req.messages, cands])
+                if key not in straight:
+                    straight[key] = len(queries)
+                    queries.append(ScoreQuery(req.messages, SCORE_PREFIX, cands))
+                at.append(straight[key])
+            todo.append((j, at))
         if not queries:
             return
-        width, per = MAX_SCORE - MIN_SCORE + 1, 2 if anchored else 1
+        width = MAX_SCORE - MIN_SCORE + 1
         read = self.backend.continuation_logprobs(queries)
-        for i, j in enumerate(todo):
-            readings = [[expected_score(lps[p : p + width]) for p in range(0, len(lps), width)]
-                        for lps in read[per * i : per * (i + 1)]]
-            shown_expected = [round(sum(r[p] for r in readings) / per, 4) for p in range(len(readings[0]))]
+        for j, at in todo:
+            readings = [[expected_score(read[q][p : p + width]) for p in range(0, len(read[q]), width)] for q in at]
+            shown_expected = [round(sum(r[p] for r in readings) / len(at), 4) for p in range(len(readings[0]))]
             j.expected = to_original(shown_expected, j.order)  # type: ignore[arg-type]
 
     def sample(self, examples: list[Example], k: int, *, hints: dict[str, int] | None = None, first_sample: int = 0,
