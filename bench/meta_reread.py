@@ -27,7 +27,7 @@ from spct.data import Judgment, iter_jsonl, read_examples
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.meta_rm import pointwise_meta_rows
 from spct.policies import single
-from spct.score_line import MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
+from spct.score_line import SCORE_PREFIX, expected_score, score_candidates
 
 
 def main() -> None:
@@ -36,7 +36,6 @@ def main() -> None:
     p.add_argument("--data", required=True, help="the labelled examples the rows were sampled from")
     p.add_argument("-o", "--out", required=True)
     p.add_argument("--model", default="spct-grm-135m")
-    p.add_argument("--readout", default="anchored", choices=("anchored",), help="the readout the rows are re-labelled under")
     p.add_argument("--batch-size", type=int, default=16, help="readings per engine call")
     args = p.parse_args()
 
@@ -49,7 +48,7 @@ def main() -> None:
         by_pair[j.id.rsplit("/", 1)[0]].append(j)
 
     grm = GenerativeRewardModel(load_backend(EngineConfig(args.model, "transformers")), JudgeConfig(policy="pointwise"))
-    cands = [f"{v}}}" for v in range(MIN_SCORE, MAX_SCORE + 1)]
+    cands = score_candidates(1)
     todo = [(pair, i) for pair in by_pair for i in range(len(examples[pair].responses))]
     straight: dict[tuple[str, int], float] = {}
     for b in tqdm(range(0, len(todo), args.batch_size), desc="straight readings", unit="batch"):

@@ -34,7 +34,14 @@ from .policies import (
     Voting,
     is_greedy,
 )
-from .score_line import BOX_PATTERN, MAX_SCORE, MIN_SCORE, SCORE_PREFIX, expected_score
+from .score_line import (
+    BOX_PATTERN,
+    MAX_SCORE,
+    MIN_SCORE,
+    SCORE_PREFIX,
+    expected_score,
+    score_candidates,
+)
 from .settings import (
     MAX_K,
     check_values,
@@ -351,8 +358,7 @@ class GenerativeRewardModel:
                 continue
             shown = [j.scores[i] for i in j.order]  # type: ignore[index]
             n = len(shown)
-            cands = [", ".join(str(x) for x in shown[:p]) + (", " if p else "") + f"{v}{',' if p < n - 1 else '}'}"
-                     for p in range(n) for v in range(MIN_SCORE, MAX_SCORE + 1)]
+            cands = score_candidates(n, shown)
             at = [len(queries)]
             queries.append(ScoreQuery(req.messages, j.text[:box], cands))
             if anchored:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MIN_SCORE, MAX_SCORE = 1, 10
@@ -57,6 +58,16 @@ class ScoreConstraint:
 def normalise(score: float) -> float:
     """A score (or mean score) on MIN_SCORE..MAX_SCORE mapped onto 0..1."""
     return (score - MIN_SCORE) / (MAX_SCORE - MIN_SCORE)
+
+
+def score_candidates(n: int, written: Sequence[int] = ()) -> list[str]:
+    """The texts whose probabilities an expected-score readout reads at a score line of n responses.
+
+    For each position p in order, each value v in MIN_SCORE..MAX_SCORE after the `written` scores
+    before p, as `v,` (or `v}` for the last), so 1 and 10 are told apart: n x 10 texts, 10 a position.
+    """
+    return [", ".join(str(x) for x in written[:p]) + (", " if p else "") + f"{v}{',' if p < n - 1 else '}'}"
+            for p in range(n) for v in range(MIN_SCORE, MAX_SCORE + 1)]
 
 
 def expected_score(logprobs: list[float]) -> float:
