@@ -10,12 +10,15 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from spct.backends.models import resolve_model
 from spct.cli import main
-from spct.data import Example
+from spct.data import Example, InputError, Judgment
+from spct.policies import single
 from spct.score_line import SCORE_PREFIX
 from spct.train.verdict_pref import (
     PromptEncoder,
+    _own_line_heads,
     freeze_below,
     pointwise_pairs,
+    read_own_lines,
     score_readout_model,
 )
 
@@ -50,6 +53,50 @@ def test_prompt_ends_at_the_score_box_and_long_texts_are_cut(tokenizer):
     ids = encode(Example("t", turns, ["fine"]))
     text = tokenizer.decode(ids)
     assert len(ids) <= 320 and "LAST QUESTION" in text and "old answer" not in text  # oldest exchange dropped
+
+
+def _own_row(ex: Example, i: int, sample: int, text: str, scores: list[int] | None = None) -> str:
+    alone = single(ex, i)
+    j = Judgment(alone.id, sample, [0], "- p", "c", scores, text)
+    return json.dumps({"key": f"{ex.id}|{i}|{sample}|u", "example": alone.to_dict(), "judgment": j.to_dict(),
+                       "label": 1, "hinted": False}) + "\n"
+
+
+def test_own_lines_are_cut_at_their_score_box_and_paired_by_sample(tmp_path, capsys):
+    ex = Example("a", "q", ["good", "bad"], best=[0])
+    judged = "Principles:\n- p\nAnalysis:\nfine.\nScores: \\boxed{"
+    path = tmp_path / "own.jsonl"
+    path.write_text(_own_row(ex, 0, 0, judged + "8}", [8]) + _own_row(ex, 1, 0, judged + "3}", [3])
+                    + _own_row(ex, 0, 1, judged + "7}", [7])  # sample 1 of response 1 is missing
+                    + _own_row(ex, 1, 2, "no score line", None)  # failed: no own line to read
+                    + "{not json\n")
+    own, issues = read_own_lines(path)
+    assert [str(i).split(":")[:2] for i in issues] == [[str(path), "5"]]
+    assert own == {"a/0": ("good", {0: judged, 1: judged}), "a/1": ("bad", {0: judged})}
+    heads = _own_line_heads(pointwise_pairs([ex]), own, "d.jsonl")
+    assert [(c.id, r.id, ch, rh) for c, r, ch, rh in heads] == [("a/0", "a/1", judged, judged)]  # only sample 0 has both
+
+    other = Example("a", "q", ["good", "something else"], best=[0])
+    with pytest.raises(InputError, match="judged another response than d.jsonl holds"):
+        _own_line_heads(pointwise_pairs([other]), own, "d.jsonl")
+    with pytest.raises(InputError, match="no own-line judgment belongs to a pair of d.jsonl"):
+        _own_line_heads(pointwise_pairs([Example("b", "q", ["x", "y"], best=[1])]), own, "d.jsonl")
+
+    pair_rows = tmp_path / "pairwise.jsonl"
+    j = Judgment("a", 0, [0, 1], "- p", "c", [8, 3], judged + "8, 3}")
+    pair_rows.write_text(json.dumps({"example": ex.to_dict(), "judgment": j.to_dict(), "label": 1}) + "\n")
+    with pytest.raises(InputError, match="judges 2 responses; own-line rows need one response a judgment"):
+        read_own_lines(pair_rows)
+
+
+def test_prompt_can_end_at_the_judges_own_score_box(tokenizer):
+    encode = PromptEncoder(tokenizer, max_length=320)
+    head = "Principles:\n- Correct (100%)\nAnalysis:\nIt is right.\nScores: \\boxed{"
+    ex = Example("s", "What is 2+2?", ["4 " * 1000])
+    ids = encode(ex, head)
+    text = tokenizer.decode(ids)
+    assert len(ids) <= 320 and text.endswith(head) and "What is 2+2?" in text  # the response is cut, not the head
+    assert encode(ex, head * 40) is None  # a head longer than the budget does not fit at all
 
 
 def test_readout_is_the_expected_digit_score_at_the_last_real_token():
@@ -106,6 +153,20 @@ def test_train_verdict_on_the_embedded_model_resumes_and_judges(tmp_path, pair_e
                                                                     readout="expected"))
     for r in grm.judge(pair_examples[:2]):
         assert len(r.rewards) == 2 and all(1.0 <= x <= 10.0 for x in r.rewards) and r.rewards[0] != r.rewards[1]
+
+
+@pytest.mark.slow
+def test_train_verdict_at_the_judges_own_lines_on_the_embedded_model(tmp_path, pair_examples):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(ex.to_dict()) + "\n" for ex in pair_examples))
+    own = tmp_path / "own.jsonl"
+    assert main(["meta-data", str(data), "-o", str(own), "--policy", "pointwise", "--readout", "sampled", "--k", "2",
+                 "--max-new-tokens", "24"]) == 0  # the judge's own judgments; the score line forced where needed
+    out = tmp_path / "tv"
+    assert main(["train-verdict", str(data), "-o", str(out), "--own-lines", str(own), "--batch-size", "2",
+                 "--max-length", "384", "--train-top-layers", "1", "--max-steps", "1"]) == 0
+    summary = json.loads((out / "spct_verdict_pref.json").read_text())
+    assert summary["pairs"] == 2 and summary["own_line_pairs"] == 4  # 2 pairs x 2 samples judged for both responses
 
 
 def test_extracted_adapter_reproduces_a_fully_tuned_model(tmp_path):

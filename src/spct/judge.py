@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -35,11 +34,11 @@ from .policies import (
     is_greedy,
 )
 from .score_line import (
-    BOX_PATTERN,
     MAX_SCORE,
     MIN_SCORE,
     SCORE_PREFIX,
     expected_score,
+    last_box_start,
     score_candidates,
 )
 from .settings import (
@@ -58,15 +57,6 @@ log = logging.getLogger(__name__)
 TRUNCATION_NOTE = "\n[... {n} characters cut to fit the model's context ...]"
 
 __all__ = ["ContextOverflow", "GenerativeRewardModel", "JudgeConfig", "MetaScorer", "Shown", "sample_order"]
-
-_BOX = re.compile(BOX_PATTERN)
-
-
-def _last_box(text: str) -> int | None:
-    """Offset just inside the last score box's `{` (where its scores start), or None."""
-    boxes = list(_BOX.finditer(text))
-    return boxes[-1].start(1) if boxes else None
-
 
 #: One judgment to make: (example, sample index, shown order, hint position or None).
 Shown = tuple[Example, int, list[int], int | None]
@@ -353,7 +343,7 @@ class GenerativeRewardModel:
         queries: list[ScoreQuery] = []
         straight: dict[str, int] = {}  # k samples of one prompt share one reading straight after it
         for j, req in zip(judgments, requests, strict=True):
-            box = _last_box(j.text) if j.ok else None
+            box = last_box_start(j.text) if j.ok else None
             if box is None:
                 continue
             shown = [j.scores[i] for i in j.order]  # type: ignore[index]

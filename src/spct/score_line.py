@@ -104,6 +104,15 @@ def _final_box(text: str) -> re.Match[str] | None:
     return boxes[-1]
 
 
+def last_box_start(text: str) -> int | None:
+    """Offset just inside the last score box's `{` (where its scores start), or None.
+
+    `text[:offset]` is what an expected-score readout reads at the judgment's own score line.
+    """
+    boxes = list(_BOX.finditer(text))
+    return boxes[-1].start(1) if boxes else None
+
+
 def constraint_satisfied(text: str, c: ScoreConstraint) -> bool:
     """True when `text` already ends in a score box the parser accepts (c.count integers in range)."""
     found = _final_box(text)

@@ -6,7 +6,7 @@ import argparse
 
 from ..data import load_examples
 from ..settings import add_dataclass_args, from_namespace
-from ..train.verdict_pref import VerdictPrefConfig, train_verdict_pref
+from ..train.verdict_pref import VerdictPrefConfig, read_own_lines, train_verdict_pref
 from .common import report_issues
 from .sft import print_summary
 
@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 "or a HF dataset")
     p.add_argument("-o", "--output", required=True, help="folder for checkpoints and the trained model")
     p.add_argument("--split", default="train", help="split, when DATA is a HF dataset (default: train)")
+    p.add_argument("--own-lines", metavar="JUDGMENTS", help="the judge's own pointwise judgments of DATA's responses "
+                   "(JSONL from `spct meta-data --policy pointwise`): each sample judged for both responses of a pair "
+                   "adds that pair read at those judgments' own score lines, after their principles and analysis "
+                   "(the second reading of `--readout anchored`)")
     add_dataclass_args(p, VerdictPrefConfig)
     p.set_defaults(func=run)
 
@@ -32,5 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     examples, issues = load_examples(args.data, args.split)
     report_issues(issues)
-    print_summary(train_verdict_pref(examples, args.output, from_namespace(VerdictPrefConfig, args), resume=True))
+    own_lines = None
+    if args.own_lines:
+        own_lines, issues = read_own_lines(args.own_lines)
+        report_issues(issues)
+    print_summary(train_verdict_pref(examples, args.output, from_namespace(VerdictPrefConfig, args), resume=True,
+                                     own_lines=own_lines))
     return 0

@@ -14,6 +14,12 @@ s_rejected) plus a small term that keeps the scores centred. The score
 is read from the language-model head, so the trained model is still a GRM: it writes principles
 and analysis as before; `--readout anchored` reads this quantity straight after the prompt, where it
 was trained, and again at the judgment's own score line, and averages the two.
+
+`--own-lines` also trains the second of those positions: given the judge's own pointwise judgments
+of the same responses (`spct meta-data --policy pointwise`), each sample judged for both responses of
+a pair adds that pair read after the two judgments' principles and analysis. Why: trained only
+straight after the prompt, the reading at the judgment's own line stays near chance on HH, so
+half of every anchored score, and all that sampling varies, carries little signal (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import Example, InputError
+from ..data import Example, InputError, InputIssue
 from ..format import JudgingFormat
-from ..score_line import SCORE_PREFIX
+from ..meta_rm import read_meta_rows
+from ..score_line import SCORE_PREFIX, last_box_start
 from ..settings import positive_float, positive_int, setting
 
 DIGITS = [str(d) for d in range(1, 10)]  # "10" starts with "1": the first token cannot tell them apart
@@ -72,8 +79,29 @@ def pointwise_pairs(examples: Iterable[Example]) -> list[tuple[Example, Example]
     return pairs
 
 
+#: {judged response id ("EXAMPLE/INDEX"): (that response, {sample: its judgment's text up to its scores})}
+OwnLines = dict[str, tuple[str, dict[int, str]]]
+
+
+def read_own_lines(path: str | Path) -> tuple[OwnLines, list[InputIssue]]:
+    """The judge's own pointwise judgments (`spct meta-data --policy pointwise` output), cut at their score lines.
+
+    Bad lines come back as issues; judgments without a score box are left out (no own line to read).
+    """
+    rows, issues = read_meta_rows(path)
+    heads: OwnLines = {}
+    for ex, j, _ in rows:
+        if len(ex.responses) != 1:
+            raise InputError(f"{path}: the judgment of {ex.id} judges {len(ex.responses)} responses; own-line rows "
+                             "need one response a judgment (`spct meta-data --policy pointwise`)")
+        at = last_box_start(j.text) if j.ok else None
+        if at is not None:
+            heads.setdefault(ex.id, (ex.responses[0], {}))[1][j.sample] = j.text[:at]
+    return heads, issues
+
+
 class PromptEncoder:
-    """Token ids of a response judged alone, up to the score box, cut to `max_length` tokens.
+    """Token ids of a response judged alone, up to a score box, cut to `max_length` tokens.
 
     A text too long is cut where it costs the verdict least: the response keeps its beginning, a
     plain-text query keeps its end (the last turn is the one being answered).
@@ -82,22 +110,26 @@ class PromptEncoder:
     def __init__(self, tokenizer, max_length: int, fmt: JudgingFormat | None = None):
         self.tok, self.max_length, self.fmt = tokenizer, max_length, fmt or JudgingFormat()
 
-    def _ids(self, ex: Example) -> list[int]:
+    def _ids(self, ex: Example, head: str) -> list[int]:
         text = self.tok.apply_chat_template(self.fmt.messages(ex, [0]), tokenize=False, add_generation_prompt=True)
-        return self.tok(text + SCORE_PREFIX, add_special_tokens=False)["input_ids"]
+        return self.tok(text + head, add_special_tokens=False)["input_ids"]
 
     def _tokens(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
-    def __call__(self, ex: Example) -> list[int] | None:
-        """The ids, or None when even a cut text does not fit."""
-        ids = self._ids(ex)
+    def __call__(self, ex: Example, head: str = SCORE_PREFIX) -> list[int] | None:
+        """The ids, or None when even a cut text does not fit.
+
+        `head` is what the judge wrote before its scores: the bare score box (straight after the prompt) or
+        its own principles and analysis up to its score box (`read_own_lines`); it is never cut.
+        """
+        ids = self._ids(ex, head)
         for _ in range(8):
             excess = len(ids) - self.max_length
             if excess <= 0:
                 return ids
             ex = Example(ex.id, *self._cut(ex, excess + 2), source=ex.source)
-            ids = self._ids(ex)
+            ids = self._ids(ex, head)
         return None
 
     def _cut(self, ex: Example, excess: int) -> tuple[Any, list[str]]:
@@ -161,8 +193,12 @@ def freeze_below(lm, top_layers: int) -> int:
 
 
 def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: VerdictPrefConfig,
-                       resume: bool = False) -> dict[str, Any]:
-    """Train `config.model` with the Bradley-Terry loss on its score readout; save the model to out_dir."""
+                       resume: bool = False, own_lines: OwnLines | None = None) -> dict[str, Any]:
+    """Train `config.model` with the Bradley-Terry loss on its score readout; save the model to out_dir.
+
+    `own_lines` (`read_own_lines`): also train each pair at the judge's own score lines, once for each sample
+    judged for both of its responses.
+    """
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -172,9 +208,10 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     from .sft import LOG_FILE
 
     pairs = pointwise_pairs(examples)  # before any model loads: data without pairs is refused at once
+    where = examples[0].source.rsplit(":", 1)[0] if examples and examples[0].source else "the data"
     if not pairs:
-        where = examples[0].source.rsplit(":", 1)[0] if examples and examples[0].source else "the data"
         raise InputError(f"{where}: no labelled pairs to train on (examples need 'best' and at least two responses)")
+    heads = _own_line_heads(pairs, own_lines, where) if own_lines is not None else []
     base, gguf = resolve_model(config.model)
     load = {"gguf_file": gguf} if gguf else {}
     tok = AutoTokenizer.from_pretrained(base, **load)
@@ -189,6 +226,13 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
         c, r = encode(chosen), encode(rejected)
         if c is None or r is None:
             skipped += 1
+            continue
+        rows.append({"chosen_ids": c, "rejected_ids": r})
+    straight, own_skipped = len(rows), 0
+    for chosen, rejected, c_head, r_head in heads:
+        c, r = encode(chosen, c_head), encode(rejected, r_head)
+        if c is None or r is None:
+            own_skipped += 1
             continue
         rows.append({"chosen_ids": c, "rejected_ids": r})
     lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **load)
@@ -213,7 +257,8 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     (Path(out_dir) / LOG_FILE).write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")  # for plots
     # Read it as it was trained (`spct judge --model OUT_DIR` takes these unless flags say otherwise).
     (Path(out_dir) / JUDGING_FILE).write_text(json.dumps(READ_AS, indent=2) + "\n")
-    summary = {"pairs": len(rows), "skipped_too_long": skipped, "trainable_params": trainable,
+    summary = {"pairs": straight, "skipped_too_long": skipped, "trainable_params": trainable,
+               **({"own_line_pairs": len(rows) - straight, "own_line_skipped_too_long": own_skipped} if own_lines else {}),
                "steps": result.global_step, "train_loss": round(result.training_loss, 4), **asdict(config)}
     if config.adapter_rank:
         from .adapters import extract_adapter
@@ -221,6 +266,28 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
         summary["adapter"] = extract_adapter(base, out_dir, Path(out_dir) / "adapter", config.adapter_rank)
     (Path(out_dir) / "spct_verdict_pref.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _own_line_heads(pairs: list[tuple[Example, Example]], own_lines: OwnLines,
+                    where: str) -> list[tuple[Example, Example, str, str]]:
+    """(chosen, rejected, chosen's judgment head, rejected's) for each sample judged for both responses of a pair.
+
+    A judgment whose response is not the one in the data (the file judged other data) is refused.
+    """
+    out = []
+    for chosen, rejected in pairs:
+        judged = [own_lines.get(ex.id) for ex in (chosen, rejected)]
+        for ex, got in zip((chosen, rejected), judged, strict=True):
+            if got is not None and got[0] != ex.responses[0]:
+                raise InputError(f"the own-line judgment of {ex.id} judged another response than {where} holds; "
+                                 "were they sampled from this data?")
+        if judged[0] is None or judged[1] is None:
+            continue
+        out += [(chosen, rejected, judged[0][1][s], judged[1][1][s]) for s in sorted(judged[0][1].keys() & judged[1][1].keys())]
+    if not out:
+        raise InputError(f"no own-line judgment belongs to a pair of {where} (ids 'EXAMPLE/INDEX', one response each, "
+                         "both responses of a pair judged with the same sample number)")
+    return out
 
 
 def _readout_trainer(base: type) -> type:
