@@ -19,7 +19,9 @@ was trained, and again at the judgment's own score line, and averages the two.
 of the same responses (`spct meta-data --policy pointwise`), each sample judged for both responses of
 a pair adds that pair read after the two judgments' principles and analysis. Why: trained only
 straight after the prompt, the reading at the judgment's own line stays near chance on HH, so
-half of every anchored score, and all that sampling varies, carries little signal (bench/RESULTS.md).
+half of every anchored score, and all that sampling varies, carries little signal. It pays where the
+analyses are about the response judged: on the embedded judge a 400-pair pilot gained on gsm and lost
+on HH, whose analyses mostly critique a response the judge was not shown (bench/RESULTS.md).
 """
 
 from __future__ import annotations
