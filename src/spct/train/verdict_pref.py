@@ -21,7 +21,8 @@ a pair adds that pair read after the two judgments' principles and analysis. Why
 straight after the prompt, the reading at the judgment's own line stays near chance on HH, so
 half of every anchored score, and all that sampling varies, carries little signal. It pays where the
 analyses are about the response judged: on the embedded judge a 400-pair pilot gained on gsm and lost
-on HH, whose analyses mostly critique a response the judge was not shown (bench/RESULTS.md).
+on HH, whose analyses mostly critique a response the judge was not shown, and the judge wrote its own
+score line less often (bench/RESULTS.md).
 """
 
 from __future__ import annotations
