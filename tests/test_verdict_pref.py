@@ -62,7 +62,7 @@ def _own_row(ex: Example, i: int, sample: int, text: str, scores: list[int] | No
                        "label": 1, "hinted": False}) + "\n"
 
 
-def test_own_lines_are_cut_at_their_score_box_and_paired_by_sample(tmp_path, capsys):
+def test_own_lines_are_cut_at_their_score_box_and_paired_by_sample(tmp_path):
     ex = Example("a", "q", ["good", "bad"], best=[0])
     judged = "Principles:\n- p\nAnalysis:\nfine.\nScores: \\boxed{"
     path = tmp_path / "own.jsonl"

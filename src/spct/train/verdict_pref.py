@@ -224,20 +224,8 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     if any(i is None or i == tok.unk_token_id for i in digit_ids):
         raise InputError(f"{config.model}: the tokenizer has no single token for each digit 1..9")
     encode = PromptEncoder(tok, config.max_length)
-    rows, skipped = [], 0
-    for chosen, rejected in pairs:
-        c, r = encode(chosen), encode(rejected)
-        if c is None or r is None:
-            skipped += 1
-            continue
-        rows.append({"chosen_ids": c, "rejected_ids": r})
-    straight, own_skipped = len(rows), 0
-    for chosen, rejected, c_head, r_head in heads:
-        c, r = encode(chosen, c_head), encode(rejected, r_head)
-        if c is None or r is None:
-            own_skipped += 1
-            continue
-        rows.append({"chosen_ids": c, "rejected_ids": r})
+    rows, skipped = _encode_pairs(encode, [(c, r, SCORE_PREFIX, SCORE_PREFIX) for c, r in pairs])
+    own_rows, own_skipped = _encode_pairs(encode, heads)
     lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **load)
     lm.config.num_labels = 1  # RewardTrainer's check for a one-scalar model
     trainable = freeze_below(lm, config.train_top_layers)
@@ -252,7 +240,8 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
         center_rewards_coefficient=CENTRE_WEIGHT,
         gradient_checkpointing=False,  # memory is not the limit at this size; recomputing would cost ~25%
     )
-    trainer = _readout_trainer(RewardTrainer)(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    trainer = _readout_trainer(RewardTrainer)(model=model, args=args, train_dataset=Dataset.from_list(rows + own_rows),
+                                              processing_class=tok)
     last = _last_checkpoint(out_dir) if resume else None
     result = trainer.train(resume_from_checkpoint=last)
     lm.save_pretrained(str(out_dir))
@@ -260,8 +249,8 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     (Path(out_dir) / LOG_FILE).write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")  # for plots
     # Read it as it was trained (`spct judge --model OUT_DIR` takes these unless flags say otherwise).
     (Path(out_dir) / JUDGING_FILE).write_text(json.dumps(READ_AS, indent=2) + "\n")
-    summary = {"pairs": straight, "skipped_too_long": skipped, "trainable_params": trainable,
-               **({"own_line_pairs": len(rows) - straight, "own_line_skipped_too_long": own_skipped} if own_lines else {}),
+    summary = {"pairs": len(rows), "skipped_too_long": skipped, "trainable_params": trainable,
+               **({"own_line_pairs": len(own_rows), "own_line_skipped_too_long": own_skipped} if own_lines else {}),
                "steps": result.global_step, "train_loss": round(result.training_loss, 4), **asdict(config)}
     if config.adapter_rank:
         from .adapters import extract_adapter
@@ -269,6 +258,18 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
         summary["adapter"] = extract_adapter(base, out_dir, Path(out_dir) / "adapter", config.adapter_rank)
     (Path(out_dir) / "spct_verdict_pref.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _encode_pairs(encode: PromptEncoder, pairs: list[tuple[Example, Example, str, str]]) -> tuple[list[dict], int]:
+    """RewardTrainer rows of (chosen, rejected, chosen's head, rejected's head), and how many did not fit."""
+    rows, skipped = [], 0
+    for chosen, rejected, c_head, r_head in pairs:
+        c, r = encode(chosen, c_head), encode(rejected, r_head)
+        if c is None or r is None:
+            skipped += 1
+            continue
+        rows.append({"chosen_ids": c, "rejected_ids": r})
+    return rows, skipped
 
 
 def _own_line_heads(pairs: list[tuple[Example, Example]], own_lines: OwnLines,
