@@ -15,6 +15,7 @@ from spct.policies import single
 from spct.score_line import SCORE_PREFIX
 from spct.train.verdict_pref import (
     PromptEncoder,
+    _encode_pairs,
     _own_line_heads,
     freeze_below,
     pointwise_pairs,
@@ -72,9 +73,9 @@ def test_own_lines_are_cut_at_their_score_box_and_paired_by_sample(tmp_path):
                     + "{not json\n")
     own, issues = read_own_lines(path)
     assert [str(i).split(":")[:2] for i in issues] == [[str(path), "5"]]
-    assert own == {"a/0": ("good", {0: judged, 1: judged}), "a/1": ("bad", {0: judged})}
+    assert own == {"a/0": ("good", {0: (judged, "8}"), 1: (judged, "7}")}), "a/1": ("bad", {0: (judged, "3}")})}
     heads = _own_line_heads(pointwise_pairs([ex]), own, "d.jsonl")
-    assert [(c.id, r.id, ch, rh) for c, r, ch, rh in heads] == [("a/0", "a/1", judged, judged)]  # only sample 0 has both
+    assert [(c.id, r.id, ch, rh) for c, r, ch, rh in heads] == [("a/0", "a/1", (judged, "8}"), (judged, "3}"))]  # sample 0 only
 
     other = Example("a", "q", ["good", "something else"], best=[0])
     with pytest.raises(InputError, match="judged another response than d.jsonl holds"):
@@ -113,6 +114,38 @@ def test_readout_is_the_expected_digit_score_at_the_last_real_token():
             probs = lm(input_ids=ids[row : row + 1, : last + 1]).logits[0, -1, digits].softmax(-1)
             assert got[row].item() == pytest.approx((probs * torch.arange(1, 10)).sum().item() - 5, abs=1e-5)
     assert all(-4 <= v <= 4 for v in got.tolist())
+
+
+def test_held_text_is_the_own_judgment_and_its_end(tokenizer):
+    encode = PromptEncoder(tokenizer, max_length=320)
+    good, bad = Example("a/0", "What is 2+2?", ["4"]), Example("a/1", "What is 2+2?", ["5"])
+    head = "Principles:\n- Correct (100%)\nAnalysis:\nIt is right.\nScores: \\boxed{"
+    (own,), _ = _encode_pairs(encode, [(good, bad, (head, "8}"), (head, "3}"))], hold_text=True)
+    ids, read_at = own["chosen_ids"], own["chosen_read_at"]
+    assert tokenizer.decode(ids[own["chosen_text_from"]:]) == head + "8}" + tokenizer.eos_token  # the judgment, not the prompt
+    assert tokenizer.decode(ids[: read_at + 1]).endswith(head) and tokenizer.decode(ids[read_at + 1]) == "8"
+    (plain,), _ = _encode_pairs(encode, [(good, bad, (head, "8}"), (head, "3}"))], hold_text=False)
+    assert plain["chosen_ids"] == ids[: read_at + 1] and plain["chosen_read_at"] == read_at  # read at the box, as before
+    (straight,), _ = _encode_pairs(encode, [(good, bad, (SCORE_PREFIX, ""), (SCORE_PREFIX, ""))], hold_text=False)
+    assert straight["chosen_text_from"] == len(straight["chosen_ids"])  # a bare score box is not text to hold
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2))
+    model = score_readout_model(lm, list(range(10, 19))).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, read_at=torch.tensor([1, 2]), text_from=torch.tensor([1, 3]))
+        logits = lm(input_ids=ids[:1]).logits[0]
+        # Row 1 holds its tokens 1..4 but for token 2, the score read at token 1; row 2 has no text.
+        want = torch.nn.functional.cross_entropy(logits[[0, 2, 3]], ids[0, [1, 3, 4]])
+        assert out.loss.item() == pytest.approx(want.item(), abs=1e-5)
+        probs = logits[1, list(range(10, 19))].softmax(-1)
+        assert out.logits[0, 0].item() == pytest.approx((probs * torch.arange(1, 10)).sum().item() - 5, abs=1e-5)
+        read_last = torch.tensor([4, 2])
+        assert model(input_ids=ids, attention_mask=mask, read_at=read_last, text_from=torch.tensor([5, 3])).loss.item() == 0.0
+        assert model(input_ids=ids, attention_mask=mask).loss is None
 
 
 def test_only_the_top_blocks_train():
@@ -163,10 +196,13 @@ def test_train_verdict_at_the_judges_own_lines_on_the_embedded_model(tmp_path, p
     assert main(["meta-data", str(data), "-o", str(own), "--policy", "pointwise", "--readout", "sampled", "--k", "2",
                  "--max-new-tokens", "24"]) == 0  # the judge's own judgments; the score line forced where needed
     out = tmp_path / "tv"
-    assert main(["train-verdict", str(data), "-o", str(out), "--own-lines", str(own), "--batch-size", "2",
-                 "--max-length", "384", "--train-top-layers", "1", "--max-steps", "1"]) == 0
+    assert main(["train-verdict", str(data), "-o", str(out), "--own-lines", str(own), "--batch-size", "3",
+                 "--max-length", "384", "--train-top-layers", "1", "--max-steps", "2", "--logging-steps", "1",
+                 "--text-weight", "1"]) == 0
     summary = json.loads((out / "spct_verdict_pref.json").read_text())
     assert summary["pairs"] == 2 and summary["own_line_pairs"] == 4  # 2 pairs x 2 samples judged for both responses
+    logged = [row for row in json.loads((out / "log_history.json").read_text()) if "loss" in row]
+    assert len(logged) == 2 and all(0 < row["text_loss"] < 10 for row in logged)  # each batch of 3 holds an own-line pair
 
 
 def test_extracted_adapter_reproduces_a_fully_tuned_model(tmp_path):

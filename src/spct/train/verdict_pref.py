@@ -22,7 +22,9 @@ straight after the prompt, the reading at the judgment's own line stays near cha
 half of every anchored score, and all that sampling varies, carries little signal. It pays where the
 analyses are about the response judged: on the embedded judge a 400-pair pilot gained on gsm and lost
 on HH, whose analyses mostly critique a response the judge was not shown, and the judge wrote its own
-score line less often (bench/RESULTS.md).
+score line less often (bench/RESULTS.md). `--text-weight` adds a language-model loss on those judgments' own
+text and on how they end (all but the score, which the Bradley-Terry loss sets), so that training the score after
+the analysis does not also rewrite the analysis or the end of the turn.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from ..data import Example, InputError, InputIssue
 from ..format import JudgingFormat
 from ..meta_rm import read_meta_rows
 from ..score_line import SCORE_PREFIX, last_box_start
-from ..settings import positive_float, positive_int, setting
+from ..settings import non_negative_float, positive_float, positive_int, setting
 
 DIGITS = [str(d) for d in range(1, 10)]  # "10" starts with "1": the first token cannot tell them apart
 MIDDLE = 5.0
@@ -64,6 +66,10 @@ class VerdictPrefConfig:
                                    "(the response keeps its start, the query its end)", type=positive_int)
     train_top_layers: int = setting(15, "decoder blocks that train, counted from the top; the others, the embeddings "
                                         "and the output head stay frozen", type=positive_int)
+    text_weight: float = setting(0.0, "weight of a language-model loss on the judge's own judgments in --own-lines "
+                                      "pairs (their text, and the end of the line and turn after the score), beside "
+                                      "the Bradley-Terry loss: holds what the judge writes in place while the score "
+                                      "after it trains (0: off)", type=non_negative_float)
     save_steps: int = setting(25, "checkpoint every N steps (a rerun resumes from the newest)", type=positive_int)
     logging_steps: int = setting(5, "log loss, pair accuracy and margin every N steps", type=positive_int)
     seed: int = setting(0, "seed of the pair order")
@@ -82,8 +88,10 @@ def pointwise_pairs(examples: Iterable[Example]) -> list[tuple[Example, Example]
     return pairs
 
 
-#: {judged response id ("EXAMPLE/INDEX"): (that response, {sample: its judgment's text up to its scores})}
-OwnLines = dict[str, tuple[str, dict[int, str]]]
+#: A judgment split at its score box: (its text up to the box's scores, the rest: its score and what closes the line)
+OwnText = tuple[str, str]
+#: {judged response id ("EXAMPLE/INDEX"): (that response, {sample: its judgment's OwnText})}
+OwnLines = dict[str, tuple[str, dict[int, OwnText]]]
 
 
 def read_own_lines(path: str | Path) -> tuple[OwnLines, list[InputIssue]]:
@@ -99,7 +107,7 @@ def read_own_lines(path: str | Path) -> tuple[OwnLines, list[InputIssue]]:
                              "need one response a judgment (`spct meta-data --policy pointwise`)")
         at = last_box_start(j.text) if j.ok else None
         if at is not None:
-            heads.setdefault(ex.id, (ex.responses[0], {}))[1][j.sample] = j.text[:at]
+            heads.setdefault(ex.id, (ex.responses[0], {}))[1][j.sample] = (j.text[:at], j.text[at:])
     return heads, issues
 
 
@@ -113,9 +121,12 @@ class PromptEncoder:
     def __init__(self, tokenizer, max_length: int, fmt: JudgingFormat | None = None):
         self.tok, self.max_length, self.fmt = tokenizer, max_length, fmt or JudgingFormat()
 
-    def _ids(self, ex: Example, head: str) -> list[int]:
+    def _ids(self, ex: Example, head: str) -> tuple[list[int], int]:
+        """The ids of prompt and head, and the index of the first token that is the head's alone."""
         text = self.tok.apply_chat_template(self.fmt.messages(ex, [0]), tokenize=False, add_generation_prompt=True)
-        return self.tok(text + head, add_special_tokens=False)["input_ids"]
+        ids, prompt = self.tok(text + head, add_special_tokens=False)["input_ids"], self._tokens(text)
+        start = next((i for i, (a, b) in enumerate(zip(ids, prompt, strict=False)) if a != b), min(len(ids), len(prompt)))
+        return ids, start
 
     def _tokens(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
@@ -126,13 +137,18 @@ class PromptEncoder:
         `head` is what the judge wrote before its scores: the bare score box (straight after the prompt) or
         its own principles and analysis up to its score box (`read_own_lines`); it is never cut.
         """
-        ids = self._ids(ex, head)
+        got = self.with_head_start(ex, head)
+        return got[0] if got else None
+
+    def with_head_start(self, ex: Example, head: str = SCORE_PREFIX, reserve: int = 0) -> tuple[list[int], int] | None:
+        """As calling the encoder, with the index where the head's tokens start; `reserve` tokens are kept free."""
+        ids, start = self._ids(ex, head)
         for _ in range(8):
-            excess = len(ids) - self.max_length
+            excess = len(ids) + reserve - self.max_length
             if excess <= 0:
-                return ids
+                return ids, start
             ex = Example(ex.id, *self._cut(ex, excess + 2), source=ex.source)
-            ids = self._ids(ex, head)
+            ids, start = self._ids(ex, head)
         return None
 
     def _cut(self, ex: Example, excess: int) -> tuple[Any, list[str]]:
@@ -171,15 +187,31 @@ def score_readout_model(lm, digit_ids: list[int]):
             except AttributeError:
                 return getattr(super().__getattr__("lm"), name)
 
-        def forward(self, input_ids, attention_mask, **_: Any) -> SequenceClassifierOutput:
+        def forward(self, input_ids, attention_mask, read_at=None, text_from=None, **_: Any) -> SequenceClassifierOutput:
+            """The expected score at each sequence's `read_at` token (default: its last).
+
+            `text_from` (one index a sequence): also return, as `loss`, the language-model loss on its tokens from
+            there on, except the score read at `read_at` (the Bradley-Terry loss, not the judge's own sample, sets it).
+            """
             hidden = self.lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-            last = attention_mask.sum(-1) - 1  # the collator pads on the right
-            h = hidden[torch.arange(len(last), device=hidden.device), last]
+            if read_at is None:
+                read_at = attention_mask.sum(-1) - 1  # the collator pads on the right
+            h = hidden[torch.arange(len(read_at), device=hidden.device), read_at]
             # Only the digit rows of the output head: the full vocabulary would cost ~10% of a step.
             weight = self.lm.get_output_embeddings().weight[self.digit_ids]
             probs = torch.nn.functional.linear(h, weight).float().softmax(-1)
+            text_loss = None if text_from is None else self._text_loss(hidden, input_ids, attention_mask, text_from, read_at)
             # Centred on the middle digit, so RewardTrainer's centring term holds scores there (below).
-            return SequenceClassifierOutput(logits=(probs @ self.values - MIDDLE)[:, None])
+            return SequenceClassifierOutput(loss=text_loss, logits=(probs @ self.values - MIDDLE)[:, None])
+
+        def _text_loss(self, hidden, input_ids, attention_mask, text_from, read_at):
+            """Mean next-token cross-entropy over the tokens at or after `text_from`, but for the one after `read_at`."""
+            at = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+            target = ((at >= text_from[:, None]) & (at != read_at[:, None] + 1) & attention_mask.bool())[:, 1:]
+            if not target.any():
+                return hidden.sum() * 0.0  # a batch of straight pairs only: nothing to hold
+            logits = self.lm.get_output_embeddings()(hidden[:, :-1][target]).float()
+            return torch.nn.functional.cross_entropy(logits, input_ids[:, 1:][target])
 
     return ScoreReadout()
 
@@ -224,8 +256,9 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     if any(i is None or i == tok.unk_token_id for i in digit_ids):
         raise InputError(f"{config.model}: the tokenizer has no single token for each digit 1..9")
     encode = PromptEncoder(tok, config.max_length)
-    rows, skipped = _encode_pairs(encode, [(c, r, SCORE_PREFIX, SCORE_PREFIX) for c, r in pairs])
-    own_rows, own_skipped = _encode_pairs(encode, heads)
+    straight = (SCORE_PREFIX, "")
+    rows, skipped = _encode_pairs(encode, [(c, r, straight, straight) for c, r in pairs], hold_text=False)
+    own_rows, own_skipped = _encode_pairs(encode, heads, hold_text=config.text_weight > 0)
     lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **load)
     lm.config.num_labels = 1  # RewardTrainer's check for a one-scalar model
     trainable = freeze_below(lm, config.train_top_layers)
@@ -240,8 +273,9 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
         center_rewards_coefficient=CENTRE_WEIGHT,
         gradient_checkpointing=False,  # memory is not the limit at this size; recomputing would cost ~25%
     )
-    trainer = _readout_trainer(RewardTrainer)(model=model, args=args, train_dataset=Dataset.from_list(rows + own_rows),
-                                              processing_class=tok)
+    trainer = _readout_trainer(RewardTrainer, config.text_weight)(
+        model=model, args=args, train_dataset=Dataset.from_list(rows + own_rows), processing_class=tok,
+        data_collator=_held_text_collator(tok.pad_token_id) if config.text_weight else None)
     last = _last_checkpoint(out_dir) if resume else None
     result = trainer.train(resume_from_checkpoint=last)
     lm.save_pretrained(str(out_dir))
@@ -260,21 +294,37 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     return summary
 
 
-def _encode_pairs(encode: PromptEncoder, pairs: list[tuple[Example, Example, str, str]]) -> tuple[list[dict], int]:
-    """RewardTrainer rows of (chosen, rejected, chosen's head, rejected's head), and how many did not fit."""
-    rows, skipped = [], 0
-    for chosen, rejected, c_head, r_head in pairs:
-        c, r = encode(chosen, c_head), encode(rejected, r_head)
-        if c is None or r is None:
-            skipped += 1
+def _encode_pairs(encode: PromptEncoder, pairs: list[tuple[Example, Example, OwnText, OwnText]],
+                  hold_text: bool) -> tuple[list[dict], int]:
+    """RewardTrainer rows of (chosen, rejected, chosen's judgment, rejected's), and how many did not fit.
+
+    Each side is read at the end of its judgment's head. With `hold_text` (`--text-weight`, own judgments) the rest of
+    the judgment and the end of the turn follow it, and the row says where the judgment starts, so that the text to
+    hold spans what the judge wrote and how it stopped; otherwise nothing follows and there is no text to hold
+    (a bare score box straight after the prompt is not something the judge should learn to write).
+    """
+    tok, rows, skipped = encode.tok, [], 0
+    for chosen, rejected, c_own, r_own in pairs:
+        row = {}
+        for side, ex, (head, tail) in (("chosen", chosen, c_own), ("rejected", rejected, r_own)):
+            end = [tok.eos_token_id] if tok.eos_token_id is not None else []
+            after = tok(tail, add_special_tokens=False)["input_ids"] + end if hold_text else []
+            got = encode.with_head_start(ex, head, reserve=len(after))
+            if got is None:
+                break
+            ids, start = got
+            row |= {f"{side}_ids": ids + after, f"{side}_read_at": len(ids) - 1,
+                    f"{side}_text_from": start if hold_text else len(ids)}
+        else:
+            rows.append(row)
             continue
-        rows.append({"chosen_ids": c, "rejected_ids": r})
+        skipped += 1
     return rows, skipped
 
 
 def _own_line_heads(pairs: list[tuple[Example, Example]], own_lines: OwnLines,
-                    where: str) -> list[tuple[Example, Example, str, str]]:
-    """(chosen, rejected, chosen's judgment head, rejected's) for each sample judged for both responses of a pair.
+                    where: str) -> list[tuple[Example, Example, OwnText, OwnText]]:
+    """(chosen, rejected, chosen's judgment, rejected's) for each sample judged for both responses of a pair.
 
     A judgment whose response is not the one in the data (the file judged other data) is refused.
     """
@@ -294,10 +344,45 @@ def _own_line_heads(pairs: list[tuple[Example, Example]], own_lines: OwnLines,
     return out
 
 
-def _readout_trainer(base: type) -> type:
-    """RewardTrainer whose checkpoints hold the language model itself (a folder any engine loads)."""
+#: Per-sequence indices a row carries beside its ids when its judgment's text is held (`_encode_pairs`).
+HELD_TEXT_COLUMNS = ("read_at", "text_from")
+
+
+def _held_text_collator(pad_token_id: int):
+    """TRL's preference collator, also passing where each sequence is read and where its text to hold starts."""
+    import torch
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    class HeldTextCollator(DataCollatorForPreference):
+        def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+            out = super().torch_call(examples)
+            for name in HELD_TEXT_COLUMNS:  # chosen, then rejected, as the ids
+                out[name] = torch.tensor([e[f"chosen_{name}"] for e in examples] + [e[f"rejected_{name}"] for e in examples])
+            return out
+
+    return HeldTextCollator(pad_token_id=pad_token_id)
+
+
+def _readout_trainer(base: type, text_weight: float = 0.0) -> type:
+    """RewardTrainer whose checkpoints hold the language model itself (a folder any engine loads).
+
+    With `text_weight`, its loss adds that weight times the model's language-model loss on the judge's own text.
+    """
 
     class ReadoutTrainer(base):
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if text_weight:
+                self._signature_columns = [*self._signature_columns,
+                                           *(f"{side}_{name}" for side in ("chosen", "rejected") for name in HELD_TEXT_COLUMNS)]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+            if outputs.loss is not None:
+                loss = loss + text_weight * outputs.loss
+                self._metrics["train" if model.training else "eval"]["text_loss"].append(outputs.loss.item())
+            return (loss, outputs) if return_outputs else loss
+
         def _save(self, output_dir: str | None = None, state_dict=None) -> None:
             folder = output_dir or self.args.output_dir
             self.model.lm.save_pretrained(folder)
