@@ -303,22 +303,26 @@ def _encode_pairs(encode: PromptEncoder, pairs: list[tuple[Example, Example, Own
     hold spans what the judge wrote and how it stopped; otherwise nothing follows and there is no text to hold
     (a bare score box straight after the prompt is not something the judge should learn to write).
     """
-    tok, rows, skipped = encode.tok, [], 0
+    tok = encode.tok
+    end = [tok.eos_token_id] if tok.eos_token_id is not None else []
+
+    def side(name: str, ex: Example, own: OwnText) -> dict[str, Any] | None:
+        head, tail = own
+        after = tok(tail, add_special_tokens=False)["input_ids"] + end if hold_text else []
+        got = encode.with_head_start(ex, head, reserve=len(after))
+        if got is None:
+            return None
+        ids, start = got
+        return {f"{name}_ids": ids + after, f"{name}_read_at": len(ids) - 1,
+                f"{name}_text_from": start if hold_text else len(ids)}
+
+    rows, skipped = [], 0
     for chosen, rejected, c_own, r_own in pairs:
-        row = {}
-        for side, ex, (head, tail) in (("chosen", chosen, c_own), ("rejected", rejected, r_own)):
-            end = [tok.eos_token_id] if tok.eos_token_id is not None else []
-            after = tok(tail, add_special_tokens=False)["input_ids"] + end if hold_text else []
-            got = encode.with_head_start(ex, head, reserve=len(after))
-            if got is None:
-                break
-            ids, start = got
-            row |= {f"{side}_ids": ids + after, f"{side}_read_at": len(ids) - 1,
-                    f"{side}_text_from": start if hold_text else len(ids)}
-        else:
-            rows.append(row)
+        c, r = side("chosen", chosen, c_own), side("rejected", rejected, r_own)
+        if c is None or r is None:
+            skipped += 1
             continue
-        skipped += 1
+        rows.append(c | r)
     return rows, skipped
 
 
