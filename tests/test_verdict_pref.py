@@ -163,6 +163,13 @@ def test_cli_refuses_data_without_labelled_pairs(tmp_path, capsys):
     assert f"{data}: no labelled pairs" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_text_weight_without_own_judgments(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "x", "query": "q", "responses": ["a", "b"], "best": [0]}) + "\n")
+    assert main(["train-verdict", str(data), "-o", str(tmp_path / "out"), "--text-weight", "1"]) == 2
+    assert "--text-weight holds the text of the judge's own judgments: give them with --own-lines" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_train_verdict_on_the_embedded_model_resumes_and_judges(tmp_path, pair_examples):
     from spct.backends import load_backend

@@ -246,6 +246,8 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     where = examples[0].source.rsplit(":", 1)[0] if examples and examples[0].source else "the data"
     if not pairs:
         raise InputError(f"{where}: no labelled pairs to train on (examples need 'best' and at least two responses)")
+    if config.text_weight and own_lines is None:
+        raise InputError("--text-weight holds the text of the judge's own judgments: give them with --own-lines")
     heads = _own_line_heads(pairs, own_lines, where) if own_lines is not None else []
     base, gguf = resolve_model(config.model)
     load = {"gguf_file": gguf} if gguf else {}
