@@ -16,7 +16,7 @@ from spct.score_line import SCORE_PREFIX
 from spct.train.verdict_pref import (
     PromptEncoder,
     _encode_pairs,
-    _own_line_heads,
+    _own_line_pairs,
     freeze_below,
     pointwise_pairs,
     read_own_lines,
@@ -74,14 +74,14 @@ def test_own_lines_are_cut_at_their_score_box_and_paired_by_sample(tmp_path):
     own, issues = read_own_lines(path)
     assert [str(i).split(":")[:2] for i in issues] == [[str(path), "5"]]
     assert own == {"a/0": ("good", {0: (judged, "8}"), 1: (judged, "7}")}), "a/1": ("bad", {0: (judged, "3}")})}
-    heads = _own_line_heads(pointwise_pairs([ex]), own, "d.jsonl")
-    assert [(c.id, r.id, ch, rh) for c, r, ch, rh in heads] == [("a/0", "a/1", (judged, "8}"), (judged, "3}"))]  # sample 0 only
+    own_pairs = _own_line_pairs(pointwise_pairs([ex]), own, "d.jsonl")
+    assert [(c.id, r.id, ch, rh) for c, r, ch, rh in own_pairs] == [("a/0", "a/1", (judged, "8}"), (judged, "3}"))]  # sample 0 only
 
     other = Example("a", "q", ["good", "something else"], best=[0])
     with pytest.raises(InputError, match="judged another response than d.jsonl holds"):
-        _own_line_heads(pointwise_pairs([other]), own, "d.jsonl")
+        _own_line_pairs(pointwise_pairs([other]), own, "d.jsonl")
     with pytest.raises(InputError, match="no own-line judgment belongs to a pair of d.jsonl"):
-        _own_line_heads(pointwise_pairs([Example("b", "q", ["x", "y"], best=[1])]), own, "d.jsonl")
+        _own_line_pairs(pointwise_pairs([Example("b", "q", ["x", "y"], best=[1])]), own, "d.jsonl")
 
     pair_rows = tmp_path / "pairwise.jsonl"
     j = Judgment("a", 0, [0, 1], "- p", "c", [8, 3], judged + "8, 3}")

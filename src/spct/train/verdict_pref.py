@@ -20,9 +20,9 @@ of the same responses (`spct meta-data --policy pointwise`), each sample judged 
 a pair adds that pair read after the two judgments' principles and analysis. Why: trained only
 straight after the prompt, the reading at the judgment's own line stays near chance on HH, so
 half of every anchored score, and all that sampling varies, carries little signal. It pays where the
-analyses are about the response judged: on the embedded judge a 400-pair pilot gained on gsm and lost
-on HH, whose analyses mostly critique a response the judge was not shown, and the judge wrote its own
-score line less often (bench/RESULTS.md). `--text-weight` adds a language-model loss on those judgments' own
+analyses are about the response judged: on the embedded judge, 400-pair pilots from the shipped judge
+gained on gsm against a control with the same extra epoch, and the judge wrote its own score line less
+often (bench/RESULTS.md). `--text-weight` adds a language-model loss on those judgments' own
 text and on how they end (all but the score, which the Bradley-Terry loss sets), so that training the score after
 the analysis does not also rewrite the analysis or the end of the turn.
 """
@@ -100,15 +100,15 @@ def read_own_lines(path: str | Path) -> tuple[OwnLines, list[InputIssue]]:
     Bad lines come back as issues; judgments without a score box are left out (no own line to read).
     """
     rows, issues = read_meta_rows(path)
-    heads: OwnLines = {}
+    own: OwnLines = {}
     for ex, j, _ in rows:
         if len(ex.responses) != 1:
             raise InputError(f"{path}: the judgment of {ex.id} judges {len(ex.responses)} responses; own-line rows "
                              "need one response a judgment (`spct meta-data --policy pointwise`)")
         at = last_box_start(j.text) if j.ok else None
         if at is not None:
-            heads.setdefault(ex.id, (ex.responses[0], {}))[1][j.sample] = (j.text[:at], j.text[at:])
-    return heads, issues
+            own.setdefault(ex.id, (ex.responses[0], {}))[1][j.sample] = (j.text[:at], j.text[at:])
+    return own, issues
 
 
 class PromptEncoder:
@@ -248,7 +248,7 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
         raise InputError(f"{where}: no labelled pairs to train on (examples need 'best' and at least two responses)")
     if config.text_weight and own_lines is None:
         raise InputError("--text-weight holds the text of the judge's own judgments: give them with --own-lines")
-    heads = _own_line_heads(pairs, own_lines, where) if own_lines is not None else []
+    own_pairs = _own_line_pairs(pairs, own_lines, where) if own_lines is not None else []
     base, gguf = resolve_model(config.model)
     load = {"gguf_file": gguf} if gguf else {}
     tok = AutoTokenizer.from_pretrained(base, **load)
@@ -260,7 +260,7 @@ def train_verdict_pref(examples: list[Example], out_dir: str | Path, config: Ver
     encode = PromptEncoder(tok, config.max_length)
     straight = (SCORE_PREFIX, "")
     rows, skipped = _encode_pairs(encode, [(c, r, straight, straight) for c, r in pairs], hold_text=False)
-    own_rows, own_skipped = _encode_pairs(encode, heads, hold_text=config.text_weight > 0)
+    own_rows, own_skipped = _encode_pairs(encode, own_pairs, hold_text=config.text_weight > 0)
     lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **load)
     lm.config.num_labels = 1  # RewardTrainer's check for a one-scalar model
     trainable = freeze_below(lm, config.train_top_layers)
@@ -328,7 +328,7 @@ def _encode_pairs(encode: PromptEncoder, pairs: list[tuple[Example, Example, Own
     return rows, skipped
 
 
-def _own_line_heads(pairs: list[tuple[Example, Example]], own_lines: OwnLines,
+def _own_line_pairs(pairs: list[tuple[Example, Example]], own_lines: OwnLines,
                     where: str) -> list[tuple[Example, Example, OwnText, OwnText]]:
     """(chosen, rejected, chosen's judgment, rejected's) for each sample judged for both responses of a pair.
 
