@@ -142,13 +142,13 @@ def test_vllm_score_logprobs_match_transformers_on_the_prefix_cache_path():
 # One vLLM engine on CPU, as `spct judge` runs it: auto-sized KV cache, a few judgments, a JSON line.
 _ENGINE_SCRIPT = """
 import json, logging
-from spct.backends import load_backend
+from spct.backends import EngineConfig, load_backend
 from spct.judge import GenerativeRewardModel, JudgeConfig
 from spct.data import Example
 
 if __name__ == "__main__":  # vLLM's workers re-import this file
     logging.basicConfig(level=logging.INFO)
-    backend = load_backend("smollm2-135m", "vllm", max_model_len=2048)
+    backend = load_backend(EngineConfig("smollm2-135m", "vllm"), max_model_len=2048)
     examples = [Example("p1", "What is the capital of France?", ["Paris.", "I don't know."], best=[0]),
                 Example("p2", "A synonym for 'happy'?", ["Sad.", "Joyful."], best=[1])]
     rewards = GenerativeRewardModel(backend, JudgeConfig(k=2, max_new_tokens=32)).judge(examples, 2)

@@ -17,7 +17,9 @@ from spct.backends.kv_cache import (
     available_memory,
     choose_kv_cache,
     dtype_bytes,
+    first_cpu_node,
     kv_bytes_per_token,
+    node_available_memory,
     plan_kv_cache,
     stored_dtype,
     weight_file_bytes,
@@ -89,6 +91,28 @@ def test_available_memory_honours_a_cgroup_limit():
     assert available_memory(8 * GiB, "max\n", "123\n") == 8 * GiB  # no limit set
     assert available_memory(8 * GiB, f"{6 * GiB}\n", f"{2 * GiB}\n") == 4 * GiB
     assert available_memory(8 * GiB, f"{2 * GiB}\n", f"{3 * GiB}\n") == 0  # over its limit already
+
+
+NODE0 = """Node 0 MemTotal:       11757340 kB
+Node 0 MemFree:         7256600 kB
+Node 0 MemUsed:         4500740 kB
+Node 0 Active(file):     100000 kB
+Node 0 Inactive(file):  1000000 kB
+Node 0 SReclaimable:      50000 kB
+"""
+
+
+def test_the_numa_node_room_is_counted_as_vllm_counts_it():
+    """vLLM's CPU worker refuses a cache larger than its node's free + file + reclaimable memory (machine: node 0
+    held 11 of 24 GiB, and a cache sized from MemAvailable did not start)."""
+    assert node_available_memory(NODE0) == (7256600 + 100000 + 1000000 + 50000) * 1024
+    assert node_available_memory("") == 0
+
+
+def test_the_first_cpus_node_is_read_from_its_sysfs_entry():
+    listing = {"/sys/devices/system/cpu/cpu0": ["cache", "node1", "topology"], "/sys/devices/system/cpu/cpu3": ["cache"]}
+    assert first_cpu_node(0, lambda path: listing.get(path, [])) == 1
+    assert first_cpu_node(3, lambda path: listing.get(path, [])) is None  # no NUMA entry: the machine's figure stands
 
 
 def test_weight_files_count_what_vllm_loads(tmp_path):
@@ -175,7 +199,7 @@ def test_the_vllm_engine_hands_the_chosen_size_to_vllm(monkeypatch, caplog):
     vllm = pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup_vllm_cpu.sh)")
     from vllm.platforms import current_platform
 
-    from spct.backends import load_backend
+    from spct.backends import EngineConfig, load_backend
     from spct.backends.kv_cache import read_available_memory
 
     if not current_platform.is_cpu():
@@ -184,10 +208,10 @@ def test_the_vllm_engine_hands_the_chosen_size_to_vllm(monkeypatch, caplog):
     monkeypatch.setattr(vllm, "LLM", lambda **kw: engine_args.update(kw))
     monkeypatch.delenv(ENV_VAR, raising=False)
     with caplog.at_level(logging.INFO, "spct.backends.vllm"):
-        load_backend("smollm2-135m", "vllm", max_model_len=2048, enforce_eager=True)
+        load_backend(EngineConfig("smollm2-135m", "vllm", enforce_eager=True), max_model_len=2048)
     assert 0 < engine_args["kv_cache_memory_bytes"] <= 0.5 * read_available_memory()
     assert engine_args["enforce_eager"] is True
     assert "vLLM KV cache: " in caplog.text
-    load_backend("smollm2-135m", "vllm", kv_cache_gib=1.25)
+    load_backend(EngineConfig("smollm2-135m", "vllm", kv_cache_gib=1.25))
     assert engine_args["kv_cache_memory_bytes"] == int(1.25 * GiB)
 

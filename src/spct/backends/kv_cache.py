@@ -8,7 +8,11 @@ cache itself, from what the engine can use and what the machine can spare now:
 - wanted: every sequence the scheduler may hold at once at full length
   (max_num_seqs x max_model_len tokens x the model's KV bytes per token);
 - ceiling: SHARE of the memory available now, after the model's weights and RESERVE for the
-  engine's processes (the client, the engine core and the worker each hold torch and vLLM);
+  engine's processes (the client, the engine core and the worker each hold torch and vLLM).
+  "Available" is the least of the machine's MemAvailable, a cgroup's room, and the room on the
+  NUMA node of the first CPU this process may run on: vLLM's worker checks the cache against
+  that node alone and refuses to start when it is short (seen on a 24 GiB machine whose node 0
+  holds 11 GiB);
 - floor: one max_model_len sequence plus vLLM's null block, below which vLLM refuses to start.
 
 The size is max(floor, min(wanted, ceiling)). A cache below `wanted` is no error: vLLM then
@@ -118,17 +122,47 @@ def available_memory(meminfo_available: int, cgroup_max: str | None, cgroup_curr
     return max(0, min(meminfo_available, int(cgroup_max) - int(cgroup_current)))
 
 
+def node_available_memory(node_meminfo: str) -> int:
+    """Room on one NUMA node from its `/sys/devices/system/node/nodeN/meminfo`, counted as vLLM's CPU worker
+    counts it: free memory plus file pages and reclaimable slab."""
+    kib = {}
+    for line in node_meminfo.splitlines():
+        parts = line.split()  # "Node 0 MemFree:   7256600 kB"
+        if len(parts) >= 4:
+            kib[parts[2].rstrip(":")] = int(parts[3])
+    return 1024 * sum(kib.get(key, 0) for key in ("MemFree", "Active(file)", "Inactive(file)", "SReclaimable"))
+
+
+def first_cpu_node(first_cpu: int, read: Callable[[str], list[str]]) -> int | None:
+    """The NUMA node of CPU `first_cpu` (its `nodeN` entry under /sys/devices/system/cpu/cpuK), None if not shown."""
+    nodes = [name for name in read(f"/sys/devices/system/cpu/cpu{first_cpu}") if name.startswith("node")]
+    return int(nodes[0].removeprefix("node")) if nodes and nodes[0].removeprefix("node").isdigit() else None
+
+
 def read_available_memory() -> int:
-    """`available_memory` of this machine (psutil's MemAvailable; cgroup v2 files when present)."""
+    """`available_memory` of this machine, capped by the room on the NUMA node vLLM's worker will check."""
+    import os
+
     import psutil  # a dependency of accelerate and of vLLM
 
-    def read(name: str) -> str | None:
+    def read(path: str) -> str | None:
         try:
-            return Path("/sys/fs/cgroup", name).read_text()
+            return Path(path).read_text()
         except OSError:
             return None
 
-    return available_memory(psutil.virtual_memory().available, read("memory.max"), read("memory.current"))
+    def listdir(path: str) -> list[str]:
+        try:
+            return os.listdir(path)
+        except OSError:
+            return []
+
+    room = available_memory(psutil.virtual_memory().available, read("/sys/fs/cgroup/memory.max"),
+                           read("/sys/fs/cgroup/memory.current"))
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    node = first_cpu_node(cpus[0], listdir) if cpus else None
+    meminfo = read(f"/sys/devices/system/node/node{node}/meminfo") if node is not None else None
+    return min(room, node_available_memory(meminfo)) if meminfo else room
 
 
 @dataclass(frozen=True)
