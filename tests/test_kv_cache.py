@@ -78,6 +78,9 @@ def test_with_too_little_memory_the_floor_is_one_full_length_sequence():
                          available=3 * GiB, weights=GiB)
     assert plan.bytes == 46080 * (4096 + 2 * CPU_BLOCK_TOKENS)
     assert plan.reason.startswith("floor: one 4096-token sequence") and "lower max_model_len" in plan.reason
+    wider = plan_kv_cache(bytes_per_token=46080, max_model_len=4000, max_num_seqs=256, available=3 * GiB,
+                          weights=GiB, block_tokens=128)  # a block size set by hand: 4000 tokens fill 32 blocks
+    assert wider.bytes == 46080 * (32 + 2) * 128
 
 
 def test_the_share_and_reserve_are_parameters():
@@ -211,7 +214,10 @@ def test_the_vllm_engine_hands_the_chosen_size_to_vllm(monkeypatch, caplog):
         load_backend(EngineConfig("smollm2-135m", "vllm", enforce_eager=True), max_model_len=2048)
     assert 0 < engine_args["kv_cache_memory_bytes"] <= 0.5 * read_available_memory()
     assert engine_args["enforce_eager"] is True
+    assert engine_args["block_size"] == CPU_BLOCK_TOKENS == 32  # the prefix cache reuses whole blocks (backends/vllm.py)
     assert "vLLM KV cache: " in caplog.text
     load_backend(EngineConfig("smollm2-135m", "vllm", kv_cache_gib=1.25))
     assert engine_args["kv_cache_memory_bytes"] == int(1.25 * GiB)
+    load_backend(EngineConfig("smollm2-135m", "vllm", kv_cache_gib=1.25), block_size=128)
+    assert engine_args["block_size"] == 128  # a block size asked for is kept
 

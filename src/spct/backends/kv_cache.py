@@ -33,7 +33,7 @@ from .base import BackendError
 GiB = 1 << 30
 SHARE = 0.5  # of the memory left after weights and RESERVE: the rest stays for other processes
 RESERVE = 3 * GiB  # the engine's processes besides weights and cache: client, engine core, worker each load torch
-CPU_BLOCK_TOKENS = 128  # vLLM's KV block on CPU; the floor adds two for the null block and rounding
+CPU_BLOCK_TOKENS = 32  # spct's KV block on CPU (vLLM's own default is 128: backends/vllm.py says why)
 VLLM_CPU_MAX_NUM_SEQS = 256  # vLLM's default max_num_seqs for the offline LLM on CPU (0.32)
 ENV_VAR = "VLLM_CPU_KVCACHE_SPACE"  # vLLM's own CPU override, in whole GiB; it beats kv_cache_memory_bytes
 
@@ -178,10 +178,14 @@ def _gib(n: float) -> str:
 
 
 def plan_kv_cache(*, bytes_per_token: int, max_model_len: int, max_num_seqs: int, available: int,
-                  weights: int, share: float = SHARE, reserve: int = RESERVE) -> KVCachePlan:
-    """max(floor, min(wanted, ceiling)) as in the module docstring, with the reason spelled out."""
+                  weights: int, share: float = SHARE, reserve: int = RESERVE,
+                  block_tokens: int = CPU_BLOCK_TOKENS) -> KVCachePlan:
+    """max(floor, min(wanted, ceiling)) as in the module docstring, with the reason spelled out.
+
+    The floor adds two blocks of `block_tokens` to the sequence: vLLM's null block and rounding.
+    """
     wanted = bytes_per_token * max_num_seqs * max_model_len
-    floor_tokens = (math.ceil(max_model_len / CPU_BLOCK_TOKENS) + 2) * CPU_BLOCK_TOKENS
+    floor_tokens = (math.ceil(max_model_len / block_tokens) + 2) * block_tokens
     floor = bytes_per_token * floor_tokens
     spare = max(0, available - weights - reserve)
     ceiling = int(share * spare)
