@@ -272,10 +272,11 @@ class VLLMBackend(HFTokenizerMixin, Backend):
     def continuation_logprobs(self, queries: list[ScoreQuery]) -> list[list[float]]:
         """log P(candidate | prompt + prefill) per candidate, one next-token step per distinct prefix.
 
-        Candidates of a query share everything up to the score (`7, ` then `1` or `10`), so the
-        distinct prefixes are few (two per score: the box and the box + `1`). Each is a 1-token
-        request asking for the logprobs of exactly the tokens that follow it (`logprob_token_ids`),
-        and reads the prompt from the prefix cache the free phase left. Asking for prompt logprobs
+        Candidates of a query share everything up to the score, so its distinct prefixes are the
+        box, the box + each digit (for the `,` or `}` that ends a one-digit score) and the box +
+        `10`: about 11 a score. Each is a 1-token request asking for the logprobs of exactly the
+        tokens that follow it (`logprob_token_ids`), and reads the prompt from the prefix cache
+        the free phase left (whole blocks only: hence 32-token blocks on CPU). Asking for prompt logprobs
         instead would make vLLM skip the prefix cache and prefill every candidate in full: ten
         candidates a response, ~10x the work (the first vLLM readout was that slow). vLLM builds
         without `logprob_token_ids` take that slower path.
