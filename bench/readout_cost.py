@@ -1,16 +1,17 @@
-"""What the expected and anchored readouts cost on top of sampling, on the same judgments.
+"""What the expected and anchored readouts cost on top of sampling, on the same judgments (vLLM).
 
-    nice -n 5 .venv-vllm/bin/python bench/readout_cost.py --engine vllm --dtype float32 \
-        --data runs/grm/data/hh/heldout.jsonl --n 8 --k 8 --repeats 3
+    nice -n 5 .venv-vllm/bin/python bench/readout_cost.py --dtype float32 \
+        --data runs/grm/data/hh/heldout.jsonl --n 4 --k 4 --repeats 2 [--block-size 128]
 
 N pairs are judged pointwise (each response alone), k judgments of each at the judge's sampling
-temperature, once, untimed beyond the first pass. The judgments and the requests that produced
-them are kept; then `read_expected` reads them again and again, `expected` (each judgment at its
-own score line) and `anchored` (that, plus one reading straight after the prompt per response)
-taking turns; each reading prints its time, the requests and prompt tokens it sent the engine and
-how many of those tokens came from the prefix cache. Last, the median time of each and their ratio. Why: voting@8 under `anchored` took twice the wall time
-of `expected` on the same 128 HH pairs (bench/RESULTS.md, seventh stop), while the anchored
-readout adds only one short reading per response.
+temperature, once. The judgments and the requests that produced them are kept; then
+`read_expected` reads them again and again, `expected` (each judgment at its own score line) and
+`anchored` (that, plus one reading straight after the prompt per response) taking turns. Each
+reading prints its time, the requests and prompt tokens it sent vLLM and how many of those
+tokens came from the prefix cache; last, the median time of each and their ratio. Why:
+voting@8 under `anchored` took twice the wall time of `expected` on the same 128 HH pairs
+(bench/RESULTS.md, seventh stop), while the anchored readout adds only one short reading per
+response.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from copy import deepcopy
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", choices=("transformers", "vllm"), default="vllm")
     ap.add_argument("--model", default="spct-grm-135m")
     ap.add_argument("--data", required=True, help="labelled pairs (JSONL or .jsonl.gz)")
     ap.add_argument("--n", type=int, default=8, help="pairs (default: 8)")
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--enforce-eager", action="store_true")
-    ap.add_argument("--block-size", type=int, default=None, help="vLLM's KV block in tokens (default: the engine's)")
+    ap.add_argument("--block-size", type=int, default=None, help="vLLM's KV block in tokens (default: spct's, 32 on CPU)")
     args = ap.parse_args()
 
     from spct.backends import EngineConfig, load_backend
@@ -43,7 +43,7 @@ def main() -> None:
 
     examples = read_examples(args.data)[0][: args.n]
     options = {"block_size": args.block_size} if args.block_size else {}
-    backend = load_backend(EngineConfig(args.model, args.engine, dtype=args.dtype, enforce_eager=args.enforce_eager),
+    backend = load_backend(EngineConfig(args.model, "vllm", dtype=args.dtype, enforce_eager=args.enforce_eager),
                            **options)
     grm = GenerativeRewardModel(backend, JudgeConfig(k=args.k, policy="pointwise", readout="expected",
                                                      max_new_tokens=args.max_new_tokens))
@@ -79,8 +79,9 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         return row
 
-    print(json.dumps({"bench": "readout_cost", "engine": args.engine, "pairs": len(examples), "k": args.k,
-                      "block_size": backend.llm.llm_engine.vllm_config.cache_config.block_size, "judgments": len(judgments), "parsed": sum(j.ok for j in judgments),
+    block = backend.llm.llm_engine.vllm_config.cache_config.block_size
+    print(json.dumps({"bench": "readout_cost", "engine": "vllm", "pairs": len(examples), "k": args.k, "block_size": block,
+                      "judgments": len(judgments), "parsed": sum(j.ok for j in judgments),
                       "sample_s": round(sample_s, 1)}), flush=True)
     rows = [read(anchored) for _ in range(args.repeats) for anchored in (False, True)]
     med = {name: statistics.median(r["s"] for r in rows if r["readout"] == name) for name in ("expected", "anchored")}

@@ -154,8 +154,8 @@ class VLLMBackend(HFTokenizerMixin, Backend):
         }
         from vllm.platforms import current_platform
 
-        if current_platform.is_cpu():
-            self.engine_args.setdefault("block_size", CPU_BLOCK_TOKENS)
+        if current_platform.is_cpu() and self.engine_args.get("block_size") is None:
+            self.engine_args["block_size"] = CPU_BLOCK_TOKENS
         kv_args, kv_line = self._kv_cache_args(kv_cache_gib, config, path, gguf_file,
                                                workers=tensor_parallel_size * data_parallel_size)
         self.engine_args.update(kv_args)
@@ -188,7 +188,7 @@ class VLLMBackend(HFTokenizerMixin, Backend):
             return plan_kv_cache(
                 bytes_per_token=kv_bytes_per_token(config, element), max_model_len=self.context_length,
                 max_num_seqs=args.get("max_num_seqs") or VLLM_CPU_MAX_NUM_SEQS, available=read_available_memory(),
-                block_tokens=args.get("block_size") or CPU_BLOCK_TOKENS,
+                block_tokens=args["block_size"],  # set in __init__ on CPU, the only place a plan is made
                 weights=weights_in_memory(files, stored_dtype(config), args["dtype"], quantized=bool(gguf_file)))
 
         return choose_kv_cache(
