@@ -17,7 +17,7 @@ request recomputes the tokens after its last whole cached block. A judgment's ex
 readout sends about 11 one-token requests that share all but their last token, and the k
 samples of a prompt share all of it; with 128-token blocks each of them recomputed ~64 tokens
 on average. On a 2-core CPU, 32-token blocks made the anchored readout 4x cheaper and judging
-as a whole 2.8x faster, with the same requests, text and readings (bench/readout_cost.py,
+as a whole 2.7-2.9x faster, with the same requests, text and readings (bench/readout_cost.py,
 bench/vllm_block_size.py, bench/RESULTS.md).
 
 The constrained score line uses vLLM's structured outputs: samples whose last box is not a
